@@ -1,0 +1,136 @@
+"""Load a YAML configuration into :class:`DmoConfig`, once, at the edge.
+
+Validation errors name the file, the line and the field path, and say what is
+allowed, so a user can fix a typo without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from dmo.config.schema import DmoConfig
+from dmo.errors import ConfigError
+
+
+def load_config(path: str | Path) -> DmoConfig:
+    """Parse and validate a YAML config; relative paths resolve against the file's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", where=str(path)) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file: {error.strerror}", where=str(path)) from None
+    return parse_config(text, source=str(path), base_dir=path.parent)
+
+
+def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None) -> DmoConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"not valid YAML: {problem}", where=where) from None
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping with at least a 'domains' list", where=source)
+    if base_dir is not None:
+        data = _resolve_paths(data, base_dir)
+    try:
+        return DmoConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, node, source), where=None) from None
+
+
+def _describe(error: ValidationError, node: yaml.Node | None, source: str) -> str:
+    lines = []
+    for issue in error.errors():
+        loc = tuple(p for p in issue["loc"] if not _is_union_tag(p))
+        field = _dotted(loc) or "<root>"
+        line = _line_of(node, loc)
+        where = f"{source}:{line}" if line else source
+        message = issue["msg"]
+        if issue["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            message = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+        elif issue["type"] == "missing":
+            message = "required field is missing"
+        lines.append(f"{where}: field '{field}': {message}")
+    return "invalid config\n  " + "\n  ".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # Discriminated unions add the tag ("synthetic", "jsonl") to the location.
+    return part in ("synthetic", "jsonl")
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node on the path `loc`."""
+    best = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    best = key.start_mark.line + 1
+                    node = value
+                    break
+            else:
+                return best
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node.start_mark.line + 1
+        else:
+            return best
+    return best
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The field names a mapping at `loc` accepts (walks the pydantic schema)."""
+    model: Any = DmoConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _model_of(annotation: Any) -> Any:
+    from typing import get_args
+
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Make JSONL source paths relative to the config file, not the working directory."""
+    domains = data.get("domains")
+    if isinstance(domains, list):
+        for domain in domains:
+            source = domain.get("source") if isinstance(domain, dict) else None
+            if isinstance(source, dict) and source.get("kind") == "jsonl":
+                for split in ("train", "dev", "test"):
+                    if isinstance(source.get(split), str) and not Path(source[split]).is_absolute():
+                        source[split] = str(base_dir / source[split])
+    return data

@@ -1,0 +1,272 @@
+"""Typed, frozen configuration of a dmo project.
+
+A YAML file is parsed once at the edge (:func:`dmo.config.load_config`) into
+these models; nothing past the CLI passes raw dicts around. Unknown keys are
+refused so a typo fails loudly instead of silently taking a default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SYNTHETIC_KINDS = ("general", "ocr", "counting", "chart")
+DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- project
+
+
+class ProjectSettings(Frozen):
+    name: str = Field("dmo", description="Human-readable project name.")
+    workdir: Path = Field(Path(".dmo"), description="Where data, checkpoints and the SQLite store live.")
+    store_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store; default sqlite:///<workdir>/dmo.sqlite. "
+        "Use postgresql+psycopg://user@host/db on a cluster.",
+    )
+    seed: int = Field(0, ge=0, description="Seed of data generation and of every training run.")
+
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{(self.workdir / 'dmo.sqlite').resolve()}"
+
+
+# --------------------------------------------------------------------------- domains
+
+
+class SplitSizes(Frozen):
+    train: int = Field(2000, ge=1)
+    dev: int = Field(200, ge=1)
+    test: int = Field(200, ge=1)
+
+
+class SyntheticSource(Frozen):
+    kind: Literal["synthetic"] = "synthetic"
+    generator: Literal["general", "ocr", "counting", "chart"]
+
+
+class JsonlSource(Frozen):
+    """A user's domain in the LLaMA-Factory ShareGPT format: one file per split."""
+
+    kind: Literal["jsonl"] = "jsonl"
+    train: Path
+    dev: Path
+    test: Path
+
+
+DomainSource = Annotated[SyntheticSource | JsonlSource, Field(discriminator="kind")]
+
+
+class DomainSettings(Frozen):
+    name: str = Field(description="Lower-case identifier, used in weights, tables and recipes.")
+    source: DomainSource
+    sizes: SplitSizes = SplitSizes()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not DOMAIN_NAME.match(value):
+            raise ValueError("must match [a-z][a-z0-9_]* (at most 32 characters)")
+        return value
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModSettings(Frozen):
+    """The efficiency settings of a Mixture-of-Depths model (p-MoD)."""
+
+    schedule: Literal["prd_shifted_cosine", "constant", "linear", "explicit", "dense"] = (
+        "prd_shifted_cosine"
+    )
+    retention: tuple[float, ...] | None = Field(
+        None, description="Per-layer vision-token retention; only with schedule 'explicit'."
+    )
+    constant: float = Field(0.5, gt=0, le=1, description="Retention of schedule 'constant'.")
+    dense_above: float = Field(0.85, gt=0, le=1, description="Layers above this retention stay dense.")
+    floor: float = Field(0.15, gt=0, le=1, description="Lowest retention a routed layer gets.")
+    tanh_alpha: float = Field(0.2, gt=0, description="TanhNorm scale α in g = α·tanh(r) + β.")
+    tanh_beta: float = Field(1.0, description="TanhNorm offset β.")
+
+    @model_validator(mode="after")
+    def _explicit_needs_retention(self) -> ModSettings:
+        if (self.schedule == "explicit") != (self.retention is not None):
+            raise ValueError("'retention' is given exactly when schedule is 'explicit'")
+        if self.retention is not None and not all(0 < r <= 1 for r in self.retention):
+            raise ValueError("every retention must lie in (0, 1]")
+        return self
+
+
+class ModelSettings(Frozen):
+    """A tiny LLaVA-shaped MoD MLLM, built from config (nothing is downloaded)."""
+
+    image_size: int = Field(32, ge=8)
+    patch_size: int = Field(4, ge=1)
+    vision_hidden_size: int = Field(64, ge=8)
+    vision_layers: int = Field(2, ge=1)
+    vision_heads: int = Field(4, ge=1)
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(8, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(344, ge=8)
+    max_position_embeddings: int = Field(256, ge=16)
+    rope_theta: float = Field(10000.0, gt=0)
+    mod: ModSettings = ModSettings()
+
+    @model_validator(mode="after")
+    def _shapes_divide(self) -> ModelSettings:
+        if self.image_size % self.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        if self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size must be a multiple of num_heads")
+        if self.vision_hidden_size % self.vision_heads:
+            raise ValueError("vision_hidden_size must be a multiple of vision_heads")
+        if self.mod.retention is not None and len(self.mod.retention) != self.num_layers:
+            raise ValueError("mod.retention needs one value per decoder layer (num_layers)")
+        return self
+
+    @property
+    def num_image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+class TokenizerSettings(Frozen):
+    vocab_size: int = Field(384, ge=64, description="BPE vocabulary size trained on the domains' text.")
+
+
+# --------------------------------------------------------------------------- training
+
+
+class LoraSettings(Frozen):
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainingSettings(Frozen):
+    """One stage of the one training loop (base, expert or mixture)."""
+
+    steps: int = Field(ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(gt=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Cosine decays to lr·min_lr_ratio.")
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    finetune: Literal["full", "lora"] = "full"
+    lora: LoraSettings = LoraSettings()
+    freeze_vision: bool = Field(True, description="Keep the vision tower frozen (base training ignores it).")
+    checkpoint_every: int = Field(0, ge=0, description="Steps between resumable checkpoints; 0 = at the end only.")
+
+    @property
+    def sample_budget(self) -> int:
+        """Samples seen by one run: the budget N shared by experts and mixture models."""
+        return self.steps * self.batch_size
+
+
+class TrainingStages(Frozen):
+    base: TrainingSettings = TrainingSettings(steps=600, lr=3e-3, freeze_vision=False)
+    expert: TrainingSettings = TrainingSettings(steps=300, lr=1e-3)
+    mixture: TrainingSettings | None = Field(
+        None, description="Mixture-model SFT; defaults to the expert stage (same budget and schedule)."
+    )
+    threads: int = Field(1, ge=1, description="torch threads per training task.")
+
+    def mixture_stage(self) -> TrainingSettings:
+        return self.mixture or self.expert
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class EvaluationSettings(Frozen):
+    score: Literal["exact_match", "likelihood"] = Field(
+        "exact_match", description="Per-benchmark score in points (0-100) that searches optimise."
+    )
+    max_new_tokens: int = Field(8, ge=1)
+    batch_size: int = Field(128, ge=1)
+    dev_limit: int | None = Field(None, ge=1, description="Use only the first n dev samples per domain.")
+
+
+# --------------------------------------------------------------------------- search
+
+
+class ObjectiveSettings(Frozen):
+    kind: Literal["mean", "weighted", "worst", "multi"] = "mean"
+    weights: dict[str, float] | None = Field(None, description="Benchmark weights of kind 'weighted'.")
+
+    @model_validator(mode="after")
+    def _weights_only_when_weighted(self) -> ObjectiveSettings:
+        if (self.kind == "weighted") != (self.weights is not None):
+            raise ValueError("'weights' is given exactly when kind is 'weighted'")
+        return self
+
+
+class MergeSettings(Frozen):
+    method: str = Field("task_arithmetic", description="A name from dmo.merging's registry.")
+    params: dict[str, float] = Field(default_factory=dict, description="Method parameters, e.g. lambda.")
+    exclude: tuple[str, ...] = Field(("model.vision_tower.*",), description="Parameters that keep base values.")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+class PruningSettings(Frozen):
+    enabled: bool = False
+    subset: int = Field(32, ge=1, description="Dev samples per benchmark scored before the full set.")
+
+
+class SearchSettings(Frozen):
+    sampler: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid"] = "tpe"
+    trials: int = Field(40, ge=1)
+    seed: int = Field(0, ge=0)
+    evaluators: int = Field(2, ge=1, description="Proxy evaluators = trials in flight at once.")
+    warm_start: tuple[Literal["uniform", "grid"], ...] = ("uniform",)
+    objective: ObjectiveSettings = ObjectiveSettings()
+    merge: MergeSettings = MergeSettings()
+    pruning: PruningSettings = PruningSettings()
+    heartbeat_s: int = Field(30, ge=1, description="RUNNING trials silent this long are failed and retried.")
+
+
+class RaySettings(Frozen):
+    address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray; None = all.")
+
+
+# --------------------------------------------------------------------------- root
+
+
+class DmoConfig(Frozen):
+    project: ProjectSettings = ProjectSettings()
+    domains: tuple[DomainSettings, ...] = Field(min_length=1)
+    model: ModelSettings = ModelSettings()
+    tokenizer: TokenizerSettings = TokenizerSettings()
+    training: TrainingStages = TrainingStages()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    search: SearchSettings = SearchSettings()
+    ray: RaySettings = RaySettings()
+
+    @model_validator(mode="after")
+    def _domains_unique(self) -> DmoConfig:
+        names = [d.name for d in self.domains]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate domain names: {', '.join(duplicates)}")
+        weights = self.search.objective.weights
+        if weights is not None:
+            unknown = sorted(set(weights) - set(names))
+            if unknown:
+                raise ValueError(f"search.objective.weights names unknown domains: {', '.join(unknown)}")
+        return self
+
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.domains)

@@ -1,0 +1,158 @@
+"""Four procedural multimodal domains, small mirrors of the reference study's.
+
+Each generator draws one 32×32 image with NumPy and asks one question with a
+short answer. The answer always depends on the image: the questions are built
+so that the text alone leaves several answers equally likely (see
+tests/data/test_synthetic.py for the text-only baseline check).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from dmo.data import draw
+from dmo.data.sample import SPLITS, Sample
+from dmo.errors import DataError
+
+CANVAS = 32
+Generated = tuple[np.ndarray, str, str]  # image (CANVAS, CANVAS, 3) uint8, question, answer
+Generator = Callable[[np.random.Generator], Generated]
+
+
+def general_vqa(rng: np.random.Generator) -> Generated:
+    """Attributes and positions of two coloured shapes (general VQA)."""
+    colors = rng.choice(list(draw.COLORS), size=2, replace=False)
+    kinds = rng.choice(draw.SHAPES, size=2, replace=False)
+    image = draw.blank(CANVAS)
+    sides = ("left", "right") if rng.random() < 0.5 else ("right", "left")
+    for color, kind, side in zip(colors, kinds, sides):
+        size = int(rng.integers(9, 13))
+        left = int(rng.integers(0, CANVAS // 2 - size + 1)) + (CANVAS // 2 if side == "right" else 0)
+        top = int(rng.integers(0, CANVAS - size + 1))
+        draw.paint(image, draw.shape_mask(kind, size), top, left, draw.COLORS[color])
+    target = int(rng.integers(0, 2))
+    template = int(rng.integers(0, 3))
+    if template == 0:
+        return image, f"what color is the {kinds[target]}?", str(colors[target])
+    if template == 1:
+        return image, f"which shape is {colors[target]}?", str(kinds[target])
+    return image, f"is the {colors[target]} shape left or right?", sides[target]
+
+
+def counting(rng: np.random.Generator) -> Generated:
+    """How many objects of one kind, among distractors of another kind."""
+    kind, distractor = rng.choice(draw.SHAPES, size=2, replace=False)
+    count = int(rng.integers(1, 7))
+    n_distractors = int(rng.integers(0, 4))
+    cells = rng.choice(16, size=count + n_distractors, replace=False)
+    image = draw.blank(CANVAS)
+    for i, cell in enumerate(cells):
+        row, col = divmod(int(cell), 4)
+        shape = kind if i < count else distractor
+        color = draw.COLORS[str(rng.choice(list(draw.COLORS)))]
+        top, left = row * 8 + int(rng.integers(0, 2)), col * 8 + int(rng.integers(0, 2))
+        draw.paint(image, draw.shape_mask(str(shape), 6), top, left, color)
+    return image, f"how many {kind}s are there?", str(count)
+
+
+def ocr(rng: np.random.Generator) -> Generated:
+    """Read a three-digit number rendered at a random place."""
+    text = "".join(rng.choice(draw.GLYPHS, size=3))
+    scale = 2
+    image = draw.blank(CANVAS, background=tuple(int(v) for v in rng.integers(215, 256, size=3)))
+    left = int(rng.integers(0, CANVAS - draw.text_width(text, scale) + 1))
+    top = int(rng.integers(0, CANVAS - 5 * scale + 1))
+    color = tuple(int(v) for v in rng.integers(0, 90, size=3))
+    draw.write(image, text, top, left, scale, color)
+    return image, "what number is written?", text
+
+
+def chart(rng: np.random.Generator) -> Generated:
+    """Read a bar chart: which bar is the tallest, or the value of one bar."""
+    colors = rng.choice(list(draw.COLORS), size=4, replace=False)
+    values = rng.choice(np.arange(1, 9), size=4, replace=False)  # distinct: a unique tallest bar
+    image = draw.blank(CANVAS)
+    image[30, 1:31] = (0, 0, 0)  # x axis
+    for i, (color, value) in enumerate(zip(colors, values)):
+        height = 3 * int(value)
+        left = 2 + i * 7
+        image[30 - height : 30, left : left + 5] = draw.COLORS[str(color)]
+    if rng.random() < 0.5:
+        return image, "which bar is the tallest?", str(colors[int(np.argmax(values))])
+    target = int(rng.integers(0, 4))
+    return image, f"what is the value of the {colors[target]} bar?", str(int(values[target]))
+
+
+GENERATORS: dict[str, Generator] = {
+    "general": general_vqa,
+    "ocr": ocr,
+    "counting": counting,
+    "chart": chart,
+}
+
+
+def get_generator(kind: str) -> Generator:
+    try:
+        return GENERATORS[kind]
+    except KeyError:
+        raise DataError(f"unknown synthetic generator {kind!r}; known: {', '.join(GENERATORS)}") from None
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    if size == CANVAS:
+        return image
+    if size % CANVAS == 0:
+        factor = size // CANVAS
+        return image.repeat(factor, axis=0).repeat(factor, axis=1)
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.NEAREST))
+
+
+def generate_splits(
+    kind: str, *, domain: str, sizes: dict[str, int], seed: int, image_size: int = CANVAS
+) -> dict[str, tuple[Sample, ...]]:
+    """Deterministic, pairwise disjoint train/dev/test splits of one synthetic domain.
+
+    Each split has its own random stream (seed, domain, split), so growing the
+    train split never changes dev or test; a sample equal to one in an earlier
+    split is drawn again, so no test sample is ever seen in training.
+    """
+    generator = get_generator(kind)
+    seen: set[bytes] = set()
+    out: dict[str, tuple[Sample, ...]] = {}
+    for split_index, split in enumerate(SPLITS):
+        rng = np.random.default_rng([seed, _stable_int(domain), split_index])
+        samples: list[Sample] = []
+        keys: set[bytes] = set()
+        attempts = 0
+        while len(samples) < sizes.get(split, 0):
+            attempts += 1
+            if attempts > 50 * sizes.get(split, 0) + 1000:
+                raise DataError(
+                    f"generator {kind!r} cannot produce {sizes.get(split, 0)} distinct {split} samples",
+                    where=f"domain {domain}",
+                    hint="ask for fewer samples",
+                )
+            image, question, answer = generator(rng)
+            sample = Sample(
+                uid=f"{domain}-{split}-{len(samples):06d}",
+                domain=domain,
+                image=_resize(image, image_size),
+                question=question,
+                answer=answer,
+            )
+            key = sample.content_key()
+            if key in seen:
+                continue
+            keys.add(key)
+            samples.append(sample)
+        seen |= keys
+        out[split] = tuple(samples)
+    return out

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dmo.config import load_config, parse_config
+from dmo.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def test_configs_folder_is_not_empty():
+    assert SHIPPED, "configs/ ships at least the demo config"
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path: Path):
+    config = load_config(path)
+    assert config.domains
+
+
+def test_demo_config_has_the_four_reference_domains():
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert config.domain_names == ("general", "ocr", "counting", "chart")
+
+
+def _demo_text() -> str:
+    return (REPO / "configs" / "demo.yaml").read_text()
+
+
+def test_typo_names_file_line_and_field():
+    text = _demo_text()
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "hidden_size: 128" in l)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text.replace("hidden_size: 128", "hiden_size: 128"), source="demo.yaml")
+    message = caught.value.render()
+    assert f"demo.yaml:{line}" in message
+    assert "model.hiden_size" in message
+    assert "allowed here" in message and "hidden_size" in message
+
+
+def test_bad_enum_value_names_nested_field():
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_demo_text().replace("generator: ocr", "generator: ocrr"), source="x.yaml")
+    assert "domains[1].source.generator" in caught.value.render()
+
+
+def test_duplicate_domain_refused():
+    text = _demo_text().replace("name: ocr", "name: general")
+    with pytest.raises(ConfigError, match="duplicate domain names: general"):
+        parse_config(text)
+
+
+def test_invalid_yaml_names_line():
+    with pytest.raises(ConfigError, match=r"x.yaml:3: not valid YAML"):
+        parse_config("domains:\n  - name: a\n   bad: [\n", source="x.yaml")
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_configs_are_frozen():
+    config = load_config(REPO / "configs" / "demo.yaml")
+    with pytest.raises(Exception):
+        config.search.trials = 3  # type: ignore[misc]
+
+
+def test_explicit_retention_needs_one_value_per_layer():
+    text = _demo_text().replace(
+        "mod: {schedule: prd_shifted_cosine}", "mod: {schedule: explicit, retention: [1.0, 0.5]}"
+    )
+    with pytest.raises(ConfigError, match="one value per decoder layer"):
+        parse_config(text)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from dmo.config import load_config
+from dmo.data import generate_splits, read_jsonl, write_domains, write_jsonl
+from dmo.data.domains import load_domains
+from dmo.errors import DataError
+
+
+@pytest.fixture()
+def samples():
+    return generate_splits("ocr", domain="ocr", sizes={"train": 20, "dev": 5, "test": 5}, seed=0)["train"]
+
+
+def test_round_trip_gives_identical_samples(tmp_path, samples):
+    path = tmp_path / "ocr" / "train.jsonl"
+    assert write_jsonl(samples, path, image_dir="images/train") == len(samples)
+    assert read_jsonl(path, domain="ocr") == samples
+
+
+def test_written_records_are_llamafactory_sharegpt(tmp_path, samples):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(samples[:1], path, image_dir="img")
+    record = json.loads(path.read_text().splitlines()[0])
+    assert [m["role"] for m in record["messages"]] == ["user", "assistant"]
+    assert record["messages"][0]["content"].startswith("<image>")
+    assert (tmp_path / record["images"][0]).is_file()
+
+
+def test_malformed_line_names_the_line_number(tmp_path, samples):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(samples[:3], path, image_dir="img")
+    lines = path.read_text().splitlines()
+    lines.insert(2, '{"messages": [')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"train\.jsonl:3: malformed JSON"):
+        read_jsonl(path, domain="ocr")
+
+
+def test_missing_image_names_the_path(tmp_path, samples):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(samples[:2], path, image_dir="img")
+    missing = tmp_path / "img" / f"{samples[1].uid}.png"
+    missing.unlink()
+    with pytest.raises(DataError) as caught:
+        read_jsonl(path, domain="ocr")
+    assert str(missing) in caught.value.render() and "train.jsonl:2" in caught.value.render()
+
+
+def test_undecodable_image_is_refused(tmp_path, samples):
+    path = tmp_path / "train.jsonl"
+    write_jsonl(samples[:1], path, image_dir="img")
+    (tmp_path / "img" / f"{samples[0].uid}.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot decode image"):
+        read_jsonl(path, domain="ocr")
+
+
+def test_user_images_are_resized_to_the_model(tmp_path, samples):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(big)
+    record = {"messages": [{"role": "user", "content": "<image>what?"}, {"role": "assistant", "content": "x"}], "images": ["big.png"]}
+    path = tmp_path / "user.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    (sample,) = read_jsonl(path, domain="mine", image_size=32)
+    assert sample.image.shape == (32, 32, 3) and sample.question == "what?"
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"messages": [{"role": "user", "content": "what?"}, {"role": "assistant", "content": "x"}], "images": ["a.png"]}, "placeholder"),
+        ({"messages": [{"role": "user", "content": "<image>q"}], "images": ["a.png"]}, "messages"),
+        ({"messages": [{"role": "user", "content": "<image>q"}, {"role": "assistant", "content": "x"}]}, "images"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_structural_problems_are_named(tmp_path, record, message):
+    path = tmp_path / "user.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=message):
+        read_jsonl(path, domain="mine")
+
+
+def test_empty_domain_file_is_refused(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    with pytest.raises(DataError, match="no samples"):
+        read_jsonl(path, domain="mine")
+
+
+def test_generated_folder_loads_back_as_jsonl_domains(tmp_path, repo_root):
+    config = load_config(repo_root / "configs" / "demo.yaml")
+    small = config.model_copy(update={"domains": tuple(
+        d.model_copy(update={"sizes": d.sizes.model_copy(update={"train": 8, "dev": 4, "test": 4})}) for d in config.domains
+    )})
+    domains = load_domains(small)
+    info = write_domains(domains, tmp_path)
+    assert set(info) == {f"{d}_{s}" for d in domains for s in ("train", "dev", "test")}
+    for name, data in domains.items():
+        assert read_jsonl(tmp_path / name / "test.jsonl", domain=name) == data.test

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from dmo.data import GENERATORS, generate_splits
+
+SIZES = {"train": 600, "dev": 150, "test": 150}
+
+
+@pytest.fixture(scope="module", params=sorted(GENERATORS))
+def splits(request):
+    return request.param, generate_splits(request.param, domain=request.param, sizes=SIZES, seed=7)
+
+
+def test_same_seed_same_samples(splits):
+    kind, first = splits
+    again = generate_splits(kind, domain=kind, sizes=SIZES, seed=7)
+    assert all(a == b for split in SIZES for a, b in zip(first[split], again[split], strict=True))
+
+
+def test_other_seed_other_samples(splits):
+    kind, first = splits
+    other = generate_splits(kind, domain=kind, sizes=SIZES, seed=8)
+    assert sum(a == b for a, b in zip(first["train"], other["train"])) < 5
+
+
+def test_splits_are_disjoint(splits):
+    _, data = splits
+    keys = {split: {s.content_key() for s in data[split]} for split in SIZES}
+    assert not keys["train"] & keys["dev"]
+    assert not keys["train"] & keys["test"]
+    assert not keys["dev"] & keys["test"]
+
+
+def test_sizes_and_images(splits):
+    _, data = splits
+    for split, n in SIZES.items():
+        assert len(data[split]) == n
+        assert data[split][0].image.shape == (32, 32, 3)
+        assert data[split][0].image.dtype == np.uint8
+
+
+def test_text_alone_does_not_solve_the_domain(splits):
+    """Best text-only predictor (majority answer per question, fitted on train) stays weak on test."""
+    _, data = splits
+    answers_by_question = defaultdict(Counter)
+    for sample in data["train"]:
+        answers_by_question[sample.question][sample.answer] += 1
+    hits = sum(
+        answers_by_question[s.question].most_common(1)[0][0] == s.answer
+        for s in data["test"]
+        if s.question in answers_by_question
+    )
+    assert hits / len(data["test"]) < 0.4
+
+
+def test_answers_depend_on_the_image(splits):
+    """The same question gets several different answers: the image decides."""
+    _, data = splits
+    answers = defaultdict(set)
+    for sample in data["train"]:
+        answers[sample.question].add(sample.answer)
+    assert np.mean([len(a) > 1 for a in answers.values()]) > 0.9
+
+
+def test_domains_are_distinguishable():
+    by_domain = {
+        kind: {s.question for s in generate_splits(kind, domain=kind, sizes=SIZES, seed=1)["train"]}
+        for kind in GENERATORS
+    }
+    kinds = sorted(by_domain)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            assert not by_domain[a] & by_domain[b], f"{a} and {b} share question texts"
+
+
+def test_growing_train_keeps_dev_and_test():
+    small = generate_splits("chart", domain="chart", sizes=SIZES, seed=3)
+    larger = generate_splits("chart", domain="chart", sizes={**SIZES, "train": 900}, seed=3)
+    assert all(a == b for a, b in zip(small["test"], larger["test"], strict=True))
