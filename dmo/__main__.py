@@ -1,0 +1,3 @@
+from dmo.cli.main import main
+
+main()

@@ -1,0 +1,36 @@
+"""`dmo export`: a searched mixture as a recipe for the full SFT run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dmo.cli.common import console, open_store
+from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
+from dmo.config import load_config
+
+
+def export(
+    search_id: Annotated[int, typer.Argument(metavar="SEARCH_ID")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="llamafactory | json | mergekit | jsonl")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Recipe file to write.")],
+    budget: Annotated[int | None, typer.Option(min=1, help="Samples of the full run (default: the expert budget).")] = None,
+    trial: Annotated[int | None, typer.Option(help="Trial number (default: the best).")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    store_url: Annotated[str | None, typer.Option("--store-url")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the best mixture of a search as a LLaMA-Factory, JSON, mergekit or JSONL recipe."""
+    from dmo.recipes import export_recipe
+
+    settings = load_config(config)
+    store = open_store(settings, store_url)
+    n = budget or settings.training.mixture_stage().sample_budget
+    path = export_recipe(store, search_id, fmt=fmt, budget=n, out=out, config=settings, trial_number=trial, force=force)
+    if as_json:
+        print_json({"search_id": search_id, "format": fmt, "path": str(path), "budget": n})
+    else:
+        console.print(f"wrote {fmt} recipe to {path}")

@@ -1,0 +1,110 @@
+"""`dmo train ...` and `dmo eval`: the one training loop and the benchmarks, in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dmo.cli.common import console, experts_table, open_store
+from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
+from dmo.config import load_config
+from dmo.errors import DmoError
+
+app = typer.Typer(no_args_is_help=True)
+StoreUrl = Annotated[str | None, typer.Option("--store-url", help="Store URL; default the config's.")]
+
+
+def _base(config, store):
+    from dmo.training.jobs import base_spec, ensure_model
+
+    return ensure_model(config, store, base_spec(config))
+
+
+def _show(model, as_json: bool) -> None:
+    if as_json:
+        print_json({"id": model.id, "kind": model.kind, "domain": model.domain, "checkpoint": model.checkpoint_uri,
+                    "sha256": model.checkpoint_sha256, "metrics": model.metrics, "efficiency": model.efficiency})
+    else:
+        console.print(experts_table([model], title=f"{model.kind} model {model.id}: {model.checkpoint_uri}"))
+
+
+@app.command("base")
+def base(config: ConfigOption = DEFAULT_CONFIG, store_url: StoreUrl = None, as_json: JsonFlag = False) -> None:
+    """Train (or reuse) the base model on all domains with uniform weights."""
+    settings = load_config(config)
+    _show(_base(settings, open_store(settings, store_url)), as_json)
+
+
+@app.command("expert")
+def expert(
+    domain: Annotated[str, typer.Argument(help="A configured domain.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    store_url: StoreUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train (or reuse) one domain's expert from the base."""
+    from dmo.training.jobs import ensure_model, expert_spec
+
+    settings = load_config(config)
+    if domain not in settings.domain_names:
+        raise DmoError(f"unknown domain {domain!r}", where="DOMAIN", hint=f"configured: {', '.join(settings.domain_names)}")
+    store = open_store(settings, store_url)
+    _show(ensure_model(settings, store, expert_spec(settings, domain), base=_base(settings, store)), as_json)
+
+
+@app.command("mixture")
+def mixture(
+    weights: Annotated[str, typer.Option("--weights", help="Comma-separated, one per domain, summing to 1.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    normalize: Annotated[bool, typer.Option("--normalize", help="Rescale weights that do not sum to 1.")] = False,
+    store_url: StoreUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train (or reuse) a mixture-SFT model: same base, budget and schedule as the experts."""
+    from dmo.search.simplex import validate_weights
+    from dmo.training.jobs import ensure_model, mixture_spec
+
+    settings = load_config(config)
+    values = validate_weights(_floats(weights), list(settings.domain_names), normalize=normalize, where="--weights")
+    store = open_store(settings, store_url)
+    _show(ensure_model(settings, store, mixture_spec(settings, tuple(values)), base=_base(settings, store)), as_json)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise DmoError(f"weights must be comma-separated numbers, got {text!r}", where="--weights") from None
+
+
+def evaluate_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint directory.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    split: Annotated[str, typer.Option(help="dev | test")] = "dev",
+    limit: Annotated[int | None, typer.Option(min=1, help="Samples per benchmark.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score a checkpoint on every domain's benchmark (exact match and likelihood)."""
+    from rich.table import Table
+
+    from dmo.data.prepared import prepare_data
+    from dmo.evaluation import benchmarks_for, evaluate
+    from dmo.models.checkpoint import load_checkpoint
+
+    settings = load_config(config)
+    model = load_checkpoint(checkpoint)
+    data = prepare_data(settings)
+    result = evaluate(model, data, benchmarks_for(data.names, split), max_new_tokens=settings.evaluation.max_new_tokens,
+                      batch_size=settings.evaluation.batch_size, limit=limit)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table = Table(title=f"{checkpoint} on {split}")
+    for column in ("benchmark", "exact match", "likelihood", "samples"):
+        table.add_column(column, justify="right")
+    for name, score in result.benchmarks.items():
+        table.add_row(name, f"{score.exact_match:.1f}", f"{score.likelihood:.1f}", str(score.samples))
+    table.add_row("[bold]average[/]", f"{result.average('exact_match'):.1f}", f"{result.average('likelihood'):.1f}", "")
+    console.print(table)

@@ -1,0 +1,114 @@
+"""Proxy evaluation: the inner loop of every search, without Ray.
+
+A `ProxyEvaluator` loads the task-vector bank, the data and one model once;
+each call writes θ(w) into that same model in memory (one pass over the
+bank) and scores it on dev benchmarks. Nothing touches the disk per trial.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dmo.config.schema import DmoConfig
+from dmo.data.prepared import PreparedData, prepare_data
+from dmo.errors import SearchError
+from dmo.evaluation import benchmarks_for, evaluate
+from dmo.merging import TaskVectorBank
+from dmo.merging.methods import get_method
+from dmo.models.checkpoint import load_checkpoint
+
+SEARCH_SPLIT = "dev"  # searches never see test splits
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    scores: dict[str, dict[str, float]]  # metric -> benchmark -> points
+    samples: int
+    merge_seconds: float
+    eval_seconds: float
+    routing: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ProxySource:
+    """Where a proxy's parts come from: picklable, so Ray actors can be built from it."""
+
+    config: DmoConfig
+    base_checkpoint: Path
+    expert_checkpoints: tuple[Path, ...]  # in domain order
+    threads: int = 1
+
+
+class ProxyEvaluator:
+    def __init__(self, source: ProxySource, *, data: PreparedData | None = None):
+        torch.set_num_threads(source.threads)
+        config = source.config
+        if len(source.expert_checkpoints) != len(config.domains):
+            raise SearchError(
+                f"{len(source.expert_checkpoints)} experts for {len(config.domains)} domains",
+                hint="train one expert per configured domain first",
+            )
+        self.config = config
+        self.data = data or prepare_data(config)
+        merge = config.search.merge
+        self.method = get_method(merge.method, merge.params)
+        self.bank = TaskVectorBank.from_checkpoints(
+            source.base_checkpoint,
+            source.expert_checkpoints,
+            exclude=merge.exclude,
+            storage_dtype=torch.bfloat16 if merge.dtype == "bfloat16" else torch.float32,
+        )
+        self.model = load_checkpoint(source.base_checkpoint).float().eval()
+        self.bank.bind(self.model)
+        self.benchmarks = benchmarks_for(self.data.names, SEARCH_SPLIT)
+
+    def evaluate(self, weights: Sequence[float], *, limit: int | None = None) -> ProxyResult:
+        started = time.perf_counter()
+        self.bank.load_into(self.model, list(weights), self.method)
+        merged = time.perf_counter()
+        evaluation = self.config.evaluation
+        result = evaluate(
+            self.model,
+            self.data,
+            self.benchmarks,
+            max_new_tokens=evaluation.max_new_tokens,
+            batch_size=evaluation.batch_size,
+            limit=limit if limit is not None else evaluation.dev_limit,
+        )
+        done = time.perf_counter()
+        return ProxyResult(
+            scores={metric: result.scores(metric) for metric in ("exact_match", "likelihood")},
+            samples=sum(score.samples for score in result.benchmarks.values()),
+            merge_seconds=merged - started,
+            eval_seconds=done - merged,
+            routing=self._routing_summary(),
+        )
+
+    def _routing_summary(self) -> dict[str, float]:
+        """Mean TanhNorm gate of each routed layer on one dev batch: top-k is discontinuous
+        in the router, so a proxy whose gates drift far from its experts' is worth a look."""
+        from dmo.data.encoding import training_batch
+
+        split = self.data.encoded(self.data.names[0], SEARCH_SPLIT)
+        batch = training_batch(split, list(range(min(16, len(split)))), self.data.token_ids.pad)
+        with torch.no_grad():
+            output = self.model(
+                input_ids=batch["input_ids"],
+                pixel_values=batch["pixel_values"],
+                attention_mask=batch["attention_mask"],
+                output_routing=True,
+            )
+        routing = getattr(output, "routing", None) or []
+        summary = {}
+        for index, layer in enumerate(routing):
+            if layer is None:
+                continue
+            gate = layer.get("mean_gate") if isinstance(layer, dict) else getattr(layer, "mean_gate", None)
+            if gate is not None:
+                summary[f"layer{index}_mean_gate"] = float(gate)
+        return summary

@@ -1,0 +1,170 @@
+"""Train-or-reuse a base, expert or mixture model, recorded in the store.
+
+A model's cache key hashes everything that determines its weights (data,
+tokenizer, model and training settings, seed, initial checkpoint), so asking
+for the same expert twice is a store lookup, and a retried task that finds
+its own running row resumes from the checkpoint the loop left behind.
+This module runs without Ray; `workers/training.py` only wraps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmo.config.schema import DmoConfig, TrainingSettings
+from dmo.data.prepared import PreparedData, prepare_data
+from dmo.evaluation import benchmarks_for, evaluate
+from dmo.models.checkpoint import checkpoint_sha256, load_checkpoint
+from dmo.models.configuration_mod_mllm import ModMLLMConfig
+from dmo.models.efficiency import efficiency_vs_dense
+from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
+from dmo.training.loop import TrainingRun, train
+from storage import ModelRecord, Store
+
+TYPICAL_TEXT_TOKENS = 16  # question + answer + specials of the synthetic domains
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to train: `kind` and the data mixture over the project's domains."""
+
+    kind: str  # "base" | "expert" | "mixture"
+    weights: tuple[float, ...]
+    domain: str | None = None  # experts only
+
+    @property
+    def name(self) -> str:
+        if self.kind == "expert":
+            return f"expert-{self.domain}"
+        if self.kind == "mixture":
+            return "mixture-" + "-".join(f"{w:.3f}" for w in self.weights)
+        return "base"
+
+
+def base_spec(config: DmoConfig) -> ModelSpec:
+    k = len(config.domains)
+    return ModelSpec(kind="base", weights=tuple(1.0 / k for _ in range(k)))
+
+
+def expert_spec(config: DmoConfig, domain: str) -> ModelSpec:
+    names = config.domain_names
+    return ModelSpec(kind="expert", weights=tuple(float(n == domain) for n in names), domain=domain)
+
+
+def mixture_spec(config: DmoConfig, weights: tuple[float, ...]) -> ModelSpec:
+    return ModelSpec(kind="mixture", weights=tuple(float(w) for w in weights))
+
+
+def stage_settings(config: DmoConfig, kind: str) -> TrainingSettings:
+    stages = config.training
+    return {"base": stages.base, "expert": stages.expert, "mixture": stages.mixture_stage()}[kind]
+
+
+def cache_key(config: DmoConfig, spec: ModelSpec, data: PreparedData, init_sha256: str | None) -> str:
+    payload = {
+        "format": 1,
+        "kind": spec.kind,
+        "weights": [round(w, 12) for w in spec.weights],
+        "data": data.fingerprint(),
+        "model": config.model.model_dump(mode="json"),
+        "training": stage_settings(config, spec.kind).model_dump(mode="json"),
+        "seed": config.project.seed,
+        "init": init_sha256,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def efficiency_settings(model_config: ModMLLMConfig) -> dict:
+    report = efficiency_vs_dense(model_config, n_text=TYPICAL_TEXT_TOKENS, n_vis=model_config.num_image_tokens)
+    return {
+        **model_config.mod_settings(),
+        "flops_ratio": report.flops_ratio,
+        "kv_ratio": report.kv_ratio,
+        "n_text": TYPICAL_TEXT_TOKENS,
+        "n_vis": model_config.num_image_tokens,
+    }
+
+
+def initial_model(config: DmoConfig, data: PreparedData, init: Path | None, seed: int) -> ModMLLMForCausalLM:
+    if init is not None:
+        return load_checkpoint(init)
+    import torch
+
+    torch.manual_seed(seed)
+    ids = data.token_ids
+    model_config = ModMLLMConfig.from_settings(
+        config.model,
+        vocab_size=len(data.tokenizer),
+        image_token_id=ids.image,
+        pad_token_id=ids.pad,
+        bos_token_id=ids.bos,
+        eos_token_id=ids.eos,
+    )
+    return ModMLLMForCausalLM(model_config)
+
+
+def ensure_model(
+    config: DmoConfig,
+    store: Store,
+    spec: ModelSpec,
+    *,
+    base: ModelRecord | None = None,
+    data: PreparedData | None = None,
+    show_progress: bool = True,
+) -> ModelRecord:
+    """The finished model for `spec`: from the store when cached, else trained now."""
+    data = data or prepare_data(config)
+    if spec.kind != "base" and base is None:
+        raise ValueError(f"a {spec.kind} model starts from a base model")
+    init = Path(base.checkpoint_uri) if base is not None else None
+    key = cache_key(config, spec, data, base.checkpoint_sha256 if base is not None else None)
+    cached = store.find_model(key)
+    if cached is not None and cached.checkpoint_uri and Path(cached.checkpoint_uri).is_dir():
+        if checkpoint_sha256(Path(cached.checkpoint_uri)) == cached.checkpoint_sha256:
+            return cached
+
+    model = initial_model(config, data, init, seed=config.project.seed)
+    settings = stage_settings(config, spec.kind)
+    record = store.start_model(
+        kind=spec.kind,
+        config_hash=key,
+        domain=spec.domain,
+        base_id=base.id if base is not None else None,
+        training={"settings": settings.model_dump(mode="json"), "weights": dict(zip(data.names, spec.weights)), "seed": config.project.seed},
+        finetune=settings.finetune,
+        efficiency=efficiency_settings(model.config),
+    )
+    out_dir = config.project.workdir / "models" / f"{spec.name}-{key[:12]}"
+    started = time.perf_counter()
+    try:
+        run = TrainingRun(name=spec.name, weights=spec.weights, settings=settings, seed=config.project.seed, threads=config.training.threads)
+        result = train(run, model, data, out_dir, show_progress=show_progress)
+        trained = load_checkpoint(out_dir)
+        dev = evaluate(
+            trained,
+            data,
+            benchmarks_for(data.names, "dev"),
+            max_new_tokens=config.evaluation.max_new_tokens,
+            batch_size=config.evaluation.batch_size,
+            limit=config.evaluation.dev_limit,
+        )
+    except BaseException as error:
+        store.fail_model(record.id, f"{type(error).__name__}: {error}")
+        raise
+    return store.finish_model(
+        record.id,
+        checkpoint_uri=str(out_dir.resolve()),
+        checkpoint_sha256=result.sha256,
+        metrics={
+            "final_loss": result.final_loss,
+            "train_seconds": result.seconds,
+            "samples_per_second": result.samples_per_second,
+            "resumed_from_step": result.resumed_from_step,
+            "dev": dev.to_dict(),
+        },
+        duration_s=time.perf_counter() - started,
+    )

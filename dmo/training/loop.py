@@ -1,0 +1,186 @@
+"""The one training loop. Base, experts and mixture models differ only in data.
+
+A run trains on a per-sample stream with domain probabilities `weights`
+(uniform for the base, one-hot for an expert, `w` for a mixture model):
+AdamW, linear warmup + cosine decay, gradient clipping, seeded; full
+fine-tuning or LoRA (folded before saving); the vision tower frozen unless
+the settings say otherwise. Resumable state is saved every
+`checkpoint_every` steps; the final checkpoint is written atomically with a
+sha256 manifest, so an interrupted run never leaves a checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from dmo.config.schema import TrainingSettings
+from dmo.data.encoding import EncodedSplit, training_batch
+from dmo.data.mixture import MixtureStream, check_weights
+from dmo.data.prepared import PreparedData
+from dmo.models.checkpoint import save_checkpoint
+from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
+from dmo.training.lora import add_lora, fold_lora
+from dmo.training.resume import ResumeState, load_resume_state, resume_dir_for, save_resume_state
+from dmo.training.schedule import lr_at
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What one run trains on: a mixture over the project's domains and the settings."""
+
+    name: str
+    weights: tuple[float, ...]  # one per domain of PreparedData.names
+    settings: TrainingSettings
+    seed: int
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    checkpoint: Path
+    sha256: str
+    steps: int
+    resumed_from_step: int
+    final_loss: float
+    seconds: float
+    samples_per_second: float
+
+
+def mixture_split(data: PreparedData, weights: Sequence[float]) -> tuple[EncodedSplit, list[int], list[int]]:
+    """The train splits of domains with positive weight, concatenated; offsets and sizes per domain."""
+    parts, offsets, sizes, offset = [], [], [], 0
+    for name, w in zip(data.names, weights, strict=True):
+        if w > 0:
+            split = data.encoded(name, "train")
+            parts.append(split)
+            offsets.append(offset)
+            sizes.append(len(split))
+            offset += len(split)
+        else:  # never drawn: a placeholder keeps domain indices aligned with the weights
+            offsets.append(offset)
+            sizes.append(1)
+    combined = EncodedSplit(
+        pixel_values=torch.cat([p.pixel_values for p in parts]),
+        prompts=[x for p in parts for x in p.prompts],
+        answers=[x for p in parts for x in p.answers],
+    )
+    return combined, offsets, sizes
+
+
+def train(
+    run: TrainingRun,
+    model: ModMLLMForCausalLM,
+    data: PreparedData,
+    out_dir: Path,
+    *,
+    show_progress: bool = True,
+) -> TrainingResult:
+    settings = run.settings
+    weights = check_weights(run.weights, names=data.names)
+    torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    out_dir = Path(out_dir)
+    resume_dir = resume_dir_for(out_dir)
+    metrics_path = out_dir.parent / f"{out_dir.name}.metrics.jsonl"
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    if settings.freeze_vision:
+        model.model.vision_tower.requires_grad_(False)
+    trainable_model = add_lora(model, settings.lora) if settings.finetune == "lora" else model
+    parameters = [p for p in trainable_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        parameters, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay
+    )
+
+    split, offsets, sizes = mixture_split(data, weights)
+    stream = MixtureStream(weights, sizes, seed=run.seed)
+    resumed = load_resume_state(resume_dir, trainable_model, optimizer)
+    start_step = resumed.step if resumed else 0
+    loss_value = resumed.last_loss if resumed else float("nan")
+    if resumed:
+        stream.restore(resumed.stream)
+    _truncate_metrics(metrics_path, start_step)
+
+    trainable_model.train()
+    started = time.perf_counter()
+    progress = _progress(show_progress)
+    with progress, metrics_path.open("a", encoding="utf-8") as metrics:
+        task = progress.add_task(f"train {run.name}", total=settings.steps, completed=start_step, loss=loss_value)
+        for step in range(start_step, settings.steps):
+            lr = lr_at(step, lr=settings.lr, total_steps=settings.steps, warmup_steps=settings.warmup_steps, min_lr_ratio=settings.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = [offsets[d] + i for d, i in stream.take(settings.batch_size)]
+            batch = training_batch(split, indices, data.token_ids.pad)
+            loss = trainable_model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
+            optimizer.step()
+            loss_value = float(loss.detach())
+            metrics.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "elapsed_s": time.perf_counter() - started}) + "\n")
+            progress.update(task, advance=1, loss=loss_value)
+            done = step + 1
+            if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
+                metrics.flush()
+                save_resume_state(resume_dir, trainable_model, optimizer, ResumeState(done, stream.state(), loss_value))
+
+    seconds = time.perf_counter() - started
+    dense = fold_lora(trainable_model)
+    dense.eval()
+    summary = {
+        "run": run.name,
+        "weights": dict(zip(data.names, map(float, weights))),
+        "settings": settings.model_dump(mode="json"),
+        "seed": run.seed,
+        "final_loss": loss_value,
+        "train_seconds": seconds,
+    }
+    manifest = save_checkpoint(
+        dense,
+        out_dir,
+        tokenizer=data.tokenizer,
+        extra_files={
+            "dmo_training.json": json.dumps(summary, indent=2),
+            "training_metrics.jsonl": metrics_path.read_text(encoding="utf-8"),
+        },
+    )
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    trained_steps = settings.steps - start_step
+    return TrainingResult(
+        checkpoint=out_dir,
+        sha256=manifest.total_sha256,
+        steps=settings.steps,
+        resumed_from_step=start_step,
+        final_loss=loss_value,
+        seconds=seconds,
+        samples_per_second=trained_steps * settings.batch_size / max(seconds, 1e-9),
+    )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past the resumed step, so a resumed run logs each step once."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )

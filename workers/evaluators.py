@@ -1,0 +1,62 @@
+"""A pool of proxy evaluators as Ray actors, each holding the task-vector bank."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import ray
+from ray.exceptions import RayError
+
+from dmo.search.pool import Outcome
+from dmo.search.proxy import ProxyEvaluator, ProxyResult, ProxySource
+
+
+@ray.remote(num_cpus=1, max_restarts=2, max_task_retries=0)
+class ProxyEvaluatorActor:
+    """Loads the bank once (and again only if Ray restarts the actor)."""
+
+    def __init__(self, source: ProxySource):
+        self.evaluator = ProxyEvaluator(source)
+
+    def evaluate(self, weights: Sequence[float], limit: int | None) -> ProxyResult:
+        return self.evaluator.evaluate(weights, limit=limit)
+
+
+class RayPool:
+    def __init__(self, source: ProxySource, size: int):
+        self.size = size
+        self._actors = [ProxyEvaluatorActor.remote(source) for _ in range(size)]
+        self._idle = deque(self._actors)
+        self._queue: deque[tuple[int, list[float], int | None]] = deque()
+        self._running: dict[ray.ObjectRef, tuple[int, object]] = {}
+
+    def submit(self, ticket: int, weights: Sequence[float], limit: int | None) -> None:
+        self._queue.append((ticket, list(weights), limit))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._queue:
+            actor = self._idle.popleft()
+            ticket, weights, limit = self._queue.popleft()
+            self._running[actor.evaluate.remote(weights, limit)] = (ticket, actor)
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        if not self._running:
+            return []
+        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
+        outcomes: list[Outcome] = []
+        for ref in ready:
+            ticket, actor = self._running.pop(ref)
+            try:
+                outcomes.append((ticket, ray.get(ref)))
+            except (RayError, Exception) as error:  # a dead actor or a failed evaluation fails one trial
+                outcomes.append((ticket, error))
+            self._idle.append(actor)
+        self._dispatch()
+        return outcomes
+
+    def close(self) -> None:
+        for actor in self._actors:
+            ray.kill(actor)
+        self._actors.clear()
