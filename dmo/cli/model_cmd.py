@@ -1,0 +1,178 @@
+"""`dmo model ...`: what a configured MoD model costs, and where its attention is redundant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
+from dmo.config.schema import DmoConfig
+from dmo.errors import DataError
+from dmo.models.configuration_mod_mllm import ModMLLMConfig
+from dmo.models.efficiency import efficiency_vs_dense, probe_batch
+
+app = typer.Typer(no_args_is_help=True)
+
+TYPICAL_TEXT_TOKENS = 16
+
+
+def accounting_config(config: DmoConfig) -> ModMLLMConfig:
+    """The model config of a project, for cost accounting only.
+
+    Token ids come from the tokenizer, which may not exist yet; they do not
+    change any count, so placeholders inside the vocabulary stand in.
+    """
+    return ModMLLMConfig.from_settings(
+        config.model,
+        vocab_size=config.tokenizer.vocab_size,
+        image_token_id=3,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str, Any]:
+    """Per-layer retention, kept tokens, FLOPs and KV ratios of the configured model vs dense."""
+    model_config = accounting_config(config)
+    n_vis = model_config.num_image_tokens
+    report = efficiency_vs_dense(model_config, n_text, n_vis)
+    retention = model_config.layer_retention()
+    return {
+        "mod": model_config.mod_settings(),
+        "vision_tokens": n_vis,
+        "text_tokens": n_text,
+        "mean_retention": sum(retention) / len(retention),
+        "flops_ratio": report.flops_ratio,
+        "kv_ratio": report.kv_ratio,
+        "layers": report.table(),
+    }
+
+
+@app.command("info")
+def info(
+    config: ConfigOption = DEFAULT_CONFIG,
+    text_tokens: Annotated[
+        int, typer.Option("--text-tokens", min=0, help="Text tokens per sample (prompt + answer).")
+    ] = TYPICAL_TEXT_TOKENS,
+    as_json: JsonFlag = False,
+) -> None:
+    """Per-layer retention, tokens kept, FLOPs and KV-cache ratios of the model vs its dense twin.
+
+    Decoder only (the vision tower costs the same either way), for one sample
+    with the model's own number of vision tokens and --text-tokens text tokens.
+    """
+    from dmo.config import load_config
+
+    payload = model_info(load_config(config), text_tokens)
+    if as_json:
+        print_json(payload)
+        return
+    table = Table(title=f"MoD schedule {payload['mod']['schedule']!r} vs dense")
+    for column in ("layer", "retention", "vision kept", "tokens", "FLOPs vs dense"):
+        table.add_column(column, justify="right")
+    for row in payload["layers"]:
+        table.add_row(
+            str(row["layer"]), f"{row['retention']:.3f}", f"{row['kept_vision']}/{payload['vision_tokens']}",
+            f"{row['tokens']}/{row['dense_tokens']}", f"{row['flops_ratio']:.1%}",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(
+        f"mean retention {payload['mean_retention']:.4f}   FLOPs {payload['flops_ratio']:.1%}   "
+        f"KV cache {payload['kv_ratio']:.1%} of dense  ({payload['vision_tokens']} vision + "
+        f"{payload['text_tokens']} text tokens)"
+    )
+
+
+def _data_batch(
+    checkpoint: Path, data: Path, model_config: ModMLLMConfig, samples: int
+) -> dict[str, torch.Tensor]:
+    """A right-padded batch of real samples, encoded with the checkpoint's own tokenizer."""
+    from dmo.data.encoding import encode_split, training_batch
+    from dmo.data.sharegpt import read_jsonl
+    from dmo.data.tokenizer import load_tokenizer
+
+    if not (checkpoint / "tokenizer.json").is_file():
+        raise DataError(
+            "checkpoint has no tokenizer.json to encode --data with",
+            where=str(checkpoint),
+            hint="omit --data to measure on random inputs",
+        )
+    files = sorted(data.glob("*.jsonl")) if data.is_dir() else [data]
+    if not files:
+        raise DataError("no .jsonl file", where=str(data))
+    found = []
+    for path in files:
+        found.extend(read_jsonl(path, domain="probe", image_size=model_config.image_size))
+        if len(found) >= samples:
+            break
+    tokenizer = load_tokenizer(checkpoint)
+    split = encode_split(found[:samples], tokenizer, model_config.num_image_tokens)
+    batch = training_batch(split, range(len(split)), tokenizer.pad_token_id)
+    batch.pop("labels")
+    return batch
+
+
+@app.command("arank")
+def arank(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory written by dmo.")],
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Samples to average over.")] = 16,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="ShareGPT JSONL file, or a folder of them, encoded with the checkpoint's tokenizer. "
+            "Without it the batch is RANDOM inputs ([BOS], <image> tokens, random text and pixels).",
+        ),
+    ] = None,
+    text_tokens: Annotated[
+        int, typer.Option("--text-tokens", min=1, help="Random text tokens per sample (without --data).")
+    ] = TYPICAL_TEXT_TOKENS,
+    route: Annotated[
+        int | None, typer.Option("--route", min=0, help="Also name the N lowest-ARank layers to route.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """ARank per decoder layer (γ-MoD): low rank = redundant attention = a layer to route.
+
+    A routed layer is measured on the tokens it keeps; measure a dense
+    checkpoint to choose which layers to route.
+    """
+    from dmo.models.arank import layer_aranks, layers_to_route
+    from dmo.models.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    if data is not None:
+        batch = _data_batch(checkpoint, data, model.config, samples)
+        source = str(data)
+    else:
+        batch = probe_batch(model.config, samples, n_text=text_tokens)
+        source = "random"
+    aranks = layer_aranks(model, batch)
+    payload: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "inputs": source,
+        "samples": int(batch["input_ids"].shape[0]),
+        "retention": list(model.config.layer_retention()),
+        "aranks": aranks,
+    }
+    if route is not None:
+        payload["route"] = layers_to_route(aranks, min(route, len(aranks)))
+    if as_json:
+        print_json(payload)
+        return
+    table = Table(title=f"ARank of {checkpoint} on {payload['samples']} {source} samples")
+    for column in ("layer", "retention", "ARank"):
+        table.add_column(column, justify="right")
+    for layer, (rho, value) in enumerate(zip(payload["retention"], aranks, strict=True)):
+        table.add_row(str(layer), f"{rho:.3f}", f"{value:.2f}")
+    console = Console()
+    console.print(table)
+    if "route" in payload:
+        console.print(f"lowest ARank (route these): {payload['route']}")
