@@ -1,0 +1,110 @@
+"""One storage suite, every backend: the `store_url` / `store` fixtures run each test on
+SQLite (a file under tmp_path) and PostgreSQL (a fresh database per test module).
+
+PostgreSQL comes from $DMO_TEST_PG_URL (default the local trust-auth server). When
+it cannot be reached its tests skip, unless $DMO_REQUIRE_POSTGRES=1 (CI) makes them fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from storage import SearchRecord, Store
+
+PG_URL = os.environ.get("DMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("DMO_REQUIRE_POSTGRES") == "1"
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(
+        make_url(PG_URL), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+
+
+@pytest.fixture(scope="module")
+def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A uniquely named database for this test module, dropped afterwards."""
+    admin = _admin_engine()
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - any failure means "no server here"
+        admin.dispose()
+        shown = make_url(PG_URL).render_as_string()
+        reason = f"PostgreSQL at {shown} unreachable: {type(error).__name__}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{reason} (DMO_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:30]
+    name = f"dmo_t_{module}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _reset_pg_schema(url: str) -> None:
+    """Every test starts from an empty database without paying for CREATE DATABASE."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+            connection.execute(sa.text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """URL of an empty database (no tables yet) on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'dmo.sqlite'}"
+    url = request.getfixturevalue("pg_database")
+    _reset_pg_schema(url)
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store.open(store_url, retry_s=2.0)
+    try:
+        yield opened
+    finally:
+        opened.dispose()
+
+
+@pytest.fixture
+def make_search(store: Store) -> Callable[..., SearchRecord]:
+    """A search over domains a, b, c with three finished experts."""
+    counter = iter(range(1_000_000))
+
+    def make(name: str = "s", **overrides: Any) -> SearchRecord:
+        n = next(counter)
+        experts = []
+        for domain in ("a", "b", "c"):
+            model = store.start_model(
+                kind="expert", config_hash=f"{name}-{n}-{domain}", domain=domain, base_id=None,
+                training={"steps": 3}, finetune="full", efficiency={"schedule": "constant"},
+            )
+            experts.append(model.id)
+        fields: dict[str, Any] = {
+            "name": name, "config": {"search": {"trials": 4}}, "sampler": "tpe",
+            "objective": {"kind": "mean"}, "study_name": f"{name}-{n}-{os.getpid()}",
+            "domains": ["a", "b", "c"], "expert_ids": experts,
+        }
+        fields.update(overrides)
+        return store.create_search(**fields)
+
+    return make

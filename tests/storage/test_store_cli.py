@@ -1,0 +1,107 @@
+"""`dmo db upgrade`, `dmo searches --json` and `dmo best --json` through the db_cmd Typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dmo.cli import db_cmd
+from dmo.errors import StoreError
+from storage import Store, head_revision
+
+runner = CliRunner()
+
+
+def _seed(url: str) -> int:
+    """One search with four trials and a finished validation."""
+    with Store.open(url, retry_s=2.0) as store:
+        search = store.create_search(
+            name="demo", config={}, sampler="tpe", objective={"kind": "mean"}, study_name="demo-1",
+            domains=["ocr", "chart"], expert_ids=[],
+        )
+        for number, (w, value) in enumerate([(0.2, 40.0), (0.6, 55.0), (0.9, 50.0), (0.5, 20.0)]):
+            store.record_trial(
+                search_id=search.id, number=number, weights={"ocr": w, "chart": 1 - w},
+                merge_method="task_arithmetic", params={},
+                scores={"ocr": value + 5, "chart": value - 5},
+                objective=[value], state="complete", duration_s=0.1,
+            )
+        store.record_trial(
+            search_id=search.id, number=4, weights={"ocr": 1.0, "chart": 0.0},
+            merge_method="task_arithmetic",
+            params={}, scores={}, objective=[], state="running", duration_s=None,
+        )
+        validation = store.create_validation(search.id, config={})
+        summary = {"spearman": 0.8, "kendall": 0.67, "regret": 2.5}
+        store.finish_validation(validation.id, summary=summary)
+        return search.id
+
+
+def test_upgrade_creates_the_schema_and_is_repeatable(store_url: str) -> None:
+    for _ in range(2):
+        result = runner.invoke(db_cmd.app, ["upgrade", "--url", store_url])
+        assert result.exit_code == 0, result.output
+        assert f"revision {head_revision()}" in result.stdout
+    with Store.open(store_url, upgrade=False) as store:
+        assert store.revision() == head_revision()
+
+
+def test_searches_json_lists_counts_and_best(store_url: str) -> None:
+    search_id = _seed(store_url)
+    result = runner.invoke(db_cmd.app, ["searches", "--url", store_url, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)  # stdout is JSON and nothing else
+    assert [r["id"] for r in rows] == [search_id]
+    assert rows[0]["trial_counts"] == {"complete": 4, "running": 1}
+    assert (rows[0]["best_value"], rows[0]["best_trial"]) == (55.0, 1)
+
+
+def test_best_json_ranks_trials_and_reports_fidelity(store_url: str) -> None:
+    search_id = _seed(store_url)
+    args = ["best", "--url", store_url, "--search", str(search_id), "--top", "2", "--json"]
+    result = runner.invoke(db_cmd.app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [t["number"] for t in data["trials"]] == [1, 2]
+    assert data["trials"][0]["weights"] == {"ocr": 0.6, "chart": 0.4}
+    assert data["trials"][0]["scores"] == {"ocr": 60.0, "chart": 50.0}
+    assert data["fidelity"]["spearman"] == 0.8 and data["fidelity"]["regret"] == 2.5
+
+
+def test_tables_and_default_url_from_the_environment(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(store_url)
+    monkeypatch.setenv("DMO_STORE_URL", store_url)
+    listing = runner.invoke(db_cmd.app, ["searches"])
+    assert listing.exit_code == 0, listing.output
+    assert "demo-1" in listing.stdout
+    best = runner.invoke(db_cmd.app, ["best", "--top", "1"])  # newest search by default
+    assert best.exit_code == 0, best.output
+    assert "55.0" in best.stdout and "spearman 0.800" in best.stdout
+
+
+def test_querying_an_unmigrated_store_says_to_upgrade(store_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "none.sqlite"
+    for url in (store_url, f"sqlite:///{missing}"):
+        result = runner.invoke(db_cmd.app, ["searches", "--url", url, "--json"])
+        assert isinstance(result.exception, StoreError)
+        assert "dmo db upgrade" in str(result.exception)
+        assert result.stdout == ""
+    assert not missing.exists()  # a query creates nothing
+
+
+def test_config_file_names_the_store(store_url: str, tmp_path: Path) -> None:
+    search_id = _seed(store_url)
+    config = tmp_path / "project.yaml"
+    config.write_text(
+        f"project: {{store_url: '{store_url}'}}\n"
+        "domains:\n  - {name: ocr, source: {kind: synthetic, generator: ocr}}\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(db_cmd.app, ["searches", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.stdout)] == [search_id]
