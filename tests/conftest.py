@@ -16,6 +16,53 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Two cores, several processes: more torch threads only oversubscribe them."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    """configs/tiny.yaml with its workdir in a temporary folder (shared by the session)."""
+    from dmo.config import load_config
+
+    config = load_config(REPO / "configs" / "tiny.yaml")
+    workdir = tmp_path_factory.mktemp("tiny-workdir")
+    return config.model_copy(update={"project": config.project.model_copy(update={"workdir": workdir})})
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_config):
+    from dmo.data.prepared import prepare_data
+
+    return prepare_data(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_config):
+    from storage import Store
+
+    store = Store.open(tiny_config.project.resolved_store_url())
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_config, tiny_store, tiny_data):
+    """The tiny project's base and experts, trained once per test session."""
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+
+    base = ensure_model(tiny_config, tiny_store, base_spec(tiny_config), data=tiny_data, show_progress=False)
+    experts = {
+        d: ensure_model(tiny_config, tiny_store, expert_spec(tiny_config, d), base=base, data=tiny_data, show_progress=False)
+        for d in tiny_config.domain_names
+    }
+    return base, experts

@@ -1,17 +1,29 @@
 """The `dmo` command line: a thin layer over the library.
 
-Each area (data, model, train, eval, db, merge, search, ...) lives in its own
-module with a Typer app; this file mounts them and turns a :class:`DmoError`
-into one readable paragraph and a non-zero exit instead of a traceback.
+Each area lives in its own module with a Typer app; this file mounts them and
+turns a :class:`DmoError` into one readable paragraph and a non-zero exit
+instead of a traceback.
 """
 
 from __future__ import annotations
 
 import sys
 
+import click
 import typer
 from rich.console import Console
 
+from dmo.cli import (
+    config_cmd,
+    data_cmd,
+    db_cmd,
+    demo_cmd,
+    export_cmd,
+    merge_cmd,
+    model_cmd,
+    search_cmd,
+    train_cmd,
+)
 from dmo.errors import DmoError
 
 app = typer.Typer(
@@ -23,17 +35,19 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 
-
-def _mount() -> None:
-    # Explicit list: one line per command area, no registration by import side effect.
-    from dmo.cli import config_cmd, data_cmd, demo_cmd
-
-    app.add_typer(config_cmd.app, name="config", help="Validate configuration files.")
-    app.add_typer(data_cmd.app, name="data", help="Generate and inspect domain data.")
-    app.command("demo", help=demo_cmd.demo.__doc__)(demo_cmd.demo)
-
-
-_mount()
+# Explicit list: one line per command area, no registration by import side effect.
+app.add_typer(config_cmd.app, name="config", help="Validate configuration files.")
+app.add_typer(data_cmd.app, name="data", help="Generate and inspect domain data.")
+app.add_typer(model_cmd.app, name="model", help="Efficiency accounting and ARank of MoD models.")
+app.add_typer(train_cmd.app, name="train", help="Train base, expert and mixture models.")
+app.add_typer(db_cmd.app, name="db", help="The SQL store: migrations.")
+app.add_typer(search_cmd.app, name="search", help="Run, resume, inspect and submit mixture searches.")
+app.command("eval")(train_cmd.evaluate_command)
+app.command("merge")(merge_cmd.merge)
+app.command("searches")(db_cmd.searches)
+app.command("best")(db_cmd.best)
+app.command("export")(export_cmd.export)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:
@@ -42,17 +56,9 @@ def main() -> None:
     except DmoError as error:
         err_console.print(f"[bold red]error:[/] {error.render()}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
+    except click.exceptions.Abort:
+        err_console.print("[yellow]aborted[/]")
         sys.exit(130)
-    except typer.Abort:
-        sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as error:  # click usage errors come through here in standalone_mode=False
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
