@@ -23,6 +23,7 @@ from dmo.cli import (
     model_cmd,
     search_cmd,
     train_cmd,
+    validate_cmd,
 )
 from dmo.errors import DmoError
 
@@ -43,10 +44,11 @@ app.add_typer(train_cmd.app, name="train", help="Train base, expert and mixture 
 app.add_typer(db_cmd.app, name="db", help="The SQL store: migrations.")
 app.add_typer(search_cmd.app, name="search", help="Run, resume, inspect and submit mixture searches.")
 app.command("eval")(train_cmd.evaluate_command)
-app.command("merge")(merge_cmd.merge)
+app.add_typer(merge_cmd.app, name="merge", help="Materialise a proxy as a checkpoint (dmo or mergekit).")
 app.command("searches")(db_cmd.searches)
 app.command("best")(db_cmd.best)
 app.command("export")(export_cmd.export)
+app.command("validate")(validate_cmd.validate)
 app.command("demo")(demo_cmd.demo)
 
 

@@ -24,44 +24,39 @@ Generator = Callable[[np.random.Generator], Generated]
 
 
 def general_vqa(rng: np.random.Generator) -> Generated:
-    """Attributes and positions of two coloured shapes (general VQA)."""
-    colors = rng.choice(list(draw.COLORS), size=2, replace=False)
-    kinds = rng.choice(draw.SHAPES, size=2, replace=False)
+    """Colour, kind and side of one shape (general VQA)."""
+    color = str(rng.choice(list(draw.COLORS)))
+    kind = str(rng.choice(draw.SHAPES))
     image = draw.blank(CANVAS)
-    sides = ("left", "right") if rng.random() < 0.5 else ("right", "left")
-    for color, kind, side in zip(colors, kinds, sides):
-        size = int(rng.integers(9, 13))
-        left = int(rng.integers(0, CANVAS // 2 - size + 1)) + (CANVAS // 2 if side == "right" else 0)
-        top = int(rng.integers(0, CANVAS - size + 1))
-        draw.paint(image, draw.shape_mask(kind, size), top, left, draw.COLORS[color])
-    target = int(rng.integers(0, 2))
+    size = int(rng.integers(9, 15))
+    left = int(rng.integers(0, CANVAS - size + 1))
+    top = int(rng.integers(0, CANVAS - size + 1))
+    draw.paint(image, draw.shape_mask(kind, size), top, left, draw.COLORS[color])
     template = int(rng.integers(0, 3))
     if template == 0:
-        return image, f"what color is the {kinds[target]}?", str(colors[target])
+        return image, "what color is the shape?", color
     if template == 1:
-        return image, f"which shape is {colors[target]}?", str(kinds[target])
-    return image, f"is the {colors[target]} shape left or right?", sides[target]
+        return image, "which shape is it?", kind
+    side = "left" if left + size / 2 < CANVAS / 2 else "right"
+    return image, "is the shape on the left or right?", side
 
 
 def counting(rng: np.random.Generator) -> Generated:
-    """How many objects of one kind, among distractors of another kind."""
-    kind, distractor = rng.choice(draw.SHAPES, size=2, replace=False)
-    count = int(rng.integers(1, 7))
-    n_distractors = int(rng.integers(0, 4))
-    cells = rng.choice(16, size=count + n_distractors, replace=False)
+    """How many shapes of one kind: one to five, scattered on a 4×4 grid."""
+    kind = str(rng.choice(draw.SHAPES))
+    color = draw.COLORS[str(rng.choice(list(draw.COLORS)))]
+    count = int(rng.integers(1, 6))
     image = draw.blank(CANVAS)
-    for i, cell in enumerate(cells):
+    for cell in rng.choice(16, size=count, replace=False):
         row, col = divmod(int(cell), 4)
-        shape = kind if i < count else distractor
-        color = draw.COLORS[str(rng.choice(list(draw.COLORS)))]
         top, left = row * 8 + int(rng.integers(0, 2)), col * 8 + int(rng.integers(0, 2))
-        draw.paint(image, draw.shape_mask(str(shape), 6), top, left, color)
+        draw.paint(image, draw.shape_mask(kind, 6), top, left, color)
     return image, f"how many {kind}s are there?", str(count)
 
 
 def ocr(rng: np.random.Generator) -> Generated:
-    """Read a three-digit number rendered at a random place."""
-    text = "".join(rng.choice(draw.GLYPHS, size=3))
+    """Read a two-digit number rendered at a random place."""
+    text = "".join(rng.choice(draw.GLYPHS, size=2))
     scale = 2
     image = draw.blank(CANVAS, background=tuple(int(v) for v in rng.integers(215, 256, size=3)))
     left = int(rng.integers(0, CANVAS - draw.text_width(text, scale) + 1))
@@ -72,19 +67,18 @@ def ocr(rng: np.random.Generator) -> Generated:
 
 
 def chart(rng: np.random.Generator) -> Generated:
-    """Read a bar chart: which bar is the tallest, or the value of one bar."""
-    colors = rng.choice(list(draw.COLORS), size=4, replace=False)
-    values = rng.choice(np.arange(1, 9), size=4, replace=False)  # distinct: a unique tallest bar
+    """Read a bar chart of three bars: which is the tallest or the shortest."""
+    colors = rng.choice(list(draw.COLORS), size=3, replace=False)
+    values = rng.choice(np.arange(1, 9), size=3, replace=False)  # distinct: a unique answer
     image = draw.blank(CANVAS)
     image[30, 1:31] = (0, 0, 0)  # x axis
     for i, (color, value) in enumerate(zip(colors, values)):
         height = 3 * int(value)
-        left = 2 + i * 7
-        image[30 - height : 30, left : left + 5] = draw.COLORS[str(color)]
+        left = 3 + i * 9
+        image[30 - height : 30, left : left + 7] = draw.COLORS[str(color)]
     if rng.random() < 0.5:
         return image, "which bar is the tallest?", str(colors[int(np.argmax(values))])
-    target = int(rng.integers(0, 4))
-    return image, f"what is the value of the {colors[target]} bar?", str(int(values[target]))
+    return image, "which bar is the shortest?", str(colors[int(np.argmin(values))])
 
 
 GENERATORS: dict[str, Generator] = {

@@ -141,7 +141,14 @@ def ensure_model(
     out_dir = config.project.workdir / "models" / f"{spec.name}-{key[:12]}"
     started = time.perf_counter()
     try:
-        run = TrainingRun(name=spec.name, weights=spec.weights, settings=settings, seed=config.project.seed, threads=config.training.threads)
+        run = TrainingRun(
+            name=spec.name,
+            weights=spec.weights,
+            settings=settings,
+            seed=config.project.seed,
+            threads=config.training.threads,
+            base_sha256=base.checkpoint_sha256 if base is not None else None,
+        )
         result = train(run, model, data, out_dir, show_progress=show_progress)
         trained = load_checkpoint(out_dir)
         dev = evaluate(

@@ -41,6 +41,7 @@ class TrainingRun:
     settings: TrainingSettings
     seed: int
     threads: int = 1
+    base_sha256: str | None = None  # the checkpoint it starts from; the merge guard compares it
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ def train(
         "weights": dict(zip(data.names, map(float, weights))),
         "settings": settings.model_dump(mode="json"),
         "seed": run.seed,
+        "base_sha256": run.base_sha256,
         "final_loss": loss_value,
         "train_seconds": seconds,
     }
