@@ -13,9 +13,9 @@ from workers.training import train_base_and_experts
 
 
 def prepare_experts(
-    config: DmoConfig, store: Store, *, on_done: Callable[[ModelRecord], None] | None = None
+    config: DmoConfig, store: Store, *, on_done: Callable[[ModelRecord], None] | None = None, show_progress: bool = True
 ) -> tuple[ModelRecord, dict[str, ModelRecord]]:
-    return train_base_and_experts(config, store.url, on_done=on_done)
+    return train_base_and_experts(config, store.url, on_done=on_done, show_progress=show_progress)
 
 
 def start_search(
@@ -26,8 +26,9 @@ def start_search(
     sampler: str | None = None,
     seed: int | None = None,
     on_model: Callable[[ModelRecord], None] | None = None,
+    show_progress: bool = True,
 ) -> SearchRecord:
-    base, experts = prepare_experts(config, store, on_done=on_model)
+    base, experts = prepare_experts(config, store, on_done=on_model, show_progress=show_progress)
     return create_search(store, config, base=base, experts=experts, trials=trials, sampler=sampler, seed=seed)
 
 

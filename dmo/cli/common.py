@@ -53,8 +53,8 @@ def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], *, title: 
 
 def experts_table(models: list[ModelRecord], *, title: str) -> Table:
     table = Table(title=title)
-    for column in ("id", "kind", "domain", "schedule", "retention per layer", "FLOPs", "KV", "dev avg", "train s"):
-        table.add_column(column)
+    for column in ("id", "kind", "domain", "MoD schedule", "retention per layer", "FLOPs", "KV", "dev avg", "train s"):
+        table.add_column(column, no_wrap=column == "retention per layer")
     for model in models:
         efficiency = model.efficiency or {}
         retention = efficiency.get("retention") or efficiency.get("layer_retention") or []
@@ -63,8 +63,8 @@ def experts_table(models: list[ModelRecord], *, title: str) -> Table:
             str(model.id),
             model.kind,
             model.domain or "-",
-            str(model.mod_schedule or efficiency.get("schedule", "-")),
-            " ".join(f"{r:.2f}" for r in retention),
+            str(model.mod_schedule or efficiency.get("schedule", "-")).replace("prd_shifted_cosine", "PRD cosine"),
+            ",".join(f"{r:.2f}".removeprefix("0") for r in retention),
             _fmt(model.flops_ratio, "{:.1%}"),
             _fmt(model.kv_ratio, "{:.1%}"),
             _fmt(dev),

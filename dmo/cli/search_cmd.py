@@ -40,7 +40,7 @@ def run(
     store = open_store(config, store_url)
     connect(address or config.ray.address, num_cpus=config.ray.num_cpus)
     search = start_search(config, store, trials=trials, sampler=sampler, seed=seed,
-                          on_model=None if as_json else _announce_model)
+                          on_model=None if as_json else _announce_model, show_progress=not as_json)
     if not as_json:
         console.print(f"search [bold]{search.id}[/] ({search.sampler}, {search.config['trials']} trials)")
     outcome = run_on_ray(store, search, show_progress=not as_json)

@@ -176,7 +176,7 @@ class TrainingSettings(Frozen):
 
 class TrainingStages(Frozen):
     base: TrainingSettings = TrainingSettings(steps=300, lr=1e-3, freeze_vision=False)
-    expert: TrainingSettings = TrainingSettings(steps=300, lr=1e-3)
+    expert: TrainingSettings = TrainingSettings(steps=500, lr=1e-3)
     mixture: TrainingSettings | None = Field(
         None, description="Mixture-model SFT; defaults to the expert stage (same budget and schedule)."
     )
