@@ -17,6 +17,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, temp_dir
     """Start (or join) Ray once per process."""
     if ray.is_initialized():
         return
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address = "auto"  # inside a Ray job: join the cluster that runs it
     if address:
         ray.init(address=address, log_to_driver=False)
         return

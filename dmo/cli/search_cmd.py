@@ -90,6 +90,7 @@ def submit(
     trials: Annotated[int | None, typer.Option(min=1)] = None,
     sampler: Annotated[str | None, typer.Option()] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Block until the job ends.")] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="GCS address the job's driver joins (default: the one Ray sets for jobs).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Send `dmo search run` to a Ray cluster through the Ray Jobs API."""
@@ -101,21 +102,28 @@ def submit(
     staging = Path(tempfile.mkdtemp(prefix="dmo-job-"))
     shutil.copy(config_path, staging / "config.yaml")
     extra = (f" --trials {trials}" if trials else "") + (f" --sampler {sampler}" if sampler else "")
+    extra += f" --address {ray_address}" if ray_address else ""
     client = JobSubmissionClient(address)
     job_id = client.submit_job(
         entrypoint=f"dmo search run config.yaml --store-url '{store_url}' --json{extra}",
         runtime_env={"working_dir": str(staging), "env_vars": {"RAY_AUTH_MODE": "disabled"}},
     )
-    status_value = str(client.get_job_status(job_id))
+    status_value = str(client.get_job_status(job_id).value)
     if wait:
         while status_value not in ("SUCCEEDED", "FAILED", "STOPPED"):
             time.sleep(2)
             status_value = str(client.get_job_status(job_id).value)
     payload = {"job_id": job_id, "status": status_value, "address": address}
+    if status_value == "FAILED":
+        payload["logs_tail"] = client.get_job_logs(job_id)[-4000:]
     if as_json:
         print_json(payload)
     else:
         console.print(f"submitted job [bold]{job_id}[/] to {address}: {status_value}")
+        if "logs_tail" in payload:
+            console.print(payload["logs_tail"], markup=False, highlight=False)
+    if status_value == "FAILED":
+        raise typer.Exit(1)
 
 
 def report(store, search_id: int, *, as_json: bool, top: int) -> None:

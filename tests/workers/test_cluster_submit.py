@@ -1,0 +1,86 @@
+"""A two-node Ray cluster on 127.0.0.1: `dmo search submit` through the Jobs API, PostgreSQL store."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from storage import Store
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+PG_URL = os.environ.get("DMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def pg_store_url():
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"dmo_cluster_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        if os.environ.get("DMO_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL unreachable at {PG_URL}: {error}")
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
+    yield sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture()
+def cluster(tmp_path, cli_env):
+    ray = str(Path(sys.executable).parent / "ray")
+    port, dashboard = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    head = [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
+            "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=true", f"--temp-dir={temp}"]
+    worker = [ray, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+    try:
+        subprocess.run(head, env=cli_env, check=True, capture_output=True, timeout=120)
+        subprocess.run(worker, env=cli_env, check=True, capture_output=True, timeout=120)
+        yield f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=cli_env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_submit_a_search_to_a_two_node_cluster(tiny_yaml, cluster, pg_store_url, cli_env):
+    dashboard, gcs = cluster
+    nodes = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address='{gcs}'); print(len([n for n in ray.nodes() if n['Alive']]))"],
+                           env=cli_env, capture_output=True, text=True, timeout=120)
+    assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr[-2000:]
+
+    submitted = subprocess.run(
+        [sys.executable, "-m", "dmo", "search", "submit", str(tiny_yaml), "--address", dashboard,
+         "--store-url", pg_store_url, "--trials", "3", "--wait", "--json", "--ray-address", gcs],
+        env=cli_env, capture_output=True, text=True, timeout=600,
+    )
+    job = json.loads(submitted.stdout) if submitted.stdout.strip() else {}
+    assert submitted.returncode == 0, (job.get("logs_tail") or submitted.stderr)[-3000:]
+    assert job["status"] == "SUCCEEDED", job
+
+    store = Store.open(pg_store_url, upgrade=False)
+    (search,) = store.list_searches()
+    assert search.status == "finished"
+    best = store.best_trials(search.id, top_k=1)
+    assert best and abs(sum(best[0].weights.values()) - 1) < 1e-9
+    assert store.trial_counts(search.id)["complete"] == 3
+    store.dispose()
