@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -11,7 +12,8 @@ from rich.table import Table
 from dmo.config import DmoConfig, load_config
 from storage import ModelRecord, Store, TrialRecord
 
-console = Console()
+# Piped output (logs, CI, README excerpts) would otherwise wrap tables at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def store_url_for(config: DmoConfig | None, override: str | None) -> str:
@@ -36,7 +38,7 @@ def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], *, title: 
     table.add_column("#", justify="right")
     table.add_column("trial", justify="right")
     for domain in domains:
-        table.add_column(f"w[{domain}]", justify="right")
+        table.add_column(f"w {domain}", justify="right")
     table.add_column("objective", justify="right", style="bold")
     for domain in domains:
         table.add_column(domain, justify="right")
@@ -53,12 +55,15 @@ def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], *, title: 
 
 def experts_table(models: list[ModelRecord], *, title: str) -> Table:
     table = Table(title=title)
-    for column in ("id", "kind", "domain", "MoD schedule", "retention per layer", "FLOPs", "KV", "dev avg", "train s"):
+    for column in ("id", "kind", "domain", "MoD schedule", "retention per layer", "FLOPs", "KV", "dev EM", "train s"):
         table.add_column(column, no_wrap=column == "retention per layer")
     for model in models:
         efficiency = model.efficiency or {}
         retention = efficiency.get("retention") or efficiency.get("layer_retention") or []
-        dev = (model.metrics or {}).get("dev", {}).get("average", {}).get("exact_match")
+        dev_scores = (model.metrics or {}).get("dev", {})
+        # An expert is judged on its own domain; base and mixture models on the average.
+        own = dev_scores.get("benchmarks", {}).get(model.domain or "", {}).get("exact_match")
+        dev = own if own is not None else dev_scores.get("average", {}).get("exact_match")
         table.add_row(
             str(model.id),
             model.kind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from dmo.cli.common import console
 
 from dmo.cli.options import JsonFlag, print_json
 from dmo.config import load_config
@@ -26,4 +26,4 @@ def validate(files: list[Path], as_json: JsonFlag = False) -> None:
         print_json(summaries)
         return
     for summary in summaries:
-        Console().print(f"[green]ok[/] {summary['file']}: domains {', '.join(summary['domains'])}")
+        console.print(f"[green]ok[/] {summary['file']}: domains {', '.join(summary['domains'])}")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from dmo.cli.common import console
 from rich.table import Table
 
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
@@ -46,4 +46,4 @@ def print_summary(rows: list[dict], *, title: str) -> None:
         table.add_column(column, justify="right" if column in SPLITS else "left")
     for row in rows:
         table.add_row(row["domain"], *(str(row[s]) for s in SPLITS), row["sha256"][:12])
-    Console().print(table)
+    console.print(table)

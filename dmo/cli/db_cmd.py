@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from dmo.cli.common import console
 from rich.table import Table
 
 from dmo.errors import SearchError, StoreError
@@ -121,7 +121,7 @@ def searches(
             ", ".join(row["domains"]), f"{counts.get('complete', 0)}/{sum(counts.values())}",
             _fmt(row["best_value"]), row["created_at"][:19],
         )
-    Console().print(table)
+    console.print(table)
 
 
 @app.command("best")
@@ -178,7 +178,6 @@ def best(
             *(_fmt(t.weights.get(d)) for d in record.domains),
             *(_fmt(t.scores.get(b), 1) for b in benchmarks),
         )
-    console = Console()
     console.print(table)
     if fidelity is None:
         console.print("fidelity: no finished validation (run `dmo validate`)")
