@@ -1,0 +1,100 @@
+"""Proxy evaluations each sampler needs to come within 0.5 points of the dense-grid best.
+
+    python bench/search_efficiency.py [--config configs/demo.yaml] [--seeds 5] [--budget 40] [--dev-limit 50] [--json]
+
+Uses the demo project's base and experts from its store (run `make demo`
+first). The reference is the best proxy of the full 1/8 grid (165 mixtures
+for four domains); each sampler then runs `--budget` trials per seed through
+the same in-process driver and evaluator, and we count the evaluations until
+its best-so-far is within `--tolerance` points of the grid best (budget + 1
+when it never gets there). Medians over seeds, side by side in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from dmo.config import load_config
+from dmo.search.driver import run_search
+from dmo.search.grid import simplex_grid
+from dmo.search.objectives import objective_values
+from dmo.search.pool import LocalPool
+from dmo.search.proxy import ProxyEvaluator, ProxySource
+from dmo.search.study import new_study_name, open_study
+from dmo.training.jobs import base_spec, cache_key, expert_spec
+from dmo.data.prepared import prepare_data
+from storage import Store
+
+SAMPLERS = ("tpe", "gp", "random", "grid")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--dev-limit", type=int, default=50, help="dev samples per benchmark per proxy")
+    parser.add_argument("--tolerance", type=float, default=0.5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    config = load_config(args.config)
+    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"dev_limit": args.dev_limit})})
+    store = Store.open(config.project.resolved_store_url(), upgrade=False)
+    data = prepare_data(config)
+    base = store.find_model(cache_key(config, base_spec(config), data, None))
+    if base is None:
+        raise SystemExit("no trained demo base in the store: run `make demo` first")
+    experts = [store.find_model(cache_key(config, expert_spec(config, d), data, base.checkpoint_sha256)) for d in config.domain_names]
+    if any(e is None for e in experts):
+        raise SystemExit("the demo experts are missing: run `make demo` first")
+    evaluator = ProxyEvaluator(ProxySource(config, Path(base.checkpoint_uri), tuple(Path(e.checkpoint_uri) for e in experts)), data=data)
+
+    names = list(config.domain_names)
+    metric = config.evaluation.score
+
+    def score(weights) -> float:
+        return objective_values(evaluator.evaluate(list(weights)).scores[metric], config.search.objective, names)[0]
+
+    grid = simplex_grid(len(names))
+    grid_best = max(score(w) for w in grid)
+
+    scratch = Store.open(f"sqlite:///{Path(tempfile.mkdtemp(prefix='dmo-bench-search-')) / 's.sqlite'}")
+    results = {}
+    for sampler in SAMPLERS:
+        needed = []
+        for seed in range(args.seeds):
+            search_config = config.model_copy(update={"search": config.search.model_copy(update={"sampler": sampler, "seed": seed, "trials": args.budget, "warm_start": ()})})
+            study = new_study_name("bench")
+            open_study(scratch.url, study, search_config, sampler=sampler, seed=seed)
+            search = scratch.create_search(name="bench", config={**search_config.model_dump(mode="json"), "trials": args.budget, "seed": seed, "base_id": base.id},
+                                           sampler=sampler, objective={"kind": "mean"}, study_name=study, domains=names, expert_ids=[])
+            run_search(scratch, search, search_config, LocalPool(evaluator), show_progress=False)
+            trials = sorted(scratch.trials(search.id), key=lambda t: t.number)
+            best, hit = float("-inf"), args.budget + 1
+            for i, trial in enumerate(trials, start=1):
+                best = max(best, trial.objective[0])
+                if best >= grid_best - args.tolerance:
+                    hit = i
+                    break
+            needed.append(hit)
+        results[sampler] = {"median_evaluations": statistics.median(needed), "per_seed": needed}
+
+    summary = {"grid_points": len(grid), "grid_best": grid_best, "tolerance": args.tolerance, "budget": args.budget,
+               "dev_limit": args.dev_limit, "samplers": results,
+               "tpe_vs_random": results["tpe"]["median_evaluations"] / results["random"]["median_evaluations"]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"dense 1/8 grid: {len(grid)} proxies, best {grid_best:.2f}; budget {args.budget} per run, {args.seeds} seeds\n")
+    print("| sampler | median evaluations to within {:.1f} | per seed |\n|---|---:|---|".format(args.tolerance))
+    for sampler, row in results.items():
+        print(f"| {sampler} | {row['median_evaluations']} | {row['per_seed']} |")
+
+
+if __name__ == "__main__":
+    main()
