@@ -9,7 +9,6 @@ experts (one-hot w) and the base (uniform w) train on.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,19 +17,13 @@ from dmo.errors import MergeError
 
 
 def check_weights(weights: Sequence[float], *, names: Sequence[str] | None = None) -> np.ndarray:
-    """Weights on the simplex, or a MergeError naming what is wrong."""
-    w = np.asarray(weights, dtype=np.float64)
-    if names is not None and len(w) != len(names):
-        raise MergeError(f"expected {len(names)} weights ({', '.join(names)}), got {len(w)}")
-    if w.ndim != 1 or len(w) == 0:
+    """Weights on the simplex, or a MergeError naming what is wrong (one validator for all of dmo)."""
+    from dmo.search.simplex import validate_weights
+
+    w = list(weights)
+    if not w:
         raise MergeError("weights must be a non-empty list of numbers")
-    if not np.all(np.isfinite(w)):
-        raise MergeError(f"weights must be finite numbers, got {list(weights)}")
-    if np.any(w < 0):
-        raise MergeError(f"weights must be non-negative, got {list(weights)}")
-    if not math.isclose(float(w.sum()), 1.0, abs_tol=1e-6):
-        raise MergeError(f"weights must sum to 1, got sum {w.sum():.6g}", hint="pass --normalize to rescale")
-    return w
+    return validate_weights(w, list(names) if names is not None else [f"domain {i}" for i in range(len(w))])
 
 
 def mixture_counts(weights: Sequence[float], budget: int) -> list[int]:

@@ -25,7 +25,7 @@ def test_counts_are_largest_remainder():
 
 @pytest.mark.parametrize(
     ("weights", "message"),
-    [([0.5, float("nan")], "finite"), ([-0.1, 1.1], "non-negative"), ([0.5, 0.4], "sum to 1")],
+    [([0.5, float("nan")], "finite"), ([-0.1, 1.1], "non-negative"), ([0.5, 0.4], "sum to 0.9, not 1")],
 )
 def test_bad_weights_are_refused(weights, message):
     with pytest.raises(MergeError, match=message):
