@@ -78,6 +78,7 @@ def run_search(
             while len(in_flight) < pool.size and completed + pruned + len(in_flight) < target and failed < max_failures:
                 trial = study.ask()
                 # A first beat now: a trial without one is never found stale after a crash.
+                # Optuna only beats inside study.optimize(); ask/tell has to call its storage.
                 study._storage.record_heartbeat(trial._trial_id)
                 weights = [float(w) for w in suggest_weights(trial, names)]
                 phase = "subset" if settings.pruning.enabled else "full"
