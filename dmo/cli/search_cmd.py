@@ -136,12 +136,25 @@ def report(store, search_id: int, *, as_json: bool, top: int) -> None:
             "search": {"id": search.id, "status": search.status, "sampler": search.sampler, "study": search.study_name,
                        "domains": list(search.domains), "trials": counts},
             "best": [{"number": t.number, "weights": t.weights, "objective": list(t.objective), "scores": t.scores} for t in best],
+            "pareto_front": _pareto(store, search_id) if search.objective.get("kind") == "multi" else None,
             "experts": [{"domain": m.domain, "efficiency": m.efficiency, "checkpoint": m.checkpoint_uri} for m in models],
         })
         return
     console.print(f"search {search.id}: [bold]{search.status}[/], trials {json.dumps(counts)}")
     console.print(trials_table(best, search.domains, title=f"Top {len(best)} mixtures (dev, {search.objective.get('metric', 'score')})"))
+    if search.objective.get("kind") == "multi":
+        front = {row["number"] for row in _pareto(store, search_id)}
+        trials = [t for t in store.trials(search_id) if t.number in front]
+        console.print(trials_table(trials, search.domains, title="Pareto front (mean, worst domain)"))
     console.print(experts_table(models, title="Experts and their efficiency settings"))
+
+
+def _pareto(store, search_id: int) -> list[dict]:
+    from dmo.search.objectives import pareto_front
+
+    finished = store.trials(search_id)
+    return [{"number": finished[i].number, "weights": finished[i].weights, "objective": list(finished[i].objective)}
+            for i in pareto_front([t.objective for t in finished])]
 
 
 def _announce_model(model) -> None:

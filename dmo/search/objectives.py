@@ -149,3 +149,17 @@ def objective_names(settings: ObjectiveSettings) -> list[str]:
 def objective_directions(settings: ObjectiveSettings) -> list[str]:
     """Optuna directions of the objective values: every score is maximised."""
     return ["maximize"] * len(objective_names(settings))
+
+
+def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the non-dominated points (every objective maximised), in input order."""
+    front = []
+    for i, p in enumerate(points):
+        dominated = any(
+            all(q_k >= p_k for q_k, p_k in zip(q, p)) and any(q_k > p_k for q_k, p_k in zip(q, p))
+            for j, q in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front

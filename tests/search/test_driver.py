@@ -115,3 +115,26 @@ def test_search_never_scores_the_test_split():
     from dmo.search import proxy
 
     assert proxy.SEARCH_SPLIT == "dev"
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_points():
+    from dmo.search.objectives import pareto_front
+
+    points = [(50, 10), (40, 30), (45, 5), (40, 30), (30, 35), (20, 20)]
+    assert pareto_front(points) == [0, 1, 3, 4]
+
+
+def test_multi_objective_search_records_mean_and_worst(store, tiny_config):
+    from dmo.search.objectives import pareto_front
+
+    objective = tiny_config.search.objective.model_copy(update={"kind": "multi"})
+    config = tiny_config.model_copy(update={"search": tiny_config.search.model_copy(update={"objective": objective})})
+    search = _search(store, config, 6)
+    outcome = run_search(store, search, config, LocalPool(AnalyticEvaluator()), show_progress=False)
+    assert outcome.completed == 6
+    trials = store.trials(search.id)
+    for trial in trials:
+        scores = [trial.scores[d] for d in config.domain_names]
+        assert trial.objective[0] == pytest.approx(sum(scores) / len(scores))
+        assert trial.objective[1] == pytest.approx(min(scores))
+    assert pareto_front([t.objective for t in trials])
