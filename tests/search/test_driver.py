@@ -138,3 +138,24 @@ def test_multi_objective_search_records_mean_and_worst(store, tiny_config):
         assert trial.objective[0] == pytest.approx(sum(scores) / len(scores))
         assert trial.objective[1] == pytest.approx(min(scores))
     assert pareto_front([t.objective for t in trials])
+
+
+def test_pruning_stops_weak_trials_after_the_subset(store, tiny_config):
+    pruning = tiny_config.search.pruning.model_copy(update={"enabled": True, "subset": 4})
+    config = tiny_config.model_copy(update={"search": tiny_config.search.model_copy(update={"pruning": pruning, "sampler": "random"})})
+    evaluator = AnalyticEvaluator()
+    limits = []
+    original = evaluator.evaluate
+
+    def recording(weights, *, limit=None):
+        limits.append(limit)
+        return original(weights, limit=limit)
+
+    evaluator.evaluate = recording
+    search = _search(store, config, 14)
+    outcome = run_search(store, search, config, LocalPool(evaluator), show_progress=False)
+    assert outcome.completed + outcome.pruned == 14
+    assert outcome.pruned >= 1
+    assert limits.count(4) == 14  # every trial is probed on the subset first
+    assert limits.count(None) == outcome.completed  # only survivors see the full set
+    assert len(store.trials(search.id, state="pruned")) == outcome.pruned
