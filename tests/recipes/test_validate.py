@@ -30,3 +30,10 @@ def test_mixtures_are_the_best_trials_then_dirichlet_draws(tiny_store, finished_
     assert [t for _, t in chosen[:2]] == [t.id for t in tiny_store.best_trials(search.id, top_k=2)]
     assert all(t is None for _, t in chosen[2:])
     assert all(abs(sum(w) - 1) < 1e-9 for w, _ in chosen)
+
+
+def test_proxies_are_scored_on_dev_only(finished_search):
+    _, evaluator = finished_search
+    assert evaluator.benchmarks and {b.split for b in evaluator.benchmarks} == {"dev"}
+    result = evaluator.evaluate([1 / 3] * 3, limit=4)
+    assert result.samples == 4 * len(evaluator.benchmarks)

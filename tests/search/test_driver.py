@@ -111,12 +111,6 @@ def test_killed_search_resumes_to_exactly_n_distinct_trials(store, tiny_config):
     assert store.trials(search.id, state="running") == []
 
 
-def test_search_never_scores_the_test_split():
-    from dmo.search import proxy
-
-    assert proxy.SEARCH_SPLIT == "dev"
-
-
 def test_pareto_front_keeps_exactly_the_non_dominated_points():
     from dmo.search.objectives import pareto_front
 
