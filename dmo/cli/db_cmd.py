@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from dmo.cli.common import console
+from dmo.cli.common import console, trials_table
 from rich.table import Table
 
 from dmo.errors import SearchError, StoreError
@@ -168,20 +168,13 @@ def best(
             "fidelity": fidelity,
         })
         return
-    benchmarks = sorted({name for t in trials for name in t.scores})
-    table = Table(title=f"best mixtures of search {record.id} ({record.name}, {record.direction})")
-    for column in ("rank", "trial", "objective", *(f"w:{d}" for d in record.domains), *benchmarks):
-        table.add_column(column, justify="right")
-    for rank, t in enumerate(trials, start=1):
-        table.add_row(
-            str(rank), str(t.number), _fmt(t.value),
-            *(_fmt(t.weights.get(d)) for d in record.domains),
-            *(_fmt(t.scores.get(b), 1) for b in benchmarks),
-        )
-    console.print(table)
+    console.print(trials_table(trials, record.domains,
+                               title=f"best mixtures of search {record.id} ({record.name}, {record.direction})"))
     if fidelity is None:
         console.print("fidelity: no finished validation (run `dmo validate`)")
     else:
-        keys = [k for k in ("spearman", "kendall", "regret") if k in fidelity]
-        shown = ", ".join(f"{k} {_fmt(fidelity[k])}" for k in keys)
+        # The ranking the search optimises: mixtures ordered by their mean score.
+        mean = fidelity.get("mean_score", {})
+        keys = [k for k in ("spearman", "kendall", "regret") if k in mean]
+        shown = ", ".join(f"{k} {_fmt(mean[k])}" for k in keys)
         console.print(f"fidelity (validation {fidelity['validation_id']}): {shown or 'no summary'}")
