@@ -171,6 +171,7 @@ def ensure_model(
             "train_seconds": result.seconds,
             "samples_per_second": result.samples_per_second,
             "resumed_from_step": result.resumed_from_step,
+            "loss_curve": [list(point) for point in result.loss_curve],
             "dev": dev.to_dict(),
         },
         duration_s=time.perf_counter() - started,

@@ -53,6 +53,11 @@ class TrainingResult:
     final_loss: float
     seconds: float
     samples_per_second: float
+    loss_curve: tuple[tuple[int, float], ...] = ()  # (step, loss), at most CURVE_POINTS
+
+
+# The store keeps this many (step, loss) points per model: enough for a chart, small as JSON.
+CURVE_POINTS = 200
 
 
 def mixture_split(data: PreparedData, weights: Sequence[float]) -> tuple[EncodedSplit, list[int], list[int]]:
@@ -165,7 +170,18 @@ def train(
         final_loss=loss_value,
         seconds=seconds,
         samples_per_second=trained_steps * settings.batch_size / max(seconds, 1e-9),
+        loss_curve=read_loss_curve(metrics_path),
     )
+
+
+def read_loss_curve(path: Path, max_points: int = CURVE_POINTS) -> tuple[tuple[int, float], ...]:
+    """(step, loss) from a metrics file, evenly thinned to at most `max_points`, last step kept."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if len(rows) > max_points:
+        stride = -(-len(rows) // max_points)
+        thinned = rows[::stride]
+        rows = thinned if thinned[-1] is rows[-1] else thinned[: max_points - 1] + [rows[-1]]
+    return tuple((int(row["step"]), float(row["loss"])) for row in rows)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -29,3 +29,5 @@ def test_experts_record_their_efficiency_settings(tiny_models):
         assert len(expert.efficiency["retention"]) == 4
         assert 0 < expert.flops_ratio < 1 and 0 < expert.kv_ratio < 1
         assert expert.metrics["dev"]["split"] == "dev"
+        steps = [step for step, _ in expert.metrics["loss_curve"]]
+        assert steps[-1] == expert.training["settings"]["steps"] and steps == sorted(steps)

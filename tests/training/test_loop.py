@@ -7,7 +7,7 @@ import torch
 
 from dmo.models.checkpoint import load_checkpoint
 from dmo.training.jobs import base_spec, initial_model
-from dmo.training.loop import TrainingRun, train
+from dmo.training.loop import TrainingRun, read_loss_curve, train
 from dmo.training.resume import resume_dir_for
 from dmo.training.schedule import lr_at
 
@@ -31,6 +31,15 @@ def test_training_lowers_loss(tiny_config, tiny_data, tmp_path):
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert result.final_loss == losses[-1]
+    assert result.loss_curve == tuple((step, loss) for step, loss in enumerate(losses, start=1))
+
+
+def test_loss_curve_is_thinned_to_the_limit_and_keeps_the_last_step(tmp_path):
+    path = tmp_path / "m.metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(1, 1001)))
+    curve = read_loss_curve(path, max_points=7)
+    assert len(curve) <= 7 and curve[0] == (1, 1.0) and curve[-1] == (1000, 1e-3)
+    assert [s for s, _ in curve] == sorted({s for s, _ in curve})
 
 
 
