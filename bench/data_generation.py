@@ -29,12 +29,17 @@ def main() -> None:
     result = {"domains": rows, "total_seconds": total, "total_samples_per_s": args.train * len(rows) / total}
     if args.json:
         print(json.dumps(result, indent=2))
-        return
-    print("| domain | samples | seconds | samples/s |\n|---|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row['domain']} | {row['samples']} | {row['seconds']:.2f} | {row['samples_per_s']:.0f} |")
-    print(f"| **all** | {args.train * len(rows)} | {total:.2f} | {result['total_samples_per_s']:.0f} |")
+    else:
+        print(markdown(result))
 
+
+def markdown(result: dict) -> str:
+    lines = ["| domain | samples | seconds | samples/s |", "|---|---:|---:|---:|"]
+    for row in result["domains"]:
+        lines.append(f"| {row['domain']} | {row['samples']} | {row['seconds']:.2f} | {row['samples_per_s']:.0f} |")
+    total_samples = sum(row["samples"] for row in result["domains"])
+    lines.append(f"| **all** | {total_samples} | {result['total_seconds']:.2f} | {result['total_samples_per_s']:.0f} |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

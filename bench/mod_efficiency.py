@@ -75,13 +75,20 @@ def main() -> None:
     }
     if args.json:
         print(json.dumps(summary, indent=2))
-        return
-    print(f"MoD vs dense, {summary['vision_tokens']} vision + {TEXT_TOKENS} text tokens, {args.domain} expert, {args.steps} steps\n")
-    print("| FLOPs ratio | KV ratio | forward wall-time ratio | training wall-time ratio | accuracy MoD | accuracy dense |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {summary['flops_ratio']:.3f} | {summary['kv_ratio']:.3f} | {summary['forward_time_ratio']:.3f} | "
-          f"{summary['train_time_ratio']:.3f} | {summary['accuracy_mod']:.1f} | {summary['accuracy_dense']:.1f} |")
+    else:
+        print(markdown(summary))
 
+
+def markdown(summary: dict) -> str:
+    return "\n".join([
+        f"MoD vs dense, {summary['vision_tokens']} vision + {summary['text_tokens']} text tokens, "
+        f"{summary['domain']} expert, {summary['steps']} steps",
+        "",
+        "| FLOPs ratio | KV ratio | forward wall-time ratio | training wall-time ratio | accuracy MoD | accuracy dense |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {summary['flops_ratio']:.3f} | {summary['kv_ratio']:.3f} | {summary['forward_time_ratio']:.3f} | "
+        f"{summary['train_time_ratio']:.3f} | {summary['accuracy_mod']:.1f} | {summary['accuracy_dense']:.1f} |",
+    ])
 
 if __name__ == "__main__":
     main()

@@ -87,14 +87,25 @@ def main() -> None:
     summary = {"grid_points": len(grid), "grid_best": grid_best, "tolerance": args.tolerance, "budget": args.budget,
                "dev_limit": args.dev_limit, "samplers": results,
                "tpe_vs_random": results["tpe"]["median_evaluations"] / results["random"]["median_evaluations"]}
+    summary["seeds"] = args.seeds
     if args.json:
         print(json.dumps(summary, indent=2))
-        return
-    print(f"dense 1/8 grid: {len(grid)} proxies, best {grid_best:.2f}; budget {args.budget} per run, {args.seeds} seeds\n")
-    print("| sampler | median evaluations to within {:.1f} | per seed |\n|---|---:|---|".format(args.tolerance))
-    for sampler, row in results.items():
-        print(f"| {sampler} | {row['median_evaluations']} | {row['per_seed']} |")
+    else:
+        print(markdown(summary))
 
+
+def markdown(summary: dict) -> str:
+    lines = [
+        f"dense 1/8 grid: {summary['grid_points']} proxies, best {summary['grid_best']:.2f}; "
+        f"budget {summary['budget']} per run, {summary['seeds']} seeds, {summary['dev_limit']} dev samples per benchmark",
+        "",
+        f"| sampler | median evaluations to within {summary['tolerance']:.1f} | per seed |",
+        "|---|---:|---|",
+    ]
+    for sampler, row in summary["samplers"].items():
+        lines.append(f"| {sampler} | {row['median_evaluations']} | {row['per_seed']} |")
+    lines += ["", f"TPE needs {summary['tpe_vs_random']:.2f}× the evaluations of random search"]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

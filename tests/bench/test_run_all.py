@@ -1,0 +1,20 @@
+"""`make bench` writes its report: a smoke test of the report writer on the fastest section."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_run_all_writes_the_report_and_the_raw_figures(repo_root, tmp_path):
+    out = tmp_path / "benchmarks.md"
+    subprocess.run([sys.executable, str(repo_root / "bench" / "run_all.py"), "--quick", "--only", "data", "--out", str(out)],
+                   cwd=repo_root, check=True, capture_output=True, timeout=120)
+    raw = json.loads(out.with_suffix(".json").read_text())
+    rows = raw["sections"]["data"]["result"]["domains"]
+    assert {row["domain"] for row in rows} == {"general", "ocr", "counting", "chart"}
+    text = out.read_text()
+    assert "| **all** | 2000 |" in text and "machine:" in text
+    # Sections not asked for are marked, not silently dropped.
+    assert text.count("_not run_") == 5
