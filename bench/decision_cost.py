@@ -17,16 +17,16 @@ has no finished search or no validation with at least M mixtures (about
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from harness import emit
+
 from dmo.config import DmoConfig, load_config
 from dmo.search.searches import search_config
 from storage import Store
-
 
 # A search belongs to this config when it trained and scored the same way (other
 # configs, such as the fidelity levers in configs/fidelity/, may share the store).
@@ -136,12 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     with Store.open(config.project.resolved_store_url()) as store:
         search, validation = ensure_validated(args.config, store, args.mixtures, run=not args.no_run)
         report = measure(store, search, validation)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(markdown(report))
-    return 0
+    return emit(report, args.json, markdown)
 
 
 if __name__ == "__main__":

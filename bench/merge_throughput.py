@@ -17,16 +17,15 @@ proxies/s on the same experts and weights, and the ratios to the targets:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from harness import best_seconds, emit
 
 from dmo.merging import TaskVectorBank
 from dmo.merging.mergekit_interop import run_mergekit
@@ -48,17 +47,6 @@ QUICK = dict(
     vocab_size=2048,
 )
 COPY_BYTES = {"full": 1 << 30, "quick": 1 << 28}
-
-
-def best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        run()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def copy_bandwidth(nbytes: int, repeats: int = 3) -> float:
@@ -224,12 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             r["speedup_vs_mergekit"] >= 50 and r["fraction_of_copy"] >= 0.5 for r in rows
         ),
     }
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(markdown(report))
-    return 0
+    return emit(report, args.json, markdown)
 
 
 if __name__ == "__main__":

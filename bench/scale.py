@@ -14,7 +14,6 @@ vectors: build and evaluation cost do not depend on what the weights learned.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import optuna
 import torch
+from harness import best_seconds, emit
 
 from dmo.merging import TaskVectorBank
 from dmo.models import ModMLLMConfig, ModMLLMForCausalLM
@@ -37,16 +37,6 @@ SIZES = {
 QUICK_SIZES = ("demo (h128×8)",)
 IMAGE = dict(image_size=32, patch_size=8)
 MAX_NEW_TOKENS = 8
-
-
-def best_seconds(run, repeats: int) -> float:
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def sampler_seconds_per_trial(sampler: str, num_domains: int, trials: int, root: Path) -> float:
@@ -112,7 +102,6 @@ def measure(sizes: list[str], ks: list[int], trials: int, dev: int, samplers: li
                 "eval_s_per_benchmark": eval_s, "tpe_s": sampler_tpe, "trial_s": trial_s,
                 "build_share": build_s / trial_s,
             })
-        del full, model
     return {"trials": trials, "dev_samples": dev, "samplers": sampler_rows, "rows": rows}
 
 
@@ -157,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     trials = 20 if args.quick else args.trials
     report = measure(sizes, ks, trials, args.dev, ["tpe", "gp", "random"])
     report["threads"] = args.threads
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(markdown(report))
-    return 0
+    return emit(report, args.json, markdown)
 
 
 if __name__ == "__main__":

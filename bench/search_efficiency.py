@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from dmo.config import load_config
+from dmo.data.prepared import prepare_data
 from dmo.search.driver import run_search
 from dmo.search.grid import simplex_grid
 from dmo.search.objectives import objective_values
@@ -26,7 +27,6 @@ from dmo.search.pool import LocalPool
 from dmo.search.proxy import ProxyEvaluator, ProxySource
 from dmo.search.study import new_study_name, open_study
 from dmo.training.jobs import base_spec, cache_key, expert_spec
-from dmo.data.prepared import prepare_data
 from storage import Store
 
 SAMPLERS = ("tpe", "gp", "random", "grid")
