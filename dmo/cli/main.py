@@ -15,6 +15,7 @@ from rich.console import Console
 
 from dmo.cli import (
     config_cmd,
+    dashboard_cmd,
     data_cmd,
     db_cmd,
     demo_cmd,
@@ -50,6 +51,7 @@ app.command("best")(db_cmd.best)
 app.command("export")(export_cmd.export)
 app.command("validate")(validate_cmd.validate)
 app.command("demo")(demo_cmd.demo)
+app.command("dashboard")(dashboard_cmd.dashboard)
 
 
 def main() -> None:

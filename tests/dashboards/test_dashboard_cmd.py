@@ -1,0 +1,57 @@
+"""`dmo dashboard`: refuses bad options, serves the app and optuna-dashboard on one database,
+and stops both on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+
+import optuna
+import pytest
+from dashboard_process import HOST, free_port_pair, listening, running_dashboard
+from typer.testing import CliRunner
+
+from dmo.cli import dashboard_cmd
+from dmo.errors import ConfigError
+from storage import Store
+
+
+def test_config_and_store_together_are_refused(tmp_path):
+    result = CliRunner().invoke(
+        dashboard_cmd.app,
+        ["--config", "configs/tiny.yaml", "--store", f"sqlite:///{tmp_path}/x.sqlite"],
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "either --config or --store" in str(result.exception)
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as holder:
+        holder.bind((HOST, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = CliRunner().invoke(
+            dashboard_cmd.app, ["--port", str(port), "--store", f"sqlite:///{tmp_path}/x.sqlite"]
+        )
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.output
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_and_optuna_dashboard_share_the_store_and_stop_on_ctrl_c(tmp_path):
+    url = f"sqlite:///{tmp_path / 'dmo.sqlite'}"
+    with Store.open(url) as store:  # our tables, and a study in Optuna's beside them
+        optuna.create_study(storage=store.url, study_name="dmo-side-by-side")
+    port = free_port_pair()
+    optuna_url = f"http://{HOST}:{port + 1}"
+    with running_dashboard(url, port, "--optuna", also_wait_for=(optuna_url,)) as dashboard:
+        with urllib.request.urlopen(f"{dashboard.url}/_stcore/health", timeout=5) as reply:
+            assert reply.read().decode() == "ok"
+        with urllib.request.urlopen(f"{optuna_url}/api/studies", timeout=10) as reply:
+            studies = json.loads(reply.read())["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["dmo-side-by-side"]
+    assert f"dmo dashboard: http://127.0.0.1:{port}" in dashboard.output
+    assert f"optuna-dashboard: http://127.0.0.1:{port + 1}" in dashboard.output
+    assert not listening(port) and not listening(port + 1)  # both stopped
