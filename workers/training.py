@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ray
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dmo.config.schema import DmoConfig
@@ -62,7 +63,7 @@ class _TrainingProgress:
         self.models_dir = Path(config.project.workdir) / "models"
         self.config = config
         self.bars = Progress(TextColumn("{task.description:>18}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                             TimeElapsedColumn(), disable=not enabled)
+                             TimeElapsedColumn(), disable=not enabled, console=Console(stderr=True))
 
     def __enter__(self) -> _TrainingProgress:
         self.bars.__enter__()

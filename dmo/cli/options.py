@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,5 +19,16 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for
 
 
 def print_json(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, default=str)
+    """Strict JSON on stdout: NaN and infinities (an undefined correlation) become null."""
+    json.dump(_finite(payload), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

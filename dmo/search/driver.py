@@ -15,6 +15,7 @@ from itertools import count
 
 import optuna
 from optuna.trial import TrialState
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dmo.config.schema import DmoConfig
@@ -172,4 +173,5 @@ def _progress(enabled: bool) -> Progress:
         TextColumn("best {task.fields[best]:.2f}"),
         TimeElapsedColumn(),
         disable=not enabled,
+        console=Console(stderr=True),  # stdout stays clean for --json
     )

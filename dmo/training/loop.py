@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dmo.config.schema import TrainingSettings
@@ -201,4 +202,5 @@ def _progress(enabled: bool) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         disable=not enabled,
+        console=Console(stderr=True),  # stdout stays clean for --json
     )
