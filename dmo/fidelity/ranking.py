@@ -102,6 +102,27 @@ def pick_in_top_k(proxy: Sequence[float], real: Sequence[float], k: int) -> bool
     return bool(real_arr[_pick(proxy_arr)] >= kth_best)
 
 
+def spearman_interval(
+    x: Sequence[float], y: Sequence[float], *, level: float = 0.9, draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of Spearman ρ over the paired mixtures.
+
+    With ten mixtures one ρ says little on its own: this is how far it moves
+    when other mixtures of the same kind had been drawn. Resamples whose
+    scores are all tied (ρ undefined) are dropped; nan, nan if all are.
+    """
+    x_arr, y_arr = _paired(x, y)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, x_arr.size, size=(draws, x_arr.size))
+    values = np.array([spearman(x_arr[p], y_arr[p]) for p in picks])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
 def _metrics(proxy: Sequence[float], real: Sequence[float]) -> dict[str, float | bool | int]:
     row: dict[str, float | bool | int] = {
         "n": len(proxy),
@@ -163,7 +184,8 @@ def fidelity_summary(
         raise ValueError(f"benchmarks score different numbers of mixtures: {sorted(lengths)}")
     proxy_mean = np.mean([np.asarray(proxy_scores[b], dtype=np.float64) for b in shared], axis=0)
     real_mean = np.mean([np.asarray(real_scores[b], dtype=np.float64) for b in shared], axis=0)
-    mean_row = _metrics(proxy_mean, real_mean)
+    mean_row: dict[str, Any] = _metrics(proxy_mean, real_mean)
+    mean_row["spearman_90"] = list(spearman_interval(proxy_mean, real_mean))
     notes.extend(_notes_for("mean score", proxy_mean, real_mean))
 
     average: dict[str, float | bool | int] = {"n": int(lengths.pop())}

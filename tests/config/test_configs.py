@@ -8,7 +8,7 @@ from dmo.config import load_config, parse_config
 from dmo.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
+SHIPPED = sorted((REPO / "configs").rglob("*.yaml"))
 
 
 def test_configs_folder_is_not_empty():

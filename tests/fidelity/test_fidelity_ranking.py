@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from dmo.fidelity.ranking import (
+    spearman_interval,
     average_ranks,
     fidelity_summary,
     kendall_tau,
@@ -135,3 +136,22 @@ def test_fidelity_summary_needs_a_shared_benchmark_and_equal_lengths() -> None:
         fidelity_summary({"a": [1, 2]}, {"b": [1, 2]})
     with pytest.raises(ValueError, match="different numbers of mixtures"):
         fidelity_summary({"a": [1, 2], "b": [1, 2, 3]}, {"a": [2, 1], "b": [3, 2, 1]})
+
+
+def test_spearman_interval_is_a_point_for_a_perfect_order_and_shrinks_with_more_mixtures() -> None:
+    assert spearman_interval(range(10), [x**3 for x in range(10)]) == (1.0, 1.0)
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (10, 200):
+        x = rng.normal(size=n)
+        y = x + rng.normal(size=n)  # ρ about 0.7
+        low, high = spearman_interval(x, y)
+        assert -1.0 <= low <= spearman(x, y) <= high <= 1.0
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2
+
+
+def test_fidelity_summary_keeps_the_interval_of_the_mean_score_ranking() -> None:
+    summary = fidelity_summary({"a": [1.0, 2.0, 3.0, 4.0]}, {"a": [1.0, 2.0, 4.0, 3.0]})
+    low, high = summary["mean_score"]["spearman_90"]
+    assert low <= summary["mean_score"]["spearman"] <= high
