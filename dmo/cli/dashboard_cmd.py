@@ -32,6 +32,7 @@ import typer
 import dashboards
 from dashboards import OPTUNA_URL_ENV, STORE_URL_ENV
 from dmo.cli.common import console, store_url_for
+from dmo.cli.options import StoreUrlOption
 from dmo.config import load_config
 from dmo.errors import ConfigError, DmoError
 from storage import mask_url
@@ -73,14 +74,11 @@ def dashboard(
     config_path: Annotated[
         Path | None, typer.Option("--config", "-c", help="Project YAML whose store to show.")
     ] = None,
-    store_url: Annotated[
-        str | None,
-        typer.Option("--store", help="Store URL; default $DMO_STORE_URL or the config's SQLite."),
-    ] = None,
+    store_url: StoreUrlOption = None,
 ) -> None:
     """Serve the dashboards (searches, one search, experts) on 127.0.0.1 until Ctrl-C."""
     if config_path is not None and store_url is not None:
-        raise ConfigError("give either --config or --store, not both", where="dmo dashboard")
+        raise ConfigError("give either --config or --store-url, not both", where="dmo dashboard")
     url = store_url_for(load_config(config_path) if config_path else None, store_url)
     real_url = parse_url(url).render_as_string(hide_password=False)  # refuses a malformed URL
     ports = [port, port + 1] if optuna else [port]

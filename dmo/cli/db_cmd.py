@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from dmo.cli.common import console, trials_table
+from dmo.cli.options import StoreUrlOption
 from rich.table import Table
 
 from dmo.errors import SearchError, StoreError
@@ -25,10 +26,6 @@ app = typer.Typer(
     help="The SQL store: schema migrations and queries.", no_args_is_help=True, add_completion=False
 )
 
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="SQLAlchemy URL of the store (overrides --config, $DMO_STORE_URL)."),
-]
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Project YAML whose store (project.store_url) to use."),
@@ -74,7 +71,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 @app.command("upgrade")
 def upgrade(
-    url: UrlOption = None, config: ConfigOption = None, retry_s: RetryOption = 10.0
+    url: StoreUrlOption = None, config: ConfigOption = None, retry_s: RetryOption = 10.0
 ) -> None:
     """Create or migrate dmo's tables (idempotent; Optuna's tables are left alone)."""
     store = Store.open(resolve_store_url(url, config), upgrade=True, retry_s=retry_s)
@@ -87,7 +84,7 @@ def upgrade(
 
 @app.command("searches")
 def searches(
-    url: UrlOption = None,
+    url: StoreUrlOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
     retry_s: RetryOption = 10.0,
@@ -130,7 +127,7 @@ def best(
         int | None, typer.Option("--search", "-s", help="Search id; default the newest.")
     ] = None,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many mixtures to show.")] = 5,
-    url: UrlOption = None,
+    url: StoreUrlOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
     retry_s: RetryOption = 10.0,

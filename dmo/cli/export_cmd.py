@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dmo.cli.common import console, open_store
-from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
+from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, StoreUrlOption, print_json
 from dmo.config import load_config
 
 
@@ -19,7 +19,7 @@ def export(
     budget: Annotated[int | None, typer.Option(min=1, help="Samples of the full run (default: the expert budget).")] = None,
     trial: Annotated[int | None, typer.Option(help="Trial number (default: the best).")] = None,
     config: ConfigOption = DEFAULT_CONFIG,
-    store_url: Annotated[str | None, typer.Option("--store-url")] = None,
+    store_url: StoreUrlOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     as_json: JsonFlag = False,
 ) -> None:

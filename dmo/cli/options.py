@@ -15,6 +15,14 @@ DEFAULT_CONFIG = Path("configs/demo.yaml")
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Project YAML (see configs/demo.yaml).")
 ]
+StoreUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url",
+        "--url",
+        help="SQLAlchemy URL of the store; default $DMO_STORE_URL, else the config's SQLite.",
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
 
 

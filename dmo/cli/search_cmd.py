@@ -12,13 +12,12 @@ from typing import Annotated
 import typer
 
 from dmo.cli.common import console, experts_table, open_store, store_url_for, trials_table
-from dmo.cli.options import DEFAULT_CONFIG, JsonFlag, print_json
+from dmo.cli.options import DEFAULT_CONFIG, JsonFlag, StoreUrlOption, print_json
 from dmo.config import load_config
 from dmo.errors import SearchError
 
 app = typer.Typer(no_args_is_help=True)
 
-StoreUrl = Annotated[str | None, typer.Option("--store-url", help="Store URL; default $DMO_STORE_URL or the config's SQLite.")]
 Address = Annotated[str | None, typer.Option("--address", help="Ray cluster address; default a local Ray.")]
 
 
@@ -28,7 +27,7 @@ def run(
     trials: Annotated[int | None, typer.Option(min=1, help="Number of finished trials to reach.")] = None,
     sampler: Annotated[str | None, typer.Option(help="tpe | gp | cmaes | qmc | random | grid")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampler seed.")] = None,
-    store_url: StoreUrl = None,
+    store_url: StoreUrlOption = None,
     address: Address = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -51,7 +50,7 @@ def run(
 def resume(
     search_id: Annotated[int, typer.Argument(metavar="ID")],
     config_path: Annotated[Path | None, typer.Option("--config", "-c", help="Config whose store holds the search.")] = None,
-    store_url: StoreUrl = None,
+    store_url: StoreUrlOption = None,
     address: Address = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -73,7 +72,7 @@ def resume(
 def status(
     search_id: Annotated[int, typer.Argument(metavar="ID")],
     config_path: Annotated[Path | None, typer.Option("--config", "-c")] = None,
-    store_url: StoreUrl = None,
+    store_url: StoreUrlOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """State of a search: status, trial counts, best mixture so far."""

@@ -8,12 +8,11 @@ from typing import Annotated
 import typer
 
 from dmo.cli.common import console, experts_table, open_store
-from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
+from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, StoreUrlOption, print_json
 from dmo.config import load_config
 from dmo.errors import DmoError
 
 app = typer.Typer(no_args_is_help=True)
-StoreUrl = Annotated[str | None, typer.Option("--store-url", help="Store URL; default the config's.")]
 
 
 def _base(config, store):
@@ -31,7 +30,7 @@ def _show(model, as_json: bool) -> None:
 
 
 @app.command("base")
-def base(config: ConfigOption = DEFAULT_CONFIG, store_url: StoreUrl = None, as_json: JsonFlag = False) -> None:
+def base(config: ConfigOption = DEFAULT_CONFIG, store_url: StoreUrlOption = None, as_json: JsonFlag = False) -> None:
     """Train (or reuse) the base model on all domains with uniform weights."""
     settings = load_config(config)
     _show(_base(settings, open_store(settings, store_url)), as_json)
@@ -41,7 +40,7 @@ def base(config: ConfigOption = DEFAULT_CONFIG, store_url: StoreUrl = None, as_j
 def expert(
     domain: Annotated[str, typer.Argument(help="A configured domain.")],
     config: ConfigOption = DEFAULT_CONFIG,
-    store_url: StoreUrl = None,
+    store_url: StoreUrlOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train (or reuse) one domain's expert from the base."""
@@ -59,7 +58,7 @@ def mixture(
     weights: Annotated[str, typer.Option("--weights", help="Comma-separated, one per domain, summing to 1.")],
     config: ConfigOption = DEFAULT_CONFIG,
     normalize: Annotated[bool, typer.Option("--normalize", help="Rescale weights that do not sum to 1.")] = False,
-    store_url: StoreUrl = None,
+    store_url: StoreUrlOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train (or reuse) a mixture-SFT model: same base, budget and schedule as the experts."""

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from dmo.cli.common import console, open_store
-from dmo.cli.options import JsonFlag, print_json
+from dmo.cli.options import JsonFlag, StoreUrlOption, print_json
 from dmo.config import load_config
 
 
@@ -18,7 +18,7 @@ def validate(
     mixtures: Annotated[int, typer.Option("--mixtures", "-m", min=2, help="Mixtures to train: the best 3 plus Dirichlet draws.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the Dirichlet draws.")] = 0,
     config_path: Annotated[Path | None, typer.Option("--config", "-c", help="Config whose store holds the search.")] = None,
-    store_url: Annotated[str | None, typer.Option("--store-url")] = None,
+    store_url: StoreUrlOption = None,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address.")] = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -81,7 +81,7 @@ def running_dashboard(
 ) -> Iterator[Dashboard]:
     """Start it, wait until the app (and ``also_wait_for``) answer, and on exit stop it with
     SIGINT (Ctrl-C), checking it exits with code 0."""
-    command = [*dashboard_command(), "--port", str(port), "--store", store_url, *extra]
+    command = [*dashboard_command(), "--port", str(port), "--store-url", store_url, *extra]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
     dashboard = Dashboard(url=f"http://{HOST}:{port}", process=process)
     try:

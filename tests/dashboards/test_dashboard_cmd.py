@@ -20,10 +20,10 @@ from storage import Store
 def test_config_and_store_together_are_refused(tmp_path):
     result = CliRunner().invoke(
         dashboard_cmd.app,
-        ["--config", "configs/tiny.yaml", "--store", f"sqlite:///{tmp_path}/x.sqlite"],
+        ["--config", "configs/tiny.yaml", "--store-url", f"sqlite:///{tmp_path}/x.sqlite"],
     )
     assert isinstance(result.exception, ConfigError)
-    assert "either --config or --store" in str(result.exception)
+    assert "either --config or --store-url" in str(result.exception)
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
@@ -32,7 +32,7 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
         holder.listen()
         port = holder.getsockname()[1]
         result = CliRunner().invoke(
-            dashboard_cmd.app, ["--port", str(port), "--store", f"sqlite:///{tmp_path}/x.sqlite"]
+            dashboard_cmd.app, ["--port", str(port), "--store-url", f"sqlite:///{tmp_path}/x.sqlite"]
         )
     assert result.exit_code == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.output
