@@ -12,7 +12,10 @@ from dmo.search.pool import Outcome
 from dmo.search.proxy import ProxyEvaluator, ProxyResult, ProxySource
 
 
-@ray.remote(num_cpus=1, max_restarts=2, max_task_retries=0)
+# An evaluation is a pure function of the weights, so a trial whose actor died (OOM,
+# preemption, kill) is safely run again once Ray has restarted the actor. Without task
+# retries, every trial submitted while the actor restarts fails at once, unevaluated.
+@ray.remote(num_cpus=1, max_restarts=2, max_task_retries=1)
 class ProxyEvaluatorActor:
     """Loads the bank once (and again only if Ray restarts the actor)."""
 

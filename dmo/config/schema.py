@@ -254,12 +254,19 @@ class DmoConfig(Frozen):
     search: SearchSettings = SearchSettings()
     ray: RaySettings = RaySettings()
 
+    @field_validator("domains")
+    @classmethod
+    def _domains_unique(cls, domains: tuple[DomainSettings, ...]) -> tuple[DomainSettings, ...]:
+        # A field validator, so the error points at the `domains:` list, not the file's first line.
+        names = [d.name for d in domains]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"duplicate domain names: {name} (domains[{names.index(name)}] and domains[{index}])")
+        return domains
+
     @model_validator(mode="after")
-    def _domains_unique(self) -> DmoConfig:
+    def _objective_weights_name_domains(self) -> DmoConfig:
         names = [d.name for d in self.domains]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate domain names: {', '.join(duplicates)}")
         weights = self.search.objective.weights
         if weights is not None:
             unknown = sorted(set(weights) - set(names))

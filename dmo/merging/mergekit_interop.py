@@ -242,7 +242,9 @@ def materialize_proxy(
         load_checkpoint,
         read_manifest,
         read_state_dict,
+        refuse_pickles,
         save_checkpoint,
+        verify_checkpoint,
     )
 
     base, out_dir = Path(base), Path(out_dir)
@@ -257,6 +259,11 @@ def materialize_proxy(
         bank = TaskVectorBank.from_checkpoints(base, experts, exclude=exclude, include=include)
         model = bank.load_into(load_checkpoint(base), values, resolved)
     elif via == "mergekit":
+        # mergekit reads the files itself (and would unpickle a .bin): the same checks as
+        # read_state_dict first — safetensors only, every hash as in the manifest.
+        for directory in (base, *experts):
+            refuse_pickles(directory)
+            verify_checkpoint(directory)
         check_checkpoints(base, experts)
         parent = out_dir.absolute().parent
         parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers.utils import logging as hf_logging
 
@@ -102,7 +103,8 @@ def _existing_directory(path: str | Path) -> Path:
     return directory
 
 
-def _refuse_pickles(directory: Path) -> None:
+def refuse_pickles(directory: Path) -> None:
+    """Raise CheckpointError naming the first pickle-based file in `directory`."""
     for name in _content_files(directory):
         if name.lower().endswith(PICKLE_SUFFIXES):
             raise CheckpointError(
@@ -166,6 +168,14 @@ def _quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def write_failure(error: BaseException) -> str:
+    """What went wrong in a failed write, e.g. ``File too large``, from OSError or safetensors."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)  # safetensors: "Error while serializing: I/O error: File too large (os error 27)"
+    return text.split("I/O error: ", 1)[-1] if "I/O error: " in text else text
 
 
 def _fsync_path(path: Path) -> None:
@@ -254,16 +264,16 @@ def save_checkpoint(
                 target.write_text(content, encoding="utf-8")
             else:
                 target.write_bytes(content)
-        _refuse_pickles(staged)
+        refuse_pickles(staged)
         manifest = Manifest.of(_hash_directory(staged))
         (staged / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         _fsync_tree(staged)
         _move_into_place(staged, out_dir)
     except BaseException as error:
         shutil.rmtree(staged, ignore_errors=True)
-        if isinstance(error, OSError):
+        if isinstance(error, (OSError, SafetensorError)):  # safetensors reports EFBIG/ENOSPC as its own error
             raise CheckpointError(
-                f"could not write checkpoint: {error.strerror or error}",
+                f"could not write checkpoint: {write_failure(error)}",
                 where=str(out_dir),
                 hint="check that the directory is writable and the disk has space",
             ) from error
@@ -277,7 +287,7 @@ def save_checkpoint(
 def read_state_dict(path: str | Path, verify: bool = True) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint, without building a model (merging reads experts this way)."""
     directory = _existing_directory(path)
-    _refuse_pickles(directory)
+    refuse_pickles(directory)
     if verify:
         verify_checkpoint(directory)
     shards = sorted(directory.glob("*.safetensors"))
@@ -350,6 +360,8 @@ __all__ = [
     "read_config",
     "read_manifest",
     "read_state_dict",
+    "refuse_pickles",
     "save_checkpoint",
     "verify_checkpoint",
+    "write_failure",
 ]

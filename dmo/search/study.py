@@ -7,11 +7,13 @@ driver left RUNNING; `RetryFailedTrialCallback` enqueues them again.
 
 from __future__ import annotations
 
+import time
 import uuid
 import warnings
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.exc import DBAPIError
 
 from dmo.config.schema import DmoConfig
 from dmo.search.objectives import objective_directions, objective_names
@@ -23,6 +25,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
+_SCHEMA_ATTEMPTS = 5
+
 
 def new_study_name(project: str) -> str:
     return f"dmo-{project}-{uuid.uuid4().hex[:12]}"
@@ -30,13 +34,23 @@ def new_study_name(project: str) -> str:
 
 def optuna_storage(url: str, *, heartbeat_s: int) -> RDBStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_s,
-        grace_period=2 * heartbeat_s,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-    )
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=2 * heartbeat_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )
+        except DBAPIError as error:
+            # Searches started at once on a fresh database all create Optuna's tables; on
+            # PostgreSQL the losers fail with "... already exists" (their DDL rolled back).
+            # Opening again finds the winner's tables.
+            if "already exists" not in str(error) or attempt == _SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def open_study(url: str, study_name: str, config: DmoConfig, *, sampler: str, seed: int) -> optuna.Study:

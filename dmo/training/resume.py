@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from dmo.errors import CheckpointError
+from dmo.models.checkpoint import write_failure
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,14 @@ def save_resume_state(
             os.rename(folder, old)
         os.rename(tmp, folder)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, (OSError, SafetensorError)):  # a full disk or a quota: the user's to fix
+            raise CheckpointError(
+                f"could not write the resumable training state: {write_failure(error)}",
+                where=str(folder),
+                hint="check that the directory is writable and the disk has space",
+            ) from error
         raise
 
 

@@ -1,0 +1,102 @@
+"""Fixtures of the fault, bad-input and load tests: a small project on disk, its base and
+experts trained once per module, a local Ray, a fresh PostgreSQL database, a CLI runner.
+
+Every fault here is real: processes are SIGKILLed, TCP connections cut, file writes fail
+with EFBIG. Nothing of Ray, the database or the filesystem is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from reliability_support import Project, small_project, write_yaml
+
+VENV_BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("DMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("DMO_REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture()
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["RAY_AUTH_MODE"] = "disabled"
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env["OMP_NUM_THREADS"] = "1"
+    env.pop("DMO_STORE_URL", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory) -> Project:
+    """Base and one expert per domain of the small project, trained in this process."""
+    from dmo.config import load_config
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+    from storage import Store
+
+    root = tmp_path_factory.mktemp("project")
+    path = write_yaml(root / "project.yaml", small_project(root / "workdir"))
+    config = load_config(path)
+    url = f"sqlite:///{root / 'store.sqlite'}"
+    with Store.open(url) as store:
+        base = ensure_model(config, store, base_spec(config), show_progress=False)
+        for domain in config.domain_names:
+            ensure_model(config, store, expert_spec(config, domain), base=base, show_progress=False)
+    return Project(path, url)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """One local Ray for this module, in this process (2 CPUs); shut down afterwards.
+
+    Its own temp dir under /tmp (socket paths must stay short); never `ray stop`,
+    which would stop other people's Ray on this machine.
+    """
+    from workers.cluster import connect, shutdown
+
+    temp = Path(tempfile.mkdtemp(prefix="rayrel", dir="/tmp"))
+    connect(num_cpus=2, temp_dir=temp)
+    try:
+        yield
+    finally:
+        shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(make_url(PG_URL), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; skips (or fails under
+    DMO_REQUIRE_POSTGRES=1) when the server is down, as tests/storage/conftest.py does."""
+    admin = _admin_engine()
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - any failure means "no server here"
+        admin.dispose()
+        reason = f"PostgreSQL at {make_url(PG_URL).render_as_string()} unreachable: {type(error).__name__}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{reason} (DMO_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    name = f"dmo_t_rel_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
