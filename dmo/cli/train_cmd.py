@@ -66,7 +66,8 @@ def mixture(
     from dmo.training.jobs import ensure_model, mixture_spec
 
     settings = load_config(config)
-    values = validate_weights(_floats(weights), list(settings.domain_names), normalize=normalize, where="--weights")
+    values = validate_weights(_floats(weights), list(settings.domain_names), normalize=normalize, where="--weights",
+                              normalize_flag="--normalize")
     store = open_store(settings, store_url)
     _show(ensure_model(settings, store, mixture_spec(settings, tuple(values)), base=_base(settings, store)), as_json)
 

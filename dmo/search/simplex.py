@@ -84,12 +84,15 @@ def validate_weights(
     *,
     normalize: bool = False,
     where: str = "weights",
+    normalize_flag: str | None = None,
 ) -> np.ndarray:
     """Check a user's mixture against the domains and return it as a float64 array.
 
     A mapping is matched to ``names`` by key; a sequence by position. With
     ``normalize=True`` any non-negative, non-zero vector is rescaled to sum to 1
     (handy for ratios such as ``[3, 1]``); otherwise the sum must already be 1.
+    ``normalize_flag`` names the caller's switch for that (e.g. ``--normalize``), so the
+    error tells the user what to pass.
     """
     names = list(names)
     expected = ", ".join(names)
@@ -140,6 +143,7 @@ def validate_weights(
         raise MergeError(
             f"weights sum to {total:.9g}, not 1 (tolerance {SUM_TOLERANCE:g})",
             where=where,
-            hint="rescale them, or ask for normalisation",
+            hint=f"rescale them, or pass {normalize_flag} to have them rescaled"
+            if normalize_flag else "rescale them so they sum to 1",
         )
     return arr / total

@@ -11,19 +11,15 @@ import os
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from pg_support import fresh_database
 from reliability_support import Project, small_project, write_yaml
 
 VENV_BIN = Path(sys.executable).parent
-PG_URL = os.environ.get("DMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE_POSTGRES = os.environ.get("DMO_REQUIRE_POSTGRES") == "1"
 
 
 @pytest.fixture()
@@ -73,30 +69,8 @@ def local_ray() -> Iterator[None]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _admin_engine() -> sa.Engine:
-    return sa.create_engine(make_url(PG_URL), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-
-
 @pytest.fixture()
 def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards; skips (or fails under
-    DMO_REQUIRE_POSTGRES=1) when the server is down, as tests/storage/conftest.py does."""
-    admin = _admin_engine()
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure means "no server here"
-        admin.dispose()
-        reason = f"PostgreSQL at {make_url(PG_URL).render_as_string()} unreachable: {type(error).__name__}"
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"{reason} (DMO_REQUIRE_POSTGRES=1)")
-        pytest.skip(reason)
-    name = f"dmo_t_rel_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    """A fresh PostgreSQL database, dropped afterwards (skips, or fails in CI, without a server)."""
+    with fresh_database("dmo_t_rel") as url:
+        yield url

@@ -99,9 +99,15 @@ def test_weights_not_summing_to_one(dmo, tiny_yaml, tmp_path, command):
     dmo(*WEIGHT_COMMANDS[command]("0.5,0.5,0.5", tiny_yaml, tmp_path)).refused("--weights", "sum to 1.5", "not 1")
 
 
+WRONG_LENGTH = {
+    "merge": ("got 2 weights for 3 experts",),
+    "train-mixture": ("expected 3 weights, got 2", "general, ocr, counting"),
+}
+
+
 @pytest.mark.parametrize("command", WEIGHT_COMMANDS)
 def test_wrong_number_of_weights(dmo, tiny_yaml, tmp_path, command):
-    dmo(*WEIGHT_COMMANDS[command]("0.5,0.5", tiny_yaml, tmp_path)).refused("--weights", "2")
+    dmo(*WEIGHT_COMMANDS[command]("0.5,0.5", tiny_yaml, tmp_path)).refused("--weights", *WRONG_LENGTH[command])
 
 
 def test_weights_are_renormalised_only_under_the_explicit_flag(dmo, checkpoints, tmp_path):
@@ -112,6 +118,17 @@ def test_weights_are_renormalised_only_under_the_explicit_flag(dmo, checkpoints,
     accepted = dmo(*args, "--out", tmp_path / "proxy", "--normalize")
     assert accepted.code == 0, accepted.err
     assert json.loads(accepted.out)["weights"] == [0.25, 0.75]
+
+
+@pytest.mark.slow
+def test_train_mixture_renormalises_only_under_the_explicit_flag(dmo, tiny_yaml):
+    args = ["train", "mixture", "--weights", "1,1,2", "--config", tiny_yaml, "--json"]
+    dmo(*args).refused("--weights", "sum to 4", "--normalize")
+    assert not (tiny_yaml.parent / "workdir" / "models").exists(), "refused before anything was trained"
+    trained = dmo(*args, "--normalize")
+    assert trained.code == 0, trained.err
+    row = json.loads(trained.out)
+    assert row["kind"] == "mixture" and Path(row["checkpoint"]).name.startswith("mixture-0.250-0.250-0.500-")
 
 
 # --------------------------------------------------------------------------- configs
@@ -263,6 +280,7 @@ def test_pickle_checkpoint_is_refused(dmo, checkpoints, tmp_path, via):
     result = dmo("merge", "--base", checkpoints["base"], "--experts", f"{checkpoints['e0']},{expert}", "--weights", "0.5,0.5",
                  "--out", tmp_path / "out", "--via", via)
     result.refused(str(expert / "pytorch_model.bin"), "pickle", "safetensors only")
+    assert not (tmp_path / "out").exists()
 
 
 def test_every_torch_load_is_weights_only():
@@ -323,7 +341,8 @@ def test_database_password_is_masked_in_every_message_and_log(dmo, tmp_path, cap
 
     # The installed script end to end: its stderr carries the retry warnings too.
     env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "DMO_STORE_URL": url}
-    result = subprocess.run([sys.executable, "-m", "dmo", "searches", "--retry-s", "0.5"], env=env, capture_output=True,
+    script = Path(sys.executable).parent / "dmo"
+    result = subprocess.run([str(script), "searches", "--retry-s", "0.5"], env=env, capture_output=True,
                             text=True, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == 3 and "Traceback" not in output, output[-2000:]

@@ -8,6 +8,7 @@ names the (masked) URL; a transaction cut in its middle leaves no row behind.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -73,7 +74,11 @@ def test_a_write_during_a_short_outage_is_retried_and_applied_once(proxied, capl
         assert waited >= OUTAGE_S * 0.8, "the write cannot have succeeded while the proxy was cut"
         assert [d.name for d in store.list_datasets()] == ["before", "during"]
     retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
-    assert len(retries) >= 2, "retried with backoff, and said so"
+    assert len(retries) >= 3, "retried, and said so"
+    # Exponential backoff with jitter: pause n lies in [d·2ⁿ, d·2ⁿ⁺¹], so the pauses never
+    # shrink (until the 2 s cap) and grow several-fold over the outage.
+    pauses = [float(m) for m in re.findall(r"retrying in ([0-9.]+)s", " ".join(retries))]
+    assert pauses == sorted(pauses) and pauses[-1] >= 4 * pauses[0], pauses
     assert all(PASSWORD not in r.getMessage() for r in caplog.records)
     assert all(f"postgres:***@127.0.0.1:{proxy.port}" in m for m in retries)
     assert _count(direct, "dmo_datasets") == 2

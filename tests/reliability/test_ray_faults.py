@@ -119,5 +119,8 @@ def test_killed_evaluator_is_restarted_and_its_trial_retried(trained_project, lo
     rows = store.trials(search.id, state=None)
     assert [t.number for t in rows] == list(range(trials)), "no trial lost or recorded twice"
     assert all(t.state == "complete" for t in rows), [(t.number, t.state, t.efficiency.get("error")) for t in rows]
+    # Trial 2 was mid-evaluation in the killed process and no trial failed or was added: the
+    # same trial was evaluated again by the restarted actor (Ray's task retry), not replaced.
+    assert rows[2].state == "complete" and rows[2].objective[0] is not None
     assert store.get_search(search.id).status == "finished"
     store.dispose()

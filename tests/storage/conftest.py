@@ -8,51 +8,24 @@ it cannot be reached its tests skip, unless $DMO_REQUIRE_POSTGRES=1 (CI) makes t
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from pg_support import fresh_database
 from storage import SearchRecord, Store
 
-PG_URL = os.environ.get("DMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE_POSTGRES = os.environ.get("DMO_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def _admin_engine() -> sa.Engine:
-    return sa.create_engine(
-        make_url(PG_URL), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
 
 
 @pytest.fixture(scope="module")
 def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """A uniquely named database for this test module, dropped afterwards."""
-    admin = _admin_engine()
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except Exception as error:  # noqa: BLE001 - any failure means "no server here"
-        admin.dispose()
-        shown = make_url(PG_URL).render_as_string()
-        reason = f"PostgreSQL at {shown} unreachable: {type(error).__name__}"
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"{reason} (DMO_REQUIRE_POSTGRES=1)")
-        pytest.skip(reason)
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")[:30]
-    name = f"dmo_t_{module}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(f"dmo_t_{module}") as url:
+        yield url
 
 
 def _reset_pg_schema(url: str) -> None:

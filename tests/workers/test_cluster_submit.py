@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
+from pg_support import fresh_database
 from storage import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-PG_URL = os.environ.get("DMO_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _free_port() -> int:
@@ -30,19 +27,8 @@ def _free_port() -> int:
 
 @pytest.fixture()
 def pg_store_url():
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"dmo_cluster_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        if os.environ.get("DMO_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL unreachable at {PG_URL}: {error}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
-    yield sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("dmo_cluster") as url:
+        yield url
 
 
 @pytest.fixture()
