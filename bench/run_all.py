@@ -54,7 +54,7 @@ SECTIONS = (
     Section("decision", "4–5. Cost of a DMO decision, and proxy fidelity", "decision_cost.py",
             ("--mixtures", "10"), ("--mixtures", "10", "--no-run"),
             "fidelity: Spearman ρ ≥ 0.8 and top-1 regret ≤ 1 point on ≥ 10 mixtures; proxies cheaper than training"),
-    Section("scale", "6. Scale with K and model size", "scale.py", (), ("--quick",),
+    Section("scale", "6. Scale with K and model size", "scale.py", ("--dev", "100"), ("--quick",),
             "proxy build stays a small share of a trial as K and the model grow"),
     Section("data", "Data generation", "data_generation.py", ("--train", "2000"), ("--train", "500"),
             "4 × 2,000 samples well under 30 s"),
@@ -77,11 +77,16 @@ def run_section(section: Section, quick: bool) -> dict:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    measured = {"command": shown, "seconds": seconds, "date": _now(), "quick": quick}
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"command": shown, "error": f"exit {done.returncode}: {last}", "seconds": seconds}
-    return {"command": shown, "result": json.loads(done.stdout), "seconds": seconds}
+        return {**measured, "error": f"exit {done.returncode}: {last}"}
+    return {**measured, "result": json.loads(done.stdout)}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def machine() -> str:
@@ -118,7 +123,10 @@ def report_markdown(results: dict, quick: bool) -> str:
         if entry is None:
             lines.append("_not run_")
             continue
-        lines += [f"Command: `{entry['command']}` ({entry['seconds']:.0f} s)", ""]
+        # With --only, other sections keep figures from an earlier run: each says when and how it ran.
+        when = entry.get("date", results["date"])
+        mode = ", quick settings" if entry.get("quick", results["quick"]) else ""
+        lines += [f"Command: `{entry['command']}` ({entry['seconds']:.0f} s, run {when}{mode})", ""]
         if "error" in entry:
             lines.append(f"**failed** ({entry['error']}); see the command's output.")
         else:
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_path = args.out.with_suffix(".json")
     previous = json.loads(raw_path.read_text()) if args.only and raw_path.exists() else {"sections": {}}
     results = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _now(),
         "machine": machine(),
         "quick": args.quick,
         "sections": dict(previous["sections"]),
