@@ -155,7 +155,7 @@ def measure(
 
 def markdown(report: dict) -> str:
     lines = [
-        f"model: {report['model_params'] / 1e6:.1f}M params, {report['threads']} torch threads; "
+        f"model: {report['model_params'] / 1e6:.1f}M params, {report['threads']} torch thread{'s' if report['threads'] != 1 else ''}; "
         f"copy_ bandwidth {report['copy_gb_per_s']:.1f} GB/s (read+write, best of the run)",
         "",
         "| K | P merged | proxies/s | GB/s | % of copy | bf16 proxies/s "

@@ -9,6 +9,7 @@ figure.
     python bench/run_all.py                  # everything (~40 min on 2 cores, after `make demo`)
     python bench/run_all.py --quick          # small settings, a smoke test of the report (~5 min)
     python bench/run_all.py --only scale mod # a subset; the other sections keep their last figures
+    python bench/run_all.py --render         # rewrite benchmarks.md from benchmarks.json, measuring nothing
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ SECTIONS = (
     Section("decision", "4–5. Cost of a DMO decision, and proxy fidelity", "decision_cost.py",
             ("--mixtures", "10"), ("--mixtures", "10", "--no-run"),
             "fidelity: Spearman ρ ≥ 0.8 and top-1 regret ≤ 1 point on ≥ 10 mixtures; proxies cheaper than training"),
-    Section("scale", "6. Scale with K and model size", "scale.py", ("--dev", "100"), ("--quick",),
+    Section("scale", "6. Scale with K and model size", "scale.py", ("--dev", "10"), ("--quick",),
             "proxy build stays a small share of a trial as K and the model grow"),
     Section("data", "Data generation", "data_generation.py", ("--train", "2000"), ("--train", "500"),
             "4 × 2,000 samples well under 30 s"),
@@ -134,12 +135,24 @@ def report_markdown(results: dict, quick: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small settings: checks the report, not the figures")
     parser.add_argument("--only", nargs="+", choices=[s.key for s in SECTIONS], help="run only these sections")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--render", action="store_true", help="measure nothing: rewrite the report from its raw JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        results = json.loads(args.out.with_suffix(".json").read_text())
+        _write_atomically(args.out, report_markdown(results, results["quick"]))
+        print(f"wrote {args.out}")
+        return 0
 
     raw_path = args.out.with_suffix(".json")
     previous = json.loads(raw_path.read_text()) if args.only and raw_path.exists() else {"sections": {}}
@@ -155,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for path, text in ((raw_path, json.dumps(results, indent=2) + "\n"), (args.out, report_markdown(results, args.quick))):
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
+        _write_atomically(path, text)
     print(f"wrote {args.out} and {raw_path}")
     failed = [key for key, entry in results["sections"].items() if "error" in entry]
     return 1 if failed else 0

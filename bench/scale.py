@@ -150,6 +150,9 @@ def markdown(report: dict) -> str:
             f"| {r['eval_s_per_benchmark']:.2f} s | {1000 * r['tpe_s']:.0f} ms | {r['trial_s']:.2f} s "
             f"| {100 * r['build_share']:.1f}% | {r['whole_trial_s']:.2f} s |"
         )
+    worst = max(report["rows"], key=lambda r: r["build_share"])
+    lines += ["", f"The proxy build is at most {100 * worst['build_share']:.1f}% of a trial ({worst['model']}, "
+              f"K = {worst['K']}): scoring the proxy, not building it, is what grows with K and the model."]
     return "\n".join(lines)
 
 
