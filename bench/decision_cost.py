@@ -36,15 +36,19 @@ from dmo.training.jobs import initial_model, stage_settings
 from dmo.training.loop import TrainingRun, train
 from storage import Store
 
-# A search belongs to this config when it trained and scored the same way (other
+# A search belongs to this config when it trained, merged and scored the same way (other
 # configs, such as the fidelity levers in configs/fidelity/, may share the store).
 SAME_SETUP = ("model", "training", "evaluation")
 
 
+def _setup(config: DmoConfig) -> dict:
+    dumped = config.model_dump(mode="json")
+    return {**{key: dumped[key] for key in SAME_SETUP}, "merge": dumped["search"]["merge"]}
+
+
 def latest_search(store: Store, config: DmoConfig):
-    wanted = config.model_dump(mode="json")
-    finished = [s for s in store.list_searches() if s.status == "finished"
-                and all(search_config(s).model_dump(mode="json")[key] == wanted[key] for key in SAME_SETUP)]
+    wanted = _setup(config)
+    finished = [s for s in store.list_searches() if s.status == "finished" and _setup(search_config(s)) == wanted]
     return max(finished, key=lambda s: s.id) if finished else None
 
 
