@@ -32,8 +32,8 @@ from dmo.config import DmoConfig, load_config
 from dmo.data.prepared import prepare_data
 from dmo.search.proxy import ProxyEvaluator, ProxySource
 from dmo.search.searches import search_config
-from dmo.training.jobs import initial_model, stage_settings
-from dmo.training.loop import TrainingRun, train
+from dmo.training.jobs import expert_spec, initial_model, mixture_spec, training_run
+from dmo.training.loop import train
 from storage import Store
 
 # A search belongs to this config when it trained, merged and scored the same way (other
@@ -77,18 +77,17 @@ def ensure_validated(config_path: Path, store: Store, mixtures: int, run: bool):
 
 
 def measure_now(config_path: Path, store: Store, search, validation) -> dict:
-    """Both routes timed in this run: one expert, one mixture model, M proxies (one thread each)."""
+    """Both routes timed in this run: one expert, one mixture model, M proxies (`training.threads` each)."""
     config = load_config(config_path)
     data = prepare_data(config)
     experts = [store.get_model(model_id) for model_id in search.expert_ids]
     base = store.get_model(experts[0].base_id)
     base_dir = Path(base.checkpoint_uri)
     weights = [tuple(r.weights[d] for d in data.names) for r in validation.results]
+    # The same runs `ensure_model` would make, into a scratch directory instead of the store.
     runs = {
-        "expert": TrainingRun("expert", tuple(float(d == data.names[0]) for d in data.names),
-                              stage_settings(config, "expert"), seed=config.project.seed, base_sha256=base.checkpoint_sha256),
-        "mixture": TrainingRun("mixture", weights[0], stage_settings(config, "mixture"),
-                               seed=config.project.seed, base_sha256=base.checkpoint_sha256),
+        "expert": training_run(config, expert_spec(config, data.names[0]), base.checkpoint_sha256),
+        "mixture": training_run(config, mixture_spec(config, weights[0]), base.checkpoint_sha256),
     }
     seconds = {}
     with tempfile.TemporaryDirectory(prefix="dmo-bench-decision-") as scratch:

@@ -6,7 +6,7 @@ comparison inside that one run. The report keeps the raw JSON beside the
 tables in docs/benchmarks.json, so later changes can be compared figure by
 figure.
 
-    python bench/run_all.py                  # everything (~40 min on 2 cores, after `make demo`)
+    python bench/run_all.py                  # everything (~30 min on 2 cores once the demo is trained and validated)
     python bench/run_all.py --quick          # small settings, a smoke test of the report (~5 min)
     python bench/run_all.py --only scale mod # a subset; the other sections keep their last figures
     python bench/run_all.py --render         # rewrite benchmarks.md from benchmarks.json, measuring nothing

@@ -64,6 +64,18 @@ def stage_settings(config: DmoConfig, kind: str) -> TrainingSettings:
     return {"base": stages.base, "expert": stages.expert, "mixture": stages.mixture_stage()}[kind]
 
 
+def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None) -> TrainingRun:
+    """How `spec` is trained: the one place that turns a config and a spec into a run."""
+    return TrainingRun(
+        name=spec.name,
+        weights=spec.weights,
+        settings=stage_settings(config, spec.kind),
+        seed=config.project.seed,
+        threads=config.training.threads,
+        base_sha256=base_sha256,
+    )
+
+
 def cache_key(config: DmoConfig, spec: ModelSpec, data: PreparedData, init_sha256: str | None) -> str:
     payload = {
         "format": 1,
@@ -141,14 +153,7 @@ def ensure_model(
     out_dir = config.project.workdir / "models" / f"{spec.name}-{key[:12]}"
     started = time.perf_counter()
     try:
-        run = TrainingRun(
-            name=spec.name,
-            weights=spec.weights,
-            settings=settings,
-            seed=config.project.seed,
-            threads=config.training.threads,
-            base_sha256=base.checkpoint_sha256 if base is not None else None,
-        )
+        run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
         result = train(run, model, data, out_dir, show_progress=show_progress)
         trained = load_checkpoint(out_dir)
         dev = evaluate(
