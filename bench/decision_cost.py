@@ -30,8 +30,9 @@ from harness import emit
 
 from dmo.config import DmoConfig, load_config
 from dmo.data.prepared import prepare_data
-from dmo.search.proxy import ProxyEvaluator, ProxySource
-from dmo.search.searches import search_config
+from dmo.mixture import Mixture
+from dmo.search.pool import ProxySource
+from dmo.search.proxy import ProxyEvaluator
 from dmo.training.jobs import expert_spec, initial_model, mixture_spec, training_run
 from dmo.training.loop import train
 from storage import Store
@@ -48,7 +49,7 @@ def _setup(config: DmoConfig) -> dict:
 
 def latest_search(store: Store, config: DmoConfig):
     wanted = _setup(config)
-    finished = [s for s in store.list_searches() if s.status == "finished" and _setup(search_config(s)) == wanted]
+    finished = [s for s in store.list_searches() if s.status == "finished" and _setup(s.config) == wanted]
     return max(finished, key=lambda s: s.id) if finished else None
 
 
@@ -83,25 +84,24 @@ def measure_now(config_path: Path, store: Store, search, validation) -> dict:
     experts = [store.get_model(model_id) for model_id in search.expert_ids]
     base = store.get_model(experts[0].base_id)
     base_dir = Path(base.checkpoint_uri)
-    weights = [tuple(r.weights[d] for d in data.names) for r in validation.results]
+    mixtures = [Mixture.of(data.names, r.weights) for r in validation.results]
     # The same runs `ensure_model` would make, into a scratch directory instead of the store.
     runs = {
         "expert": training_run(config, expert_spec(config, data.names[0]), base.checkpoint_sha256),
-        "mixture": training_run(config, mixture_spec(config, weights[0]), base.checkpoint_sha256),
+        "mixture": training_run(config, mixture_spec(mixtures[0]), base.checkpoint_sha256),
     }
     seconds = {}
     with tempfile.TemporaryDirectory(prefix="dmo-bench-decision-") as scratch:
         for name, run in runs.items():
-            result = train(run, initial_model(config, data, base_dir, seed=run.seed), data, Path(scratch) / name,
-                           show_progress=False)
+            result = train(run, initial_model(config, data, base_dir, seed=run.seed), data, Path(scratch) / name)
             seconds[name] = result.seconds
     evaluator = ProxyEvaluator(ProxySource(config, base_dir, tuple(Path(e.checkpoint_uri) for e in experts)), data=data)
     proxy_times = []
-    for w in weights:
+    for mixture in mixtures:
         started = time.perf_counter()
-        evaluator.evaluate(list(w))
+        evaluator.evaluate(list(mixture.weights))
         proxy_times.append(time.perf_counter() - started)
-    k, m = len(experts), len(weights)
+    k, m = len(experts), len(mixtures)
     proxy_s = statistics.median(proxy_times)
     proxies_route = k * seconds["expert"] + m * proxy_s
     real_route = m * seconds["mixture"]

@@ -24,6 +24,7 @@ import torch
 from dmo.config import load_config
 from dmo.data.prepared import prepare_data
 from dmo.evaluation import benchmarks_for, evaluate
+from dmo.mixture import Mixture
 from dmo.models.checkpoint import load_checkpoint
 from dmo.models.efficiency import efficiency_vs_dense, probe_batch
 from dmo.training.jobs import initial_model
@@ -72,9 +73,9 @@ def main() -> None:
 
     rows = {}
     for name, cfg in (("mod", mod_config), ("dense", dense_config)):
-        weights = tuple(float(d == args.domain) for d in data.names)
+        mixture = Mixture.one_hot(data.names, args.domain)
         settings = cfg.training.expert.model_copy(update={"steps": args.steps, "freeze_vision": False})
-        result = train(TrainingRun(name, weights, settings, seed=0), models[name].train(), data, workdir / name, show_progress=not args.json)
+        result = train(TrainingRun(name, mixture, settings, seed=0), models[name].train(), data, workdir / name)
         scores = evaluate(load_checkpoint(workdir / name), data, benchmarks_for(data.names, "dev")).scores("exact_match")
         rows[name] = {"forward_s": forward_s[name], "train_s": result.seconds, "accuracy": scores[args.domain]}
 

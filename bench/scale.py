@@ -29,7 +29,7 @@ from harness import best_seconds, emit
 from dmo.merging import TaskVectorBank
 from dmo.models import ModMLLMConfig, ModMLLMForCausalLM
 from dmo.models.efficiency import probe_batch
-from dmo.search.samplers import make_sampler, suggest_weights
+from dmo.search.samplers import make_sampler, suggest_mixture
 
 SIZES = {
     "demo (h128×8)": dict(hidden_size=128, num_hidden_layers=8, num_attention_heads=4, intermediate_size=344, vocab_size=512),
@@ -56,7 +56,7 @@ def sampler_seconds_per_trial(sampler: str, num_domains: int, trials: int, root:
     for _ in range(trials):
         started = time.perf_counter()
         trial = study.ask()
-        w = suggest_weights(trial, names)
+        w = torch.tensor(suggest_mixture(trial, names).weights).numpy()
         study.tell(trial, -float(abs(w - target).sum()))  # cheap stand-in score: only the sampler is timed
         seconds.append(time.perf_counter() - started)
     return statistics.mean(seconds)
@@ -89,12 +89,12 @@ def whole_trial_seconds(model: ModMLLMForCausalLM, config: ModMLLMConfig, bank: 
                                 sampler=make_sampler("tpe", seed=0, num_domains=len(names)), direction="maximize")
     for index in range(WARM_TRIALS):
         warm = study.ask()
-        suggest_weights(warm, names)
+        suggest_mixture(warm, names)
         study.tell(warm, float(index))
     batches = [probe_batch(config, samples, n_text=16, seed=i) for i in range(len(names))]
     started = time.perf_counter()
     trial = study.ask()
-    bank.load_into(model, list(suggest_weights(trial, names)))
+    bank.load_into(model, list(suggest_mixture(trial, names).weights))
     with torch.no_grad():
         for batch in batches:
             model.generate_greedy(batch["input_ids"], batch["pixel_values"],

@@ -20,13 +20,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dmo.config import load_config
+from dmo.config import load_config, with_overrides
+from dmo.config.snapshot import SearchSnapshot
 from dmo.data.prepared import prepare_data
-from dmo.search.driver import run_search
+from dmo.runtime import quiet_optuna
 from dmo.search.grid import simplex_grid
 from dmo.search.objectives import objective_values
-from dmo.search.pool import LocalPool
-from dmo.search.proxy import ProxyEvaluator, ProxySource
+from dmo.search.pool import LocalPool, ProxySource
+from dmo.search.proxy import ProxyEvaluator
+from dmo.search.searches import run_search
 from dmo.search.study import new_study_name, open_study
 from dmo.training.jobs import base_spec, cache_key, expert_spec
 from storage import Store
@@ -58,8 +60,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    config = load_config(args.config)
-    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"dev_limit": args.dev_limit})})
+    quiet_optuna()
+    config = with_overrides(load_config(args.config), {"evaluation.dev_limit": ("--dev-limit", args.dev_limit)})
     data = prepare_data(config)
     base, experts = trained_experts(args.config, config, data)
     evaluator = ProxyEvaluator(ProxySource(config, Path(base.checkpoint_uri), tuple(Path(e.checkpoint_uri) for e in experts)), data=data)
@@ -78,12 +80,13 @@ def main() -> None:
     for sampler in SAMPLERS:
         needed = []
         for seed in range(args.seeds):
-            search_config = config.model_copy(update={"search": config.search.model_copy(update={"sampler": sampler, "seed": seed, "trials": args.budget, "warm_start": ()})})
+            search_config = with_overrides(config, {"search.sampler": ("", sampler), "search.seed": ("", seed),
+                                                    "search.trials": ("", args.budget), "search.warm_start": ("", [])})
             study = new_study_name("bench")
-            open_study(scratch.url, study, search_config, sampler=sampler, seed=seed)
-            search = scratch.create_search(name="bench", config={**search_config.model_dump(mode="json"), "trials": args.budget, "seed": seed, "base_id": base.id},
-                                           sampler=sampler, objective={"kind": "mean"}, study_name=study, domains=names, expert_ids=[])
-            run_search(scratch, search, search_config, LocalPool(evaluator), show_progress=False)
+            open_study(scratch.url, study, search_config)
+            search = scratch.create_search(SearchSnapshot(config=search_config, base_id=None), study_name=study,
+                                           expert_ids=[])
+            run_search(scratch, search, LocalPool(evaluator))
             trials = sorted(scratch.trials(search.id), key=lambda t: t.number)
             best, hit = float("-inf"), args.budget + 1
             for i, trial in enumerate(trials, start=1):

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from dmo.fidelity import spearman
-from dmo.search.objectives import OBJECTIVES, pareto_front
+from dmo.search.objectives import pareto_front
 from storage import ModelRecord, SearchRecord, TrialRecord, ValidationRecord
 
 MEAN_SCORE = "mean score"
@@ -30,9 +30,7 @@ def weight_column(domain: str) -> str:
 
 def objective_names(search: SearchRecord) -> tuple[str, ...]:
     """Names of the objective values of a search, e.g. ``("mean", "worst")`` for multi."""
-    kind = str(search.objective.get("kind", "mean"))
-    names, _ = OBJECTIVES.get(kind, ((kind,), None))
-    return tuple(names)
+    return search.snapshot.objective_names
 
 
 def objective_columns(names: Sequence[str]) -> list[str]:
@@ -41,9 +39,7 @@ def objective_columns(names: Sequence[str]) -> list[str]:
 
 
 def objective_label(search: SearchRecord) -> str:
-    kind = str(search.objective.get("kind", "mean"))
-    metric = search.objective.get("metric")
-    return f"{kind} ({metric})" if metric else kind
+    return f"{search.objective_kind} ({search.metric})"
 
 
 def is_multi_objective(search: SearchRecord) -> bool:

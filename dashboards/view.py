@@ -14,8 +14,7 @@ import streamlit as st
 
 from dashboards import OPTUNA_URL_ENV, STORE_URL_ENV
 from dmo.errors import DmoError
-from storage import DEFAULT_URL, SearchRecord, Store, mask_url
-from storage.db import parse_url, sqlite_path
+from storage import MISSING_STORE_HINT, SearchRecord, Store, mask_url
 
 SEARCH_PARAM = "search"  # ?search=ID picks the search on the search page
 _SEARCH_KEY = "dmo_search_id"
@@ -25,36 +24,27 @@ def setup_page(title: str) -> None:
     st.set_page_config(page_title=f"dmo · {title}", layout="wide")
 
 
-def store_url() -> str:
-    """``$DMO_STORE_URL`` (set by `dmo dashboard`), else the default SQLite file."""
-    return os.environ.get(STORE_URL_ENV) or DEFAULT_URL
+def store_url() -> str | None:
+    """``$DMO_STORE_URL``, which `dmo dashboard` sets to the store it resolved."""
+    return os.environ.get(STORE_URL_ENV)
 
 
 @st.cache_resource(show_spinner=False)
 def _connect(url: str) -> Store:
-    # One engine per URL for the server's life; reads never migrate.
-    return Store.open(url, upgrade=False, retry_s=2.0)
+    # One engine per URL for the server's life; reads never create, migrate or lock.
+    return Store.open_existing(url, retry_s=2.0)
 
 
 def open_store() -> Store | None:
     """The store to read, or None after saying on the page why there is none."""
     url = store_url()
-    try:
-        path = sqlite_path(parse_url(url)) if url.startswith("sqlite") else None
-        # Opening a missing SQLite file would create it: a read-only view must not.
-        if path is not None and not path.exists():
-            st.info(
-                f"No store at `{mask_url(url)}` yet. Run a search (`dmo search run`) "
-                "or create the tables with `dmo db upgrade`."
-            )
-            return None
-        store = _connect(url)
-        revision = store.revision()
-    except DmoError as error:
-        st.error(f"Cannot read the store: {error.render()}")
+    if not url:
+        st.info(f"No store given: start the dashboard with `dmo dashboard` ({MISSING_STORE_HINT}).")
         return None
-    if revision is None:
-        st.info(f"The database `{store.url_masked}` has no dmo tables yet: run `dmo db upgrade`.")
+    try:
+        store = _connect(url)
+    except DmoError as error:
+        st.info(f"No store to show at `{mask_url(url)}`: {error.render()}")
         return None
     _sidebar(store)
     return store
@@ -75,13 +65,20 @@ def search_label(search: SearchRecord) -> str:
     return f"{search.id} · {search.name} ({search.sampler}, {search.status})"
 
 
+def _search_id(text: str | None) -> int | None:
+    """``?search=`` as an id; anything else (``²``, ``abc``, ``-1``) as no choice."""
+    if text is None or not text.strip().isascii() or not text.strip().isdecimal():
+        return None
+    return int(text)
+
+
 def pick_search(searches: list[SearchRecord]) -> SearchRecord:
     """A selectbox of the searches, first set from ``?search=ID`` (default: the newest);
     the choice is written back to the URL so it can be shared or reloaded."""
     by_id = {s.id: s for s in searches}
     if st.session_state.get(_SEARCH_KEY) not in by_id:
         asked = st.query_params.get(SEARCH_PARAM)
-        wanted = int(asked) if asked is not None and asked.strip().isdigit() else None
+        wanted = _search_id(asked)
         if asked is not None and wanted not in by_id:
             st.warning(f"No search with id {asked!r}; showing the newest.")
         st.session_state[_SEARCH_KEY] = wanted if wanted in by_id else searches[-1].id

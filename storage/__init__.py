@@ -6,34 +6,31 @@ records it returns; Optuna's study lives in the same database (``store.url``).
 
 from __future__ import annotations
 
-from storage.db import DEFAULT_URL, VERSION_TABLE, head_revision, mask_url
+from storage.db import MISSING_STORE_HINT, VERSION_TABLE, head_revision, mask_url
 from storage.records import (
     MODEL_KINDS,
     MODEL_STATUSES,
     SEARCH_STATUSES,
     TRIAL_STATES,
     VALIDATION_STATUSES,
-    DatasetRecord,
     MixtureResultRecord,
     ModelRecord,
     RecipeRecord,
     SearchRecord,
     TrialRecord,
     ValidationRecord,
-    mixture_key,
     to_json,
 )
-from storage.repository import Store
+from storage.store import Store
 
 __all__ = [
-    "DEFAULT_URL",
+    "MISSING_STORE_HINT",
     "MODEL_KINDS",
     "MODEL_STATUSES",
     "SEARCH_STATUSES",
     "TRIAL_STATES",
     "VALIDATION_STATUSES",
     "VERSION_TABLE",
-    "DatasetRecord",
     "MixtureResultRecord",
     "ModelRecord",
     "RecipeRecord",
@@ -43,6 +40,5 @@ __all__ = [
     "ValidationRecord",
     "head_revision",
     "mask_url",
-    "mixture_key",
     "to_json",
 ]

@@ -36,8 +36,14 @@ from dmo.errors import StoreError
 
 log = logging.getLogger("dmo.storage")
 
-DEFAULT_URL = "sqlite:///.dmo/dmo.sqlite"
+MISSING_STORE_HINT = (
+    "`dmo demo` or `dmo search run CONFIG` creates a project's store; to read another one, "
+    "pass --store-url, set DMO_STORE_URL, or give the -c CONFIG whose store it is"
+)
 VERSION_TABLE = "dmo_alembic_version"
+# The newest migration in storage/migrations/versions (a test keeps them equal): readers compare
+# against it without loading Alembic's script directory.
+SCHEMA_REVISION = "0002"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_RETRY_S = 10.0
 _RACE_ATTEMPTS = 3
@@ -134,8 +140,12 @@ def sqlite_path(url: URL) -> Path | None:
 # --------------------------------------------------------------------------- engines
 
 
-def create_store_engine(url: URL, *, retry_s: float = DEFAULT_RETRY_S) -> Engine:
+def create_store_engine(url: URL, *, retry_s: float = DEFAULT_RETRY_S, create: bool = True) -> Engine:
     """An engine for ``url``; nothing is connected yet.
+
+    With ``create=False`` a SQLite file that does not exist is an error, and
+    nothing (neither the file nor its directory) is created: commands that
+    only read the store never leave an empty one behind a mistyped path.
 
     Use ``engine.execution_options(dmo_write=True)`` for write transactions:
     on SQLite they begin with ``BEGIN IMMEDIATE``, so a writer takes the write
@@ -150,7 +160,13 @@ def create_store_engine(url: URL, *, retry_s: float = DEFAULT_RETRY_S) -> Engine
         kwargs["connect_args"] = {"connect_timeout": max(2, min(10, int(retry_s + 0.999)))}
     elif backend == "sqlite":
         path = sqlite_path(url)
-        if path is not None and "mode=ro" not in str(url):
+        if path is not None and not create and not path.is_file():
+            raise StoreError(
+                "no store here: nothing has been stored at this path yet",
+                where=masked,
+                hint=MISSING_STORE_HINT,
+            )
+        if path is not None and create and "mode=ro" not in str(url):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
@@ -290,10 +306,10 @@ def head_revision() -> str:
 
 
 def current_revision(connection: sa.Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    """Our schema revision, read without Alembic (commands that only read start faster)."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def upgrade_schema(engine: Engine) -> None:
@@ -326,10 +342,10 @@ class Database:
     failures for ``retry_s`` seconds and fails with a masked StoreError.
     """
 
-    def __init__(self, url: str | URL, *, retry_s: float = DEFAULT_RETRY_S):
+    def __init__(self, url: str | URL, *, retry_s: float = DEFAULT_RETRY_S, create: bool = True):
         self.url = parse_url(url) if isinstance(url, str) else url
         self.retry_s = retry_s
-        self.engine = create_store_engine(self.url, retry_s=retry_s)
+        self.engine = create_store_engine(self.url, retry_s=retry_s, create=create)
         self._write_engine = self.engine.execution_options(dmo_write=True)
 
     @property

@@ -12,8 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from dmo.config.snapshot import SearchSnapshot
+from dmo.errors import StoreError
 from storage import records as rec
 
 NAMING_CONVENTION = {
@@ -71,26 +74,6 @@ class Base(DeclarativeBase):
     }
 
 
-class DatasetRow(Base):
-    """A domain's data as used: same name and content hash, same row."""
-
-    __tablename__ = "dmo_datasets"
-    __table_args__ = (sa.UniqueConstraint("name", "content_hash"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(64))
-    source: Mapped[dict[str, Any]]
-    sizes: Mapped[dict[str, Any]]
-    content_hash: Mapped[str] = mapped_column(sa.String(128))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    def to_record(self) -> rec.DatasetRecord:
-        return rec.DatasetRecord(
-            id=self.id, name=self.name, source=dict(self.source), sizes=dict(self.sizes),
-            content_hash=self.content_hash, created_at=self.created_at,
-        )
-
-
 class ModelRow(Base):
     """Base models, experts and mixture-trained models; ``config_hash`` is the cache key."""
 
@@ -143,9 +126,8 @@ class SearchRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(128))
     study_name: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    config: Mapped[dict[str, Any]]
-    sampler: Mapped[str] = mapped_column(sa.String(32))
-    objective: Mapped[dict[str, Any]]
+    snapshot: Mapped[dict[str, Any]]  # a SearchSnapshot as JSON: parsed on read
+    sampler: Mapped[str] = mapped_column(sa.String(32))  # repeats snapshot.config.search.sampler
     domains: Mapped[list[Any]]
     status: Mapped[str] = mapped_column(sa.String(16))
     error: Mapped[str | None] = mapped_column(sa.Text)
@@ -159,12 +141,26 @@ class SearchRow(Base):
 
     def to_record(self) -> rec.SearchRecord:
         return rec.SearchRecord(
-            id=self.id, name=self.name, study_name=self.study_name, config=dict(self.config),
-            sampler=self.sampler, objective=dict(self.objective), domains=tuple(self.domains),
+            id=self.id, name=self.name, study_name=self.study_name,
+            snapshot=_parse_snapshot(self.id, self.snapshot),
+            sampler=self.sampler, domains=tuple(self.domains),
             expert_ids=tuple(e.model_id for e in self.experts), status=self.status,
             error=self.error, created_at=self.created_at, updated_at=self.updated_at,
             finished_at=self.finished_at,
         )
+
+
+def _parse_snapshot(search_id: int, payload: dict[str, Any]) -> SearchSnapshot:
+    try:
+        return SearchSnapshot.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise StoreError(
+            f"the stored snapshot of search {search_id} does not parse: {field}: {first['msg']}",
+            where="store",
+            hint="a store written by another dmo version: run `dmo db upgrade` with this one",
+        ) from None
 
 
 class SearchExpertRow(Base):

@@ -8,7 +8,6 @@ back and a record can cross a process boundary (Ray) as plain data.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,21 +15,17 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
+from pydantic import BaseModel
+
+from dmo.config.schema import DmoConfig
+from dmo.config.snapshot import SearchSnapshot
+from dmo.mixture import Mixture
+
 MODEL_KINDS = ("base", "expert", "mixture")
 MODEL_STATUSES = ("running", "finished", "failed")
 SEARCH_STATUSES = ("created", "running", "finished", "failed", "interrupted")
 TRIAL_STATES = ("running", "complete", "pruned", "fail")
 VALIDATION_STATUSES = ("running", "finished", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class DatasetRecord:
-    id: int
-    name: str
-    source: dict[str, Any]
-    sizes: dict[str, Any]
-    content_hash: str
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +63,13 @@ class ModelRecord:
 
 @dataclass(frozen=True, slots=True)
 class SearchRecord:
+    """A search and the typed snapshot it runs (see :class:`dmo.config.snapshot.SearchSnapshot`)."""
+
     id: int
     name: str
     study_name: str
-    config: dict[str, Any]
+    snapshot: SearchSnapshot
     sampler: str
-    objective: dict[str, Any]
     domains: tuple[str, ...]
     expert_ids: tuple[int, ...]
     status: str
@@ -83,10 +79,26 @@ class SearchRecord:
     finished_at: datetime | None
 
     @property
+    def config(self) -> DmoConfig:
+        """The config the search runs (overrides applied)."""
+        return self.snapshot.config
+
+    @property
+    def trials_target(self) -> int:
+        return self.snapshot.trials
+
+    @property
+    def metric(self) -> str:
+        return self.snapshot.metric
+
+    @property
+    def objective_kind(self) -> str:
+        return self.snapshot.objective_kind
+
+    @property
     def direction(self) -> str:
-        """Direction of the first objective: ``objective["directions"][0]``, else maximize."""
-        directions = self.objective.get("directions")
-        return str(directions[0] if directions else self.objective.get("direction", "maximize"))
+        """Direction of the first objective value, the one trials are ranked by."""
+        return self.snapshot.directions[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +122,10 @@ class TrialRecord:
     def value(self) -> float | None:
         """The first objective, the one best_trials ranks by."""
         return self.objective[0] if self.objective else None
+
+    @property
+    def mixture(self) -> Mixture:
+        return Mixture(tuple(self.weights), tuple(self.weights.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +173,8 @@ def to_json(record: Any) -> Any:
         return {f.name: to_json(getattr(record, f.name)) for f in dataclasses.fields(record)}
     if isinstance(record, datetime):
         return record.isoformat()
+    if isinstance(record, BaseModel):
+        return record.model_dump(mode="json")
     if isinstance(record, dict):
         return {str(k): to_json(v) for k, v in record.items()}
     if isinstance(record, (list, tuple)):
@@ -189,17 +207,3 @@ def plain_json(value: Any, where: str = "value") -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
         return plain_json(value.item(), where)
     raise ValueError(f"{where}: {type(value).__name__} cannot be stored as JSON")
-
-
-def mixture_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    """Domain -> weight as plain floats; refuses empty, negative or non-finite weights."""
-    plain = {str(k): float(v) for k, v in weights.items()}
-    if not plain or not all(math.isfinite(v) and v >= 0 for v in plain.values()):
-        raise ValueError(f"mixture weights must be finite and non-negative: {plain}")
-    return plain
-
-
-def mixture_key(weights: Mapping[str, float]) -> str:
-    """Canonical text of a mixture (sorted domains, 9 decimals): equal mixtures, equal keys."""
-    rounded = {k: round(float(v), 9) for k, v in sorted(weights.items())}
-    return json.dumps(rounded, separators=(",", ":"))

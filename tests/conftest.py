@@ -60,9 +60,9 @@ def tiny_models(tiny_config, tiny_store, tiny_data):
     """The tiny project's base and experts, trained once per test session."""
     from dmo.training.jobs import base_spec, ensure_model, expert_spec
 
-    base = ensure_model(tiny_config, tiny_store, base_spec(tiny_config), data=tiny_data, show_progress=False)
+    base = ensure_model(tiny_config, tiny_store, base_spec(tiny_config), data=tiny_data)
     experts = {
-        d: ensure_model(tiny_config, tiny_store, expert_spec(tiny_config, d), base=base, data=tiny_data, show_progress=False)
+        d: ensure_model(tiny_config, tiny_store, expert_spec(tiny_config, d), base=base, data=tiny_data)
         for d in tiny_config.domain_names
     }
     return base, experts

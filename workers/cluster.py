@@ -6,17 +6,17 @@ import os
 import tempfile
 from pathlib import Path
 
-import ray
-
-# Local runs and tests: no token auth on the loopback interface, no usage reporting.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, temp_dir: Path | None = None) -> None:
     """Start (or join) Ray once per process."""
+    import ray
+
     if ray.is_initialized():
         return
+    # A local Ray on the loopback interface needs no token, and reports no usage; set before
+    # ray.init, and only if the user has not chosen otherwise.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not address and os.environ.get("RAY_ADDRESS"):
         address = "auto"  # inside a Ray job: join the cluster that runs it
     if address:
@@ -34,5 +34,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, temp_dir
 
 
 def shutdown() -> None:
+    import ray
+
     if ray.is_initialized():
         ray.shutdown()

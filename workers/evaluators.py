@@ -8,8 +8,9 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import RayError
 
-from dmo.search.pool import Outcome
-from dmo.search.proxy import ProxyEvaluator, ProxyResult, ProxySource
+from dmo.runtime import set_torch_threads
+from dmo.search.pool import Outcome, ProxyResult, ProxySource
+from dmo.search.proxy import ProxyEvaluator
 
 
 # An evaluation is a pure function of the weights, so a trial whose actor died (OOM,
@@ -20,6 +21,7 @@ class ProxyEvaluatorActor:
     """Loads the bank once (and again only if Ray restarts the actor)."""
 
     def __init__(self, source: ProxySource):
+        set_torch_threads(source.threads)
         self.evaluator = ProxyEvaluator(source)
 
     def evaluate(self, weights: Sequence[float], limit: int | None) -> ProxyResult:

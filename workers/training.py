@@ -1,4 +1,9 @@
-"""Train the base and one expert per domain as Ray tasks (retried, resumed, cached)."""
+"""Train the base and one expert per domain as Ray tasks (retried, resumed, cached).
+
+Progress reaches the caller through callbacks: ``on_step(name, step, total)``
+while a model trains (read from the metrics file its training loop appends
+to) and ``on_done(record)`` when it is ready. Drawing them is the CLI's job.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ray
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dmo.config.schema import DmoConfig
+from dmo.runtime import set_torch_threads
 from dmo.training.jobs import ModelSpec, base_spec, ensure_model, expert_spec, stage_settings
 from storage import ModelRecord, Store
 
@@ -19,75 +23,70 @@ from storage import ModelRecord, Store
 MAX_RETRIES = 3
 POLL_S = 1.0
 
+OnStep = Callable[[str, int, int], None]
+OnDone = Callable[[ModelRecord], None]
+
 
 @ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
 def ensure_model_task(config: DmoConfig, store_url: str, spec: ModelSpec, base: ModelRecord | None) -> ModelRecord:
+    set_torch_threads(config.training.threads)
     store = Store.open(store_url, upgrade=False)
     try:
-        return ensure_model(config, store, spec, base=base, show_progress=False)
+        return ensure_model(config, store, spec, base=base)
     finally:
         store.dispose()
 
 
 def train_base_and_experts(
-    config: DmoConfig,
-    store_url: str,
-    *,
-    on_done: Callable[[ModelRecord], None] | None = None,
-    show_progress: bool = True,
+    config: DmoConfig, store_url: str, *, on_done: OnDone | None = None, on_step: OnStep | None = None
 ) -> tuple[ModelRecord, dict[str, ModelRecord]]:
     """The base first, then every expert in parallel (one CPU each)."""
-    with _TrainingProgress(config, enabled=show_progress) as progress:
-        (base,) = progress.run({ensure_model_task.remote(config, store_url, base_spec(config), None): base_spec(config)}, on_done)
-        specs = {ensure_model_task.remote(config, store_url, expert_spec(config, d), base): expert_spec(config, d) for d in config.domain_names}
-        experts = {record.domain: record for record in progress.run(specs, on_done)}
-    return base, {d: experts[d] for d in config.domain_names}
+    watch = _Watch(config, on_step, on_done)
+    (base,) = watch.run([base_spec(config)], lambda spec: ensure_model_task.remote(config, store_url, spec, None))
+    specs = [expert_spec(config, d) for d in config.domain_names]
+    experts = watch.run(specs, lambda spec: ensure_model_task.remote(config, store_url, spec, base))
+    return base, {record.domain: record for record in experts}
 
 
-def train_models(config: DmoConfig, store_url: str, specs: list[ModelSpec], base: ModelRecord) -> list[ModelRecord]:
+def train_models(
+    config: DmoConfig, store_url: str, specs: list[ModelSpec], base: ModelRecord, *,
+    on_step: OnStep | None = None, on_done: OnDone | None = None,
+) -> list[ModelRecord]:
     """Several models from one base in parallel (validation's mixture models), in `specs` order."""
-    refs = [ensure_model_task.remote(config, store_url, spec, base) for spec in specs]
-    with _TrainingProgress(config, enabled=True) as progress:
-        progress.run(dict(zip(refs, specs)), None)
-    return ray.get(refs)
+    return _Watch(config, on_step, on_done).run(
+        specs, lambda spec: ensure_model_task.remote(config, store_url, spec, base)
+    )
 
 
-class _TrainingProgress:
-    """A bar per running model, fed by the metrics file the training loop appends to.
+class _Watch:
+    """Waits for training tasks and reports their steps from the metrics files the loop appends to.
 
     The workers write `<workdir>/models/<name>-<key>.metrics.jsonl`; on a cluster
-    without a shared filesystem the bars simply stay empty.
+    without a shared filesystem no steps are reported, only finished models.
     """
 
-    def __init__(self, config: DmoConfig, *, enabled: bool):
-        self.models_dir = Path(config.project.workdir) / "models"
+    def __init__(self, config: DmoConfig, on_step: OnStep | None, on_done: OnDone | None):
         self.config = config
-        self.bars = Progress(TextColumn("{task.description:>18}"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                             TimeElapsedColumn(), disable=not enabled, console=Console(stderr=True))
+        self.models_dir = Path(config.project.workdir) / "models"
+        self.on_step, self.on_done = on_step, on_done
 
-    def __enter__(self) -> _TrainingProgress:
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bars.__exit__(*exc)
-
-    def run(self, pending: dict[ray.ObjectRef, ModelSpec], on_done) -> list[ModelRecord]:
-        tasks = {ref: self.bars.add_task(spec.name, total=stage_settings(self.config, spec.kind).steps) for ref, spec in pending.items()}
-        done: list[ModelRecord] = []
-        pending = dict(pending)
+    def run(self, specs: list[ModelSpec], submit: Callable[[ModelSpec], ray.ObjectRef]) -> list[ModelRecord]:
+        refs = [submit(spec) for spec in specs]
+        pending = dict(zip(refs, specs))
+        totals = {spec.name: stage_settings(self.config, spec.kind).steps for spec in specs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 spec = pending.pop(ref)
                 record = ray.get(ref)
-                self.bars.update(tasks[ref], completed=self.bars.tasks[tasks[ref]].total)
-                done.append(record)
-                if on_done:
-                    on_done(record)
-            for ref, spec in pending.items():
-                self.bars.update(tasks[ref], completed=self._latest_step(spec.name))
-        return done
+                if self.on_step:
+                    self.on_step(spec.name, totals[spec.name], totals[spec.name])
+                if self.on_done:
+                    self.on_done(record)
+            if self.on_step:
+                for spec in pending.values():
+                    self.on_step(spec.name, self._latest_step(spec.name), totals[spec.name])
+        return ray.get(refs)
 
     def _latest_step(self, name: str) -> int:
         files = sorted(self.models_dir.glob(f"{name}-*.metrics.jsonl"), key=lambda p: p.stat().st_mtime)

@@ -99,7 +99,7 @@ def _top_mixtures(store: Store, search: SearchRecord, complete: int) -> None:
         top = st.slider("how many", 1, min(complete, 50), min(TOP_DEFAULT, complete), key="top")
     ranked = store.best_trials(search.id, top_k=top)
     st.caption(
-        f"Per-benchmark dev scores ({search.objective.get('metric', 'score')}), "
+        f"Per-benchmark dev scores ({search.metric}), "
         f"best first ({search.direction})."
     )
     _table(fr.top_mixtures_frame(ranked, search.domains, fr.objective_names(search)))

@@ -1,40 +1,77 @@
-"""What several commands share: opening the store of a config, printing results."""
+"""What several commands share: the one way to the store, and the tables they print.
+
+Every command that touches the store finds it the same way:
+``--store-url`` > ``$DMO_STORE_URL`` > the ``project.store_url`` of ``-c CONFIG``
+(default ``configs/demo.yaml``, whose store is SQLite under its workdir).
+Commands that only read open the store with :meth:`Store.open_existing`, which
+creates, migrates and locks nothing.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from dmo.config import DmoConfig, load_config
-from storage import ModelRecord, Store, TrialRecord
+from dmo.cli.options import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from dmo.config import DmoConfig
+    from storage import ModelRecord, Store, TrialRecord
+
+STORE_URL_ENV = "DMO_STORE_URL"
 
 # Piped output (logs, CI, README excerpts) would otherwise wrap tables at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+err_console = Console(stderr=True)
 
 
-def store_url_for(config: DmoConfig | None, override: str | None) -> str:
-    """--store-url, else $DMO_STORE_URL, else the config's (SQLite under the workdir)."""
-    if override:
-        return override
-    if os.environ.get("DMO_STORE_URL"):
-        return os.environ["DMO_STORE_URL"]
-    if config is not None:
-        return config.project.resolved_store_url()
-    return load_config(Path("configs/demo.yaml")).project.resolved_store_url()
+def load_project(path: Path) -> DmoConfig:
+    from dmo.config import load_config
+
+    return load_config(path)
 
 
-def open_store(config: DmoConfig | None, override: str | None) -> Store:
-    if config is not None and not (override or os.environ.get("DMO_STORE_URL")):
-        config.project.workdir.mkdir(parents=True, exist_ok=True)
-    return Store.open(store_url_for(config, override))
+def resolve_store_url(store_url: str | None, config: DmoConfig | Path | None = None) -> str:
+    """The store a command uses: ``--store-url``, else ``$DMO_STORE_URL``, else the config's."""
+    if store_url:
+        return store_url
+    if os.environ.get(STORE_URL_ENV):
+        return os.environ[STORE_URL_ENV]
+    if config is None or isinstance(config, Path):
+        path = config or DEFAULT_CONFIG
+        if not path.is_file() and path == DEFAULT_CONFIG:
+            from dmo.errors import StoreError
+
+            raise StoreError(
+                f"no store given and no {DEFAULT_CONFIG} here",
+                where="store",
+                hint=f"pass --store-url URL, set {STORE_URL_ENV}, or give the project's -c CONFIG",
+            )
+        config = load_project(path)
+    return config.project.resolved_store_url()
+
+
+def open_store(
+    store_url: str | None, config: DmoConfig | Path | None = None, *, create: bool = False, retry_s: float | None = None
+) -> Store:
+    """The store of a command; ``create`` for commands that start a project's store (demo, train,
+    search run, db upgrade), otherwise it must exist already at this dmo's schema."""
+    from storage import Store
+    from storage.db import DEFAULT_RETRY_S
+
+    url = resolve_store_url(store_url, config)
+    retry = DEFAULT_RETRY_S if retry_s is None else retry_s
+    return Store.open(url, retry_s=retry) if create else Store.open_existing(url, retry_s=retry)
 
 
 def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], *, title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("#", justify="right")
     table.add_column("trial", justify="right")
     for domain in domains:
@@ -54,12 +91,11 @@ def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], *, title: 
 
 
 def experts_table(models: list[ModelRecord], *, title: str) -> Table:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in ("id", "kind", "domain", "MoD schedule", "retention per layer", "FLOPs", "KV", "dev EM", "train s"):
         table.add_column(column, no_wrap=column == "retention per layer")
     for model in models:
         efficiency = model.efficiency or {}
-        retention = efficiency.get("retention") or efficiency.get("layer_retention") or []
         dev_scores = (model.metrics or {}).get("dev", {})
         # An expert is judged on its own domain; base and mixture models on the average.
         own = dev_scores.get("benchmarks", {}).get(model.domain or "", {}).get("exact_match")
@@ -68,8 +104,8 @@ def experts_table(models: list[ModelRecord], *, title: str) -> Table:
             str(model.id),
             model.kind,
             model.domain or "-",
-            str(model.mod_schedule or efficiency.get("schedule", "-")).replace("prd_shifted_cosine", "PRD cosine"),
-            ",".join(f"{r:.2f}".removeprefix("0") for r in retention),
+            str(model.mod_schedule or "-").replace("prd_shifted_cosine", "PRD cosine"),
+            ",".join(f"{r:.2f}".removeprefix("0") for r in efficiency.get("retention", [])),
             _fmt(model.flops_ratio, "{:.1%}"),
             _fmt(model.kv_ratio, "{:.1%}"),
             _fmt(dev),

@@ -28,15 +28,13 @@ from pathlib import Path
 from typing import IO, Annotated
 
 import typer
+from rich.markup import escape
 
 import dashboards
 from dashboards import OPTUNA_URL_ENV, STORE_URL_ENV
-from dmo.cli.common import console, store_url_for
-from dmo.cli.options import StoreUrlOption
-from dmo.config import load_config
-from dmo.errors import ConfigError, DmoError
-from storage import mask_url
-from storage.db import parse_url
+from dmo.cli.common import console, open_store
+from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, StoreUrlOption
+from dmo.errors import DmoError
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
@@ -71,16 +69,12 @@ def dashboard(
             "--optuna", help="Also start optuna-dashboard on the same database, on port P+1."
         ),
     ] = False,
-    config_path: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Project YAML whose store to show.")
-    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
     store_url: StoreUrlOption = None,
 ) -> None:
     """Serve the dashboards (searches, one search, experts) on 127.0.0.1 until Ctrl-C."""
-    if config_path is not None and store_url is not None:
-        raise ConfigError("give either --config or --store-url, not both", where="dmo dashboard")
-    url = store_url_for(load_config(config_path) if config_path else None, store_url)
-    real_url = parse_url(url).render_as_string(hide_password=False)  # refuses a malformed URL
+    with open_store(store_url, config) as store:  # the store must exist: a view creates nothing
+        real_url, masked = store.url, store.url_masked
     ports = [port, port + 1] if optuna else [port]
     taken = [p for p in ports if not _port_free(p)]
     if taken:
@@ -98,7 +92,7 @@ def dashboard(
                 servers.append(_start_optuna_dashboard(real_url, port + 1, env))
             # The addresses first: they are known now, and a user (or a test) may stop us
             # as soon as the servers answer.
-            console.print(f"dmo dashboard: [bold]http://{HOST}:{port}[/] (store {mask_url(url)})")
+            console.print(f"dmo dashboard: [bold]http://{HOST}:{port}[/] (store {escape(masked)})")
             if optuna:
                 console.print(f"optuna-dashboard: [bold]http://{HOST}:{port + 1}[/]")
             for server in servers:

@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from dmo.cli.common import console
+from rich.markup import escape
 from rich.table import Table
 
+from dmo.cli.common import console, load_project
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
-from dmo.config import load_config
-from dmo.data import SPLITS, load_domains, write_domains
-from dmo.errors import DataError
 
 app = typer.Typer(no_args_is_help=True)
+SPLITS = ("train", "dev", "test")
 
 
 @app.command("generate")
@@ -25,23 +24,30 @@ def generate(
     as_json: JsonFlag = False,
 ) -> None:
     """Write every configured domain in the LLaMA-Factory ShareGPT format (JSONL + PNG)."""
-    settings = load_config(config)
+    from dmo.data import load_domains, write_domains
+    from dmo.errors import DataError
+
+    settings = load_project(config)
     if out.exists() and any(out.iterdir()) and not force:
         raise DataError("output folder is not empty", where=str(out), hint="choose another --out or pass --force")
     domains = load_domains(settings)
     write_domains(domains, out)
-    rows = [
-        {"domain": name, **{split: len(data.split(split)) for split in SPLITS}, "sha256": data.content_hash()}
-        for name, data in domains.items()
-    ]
+    rows = domain_rows(domains)
     if as_json:
         print_json({"out": str(out), "domains": rows})
         return
     print_summary(rows, title=f"Domains written to {out}")
 
 
+def domain_rows(domains: dict) -> list[dict]:
+    return [
+        {"domain": name, **{split: len(data.split(split)) for split in SPLITS}, "sha256": data.content_hash()}
+        for name, data in domains.items()
+    ]
+
+
 def print_summary(rows: list[dict], *, title: str) -> None:
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in ("domain", *SPLITS, "sha256"):
         table.add_column(column, justify="right" if column in SPLITS else "left")
     for row in rows:

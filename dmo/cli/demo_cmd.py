@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from dmo.cli.common import console, open_store
-from dmo.cli.data_cmd import print_summary
+from dmo.cli.common import console, load_project, open_store
+from dmo.cli.data_cmd import domain_rows, print_summary
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption
-from dmo.cli.search_cmd import _announce_model, report
-from dmo.config import load_config
-from dmo.data import SPLITS, load_domains
+from dmo.cli.progress import model_bars
+from dmo.cli.search_cmd import finish, model_announcer
 
 
 def demo(
@@ -20,29 +22,26 @@ def demo(
     trials: Annotated[int | None, typer.Option(min=1, help="Override the number of search trials.")] = None,
 ) -> None:
     """Generate the domains, train base and experts, search mixtures, print the best, export a recipe."""
+    from dmo.config import with_overrides
+    from dmo.data import load_domains
     from dmo.recipes import export_recipe
-    from workers.cluster import connect
-    from workers.search import run_on_ray, start_search
+    from workers import api
 
     started = time.perf_counter()
-    settings = load_config(config)
-    domains = load_domains(settings)
-    rows = [
-        {"domain": name, **{split: len(data.split(split)) for split in SPLITS}, "sha256": data.content_hash()}
-        for name, data in domains.items()
-    ]
-    print_summary(rows, title=f"{settings.project.name}: synthetic domains")
-    store = open_store(settings, None)
-    console.print(f"store: {store.url_masked}")
-    connect(settings.ray.address, num_cpus=settings.ray.num_cpus)
+    settings = with_overrides(load_project(config), {"search.trials": ("--trials", trials)})
+    print_summary(domain_rows(load_domains(settings)), title=f"{settings.project.name}: domains")
+    store = open_store(None, settings, create=True)
+    console.print(f"store: {escape(store.url_masked)}")
+    api.connect(settings.ray.address, num_cpus=settings.ray.num_cpus)
     console.print("training the base model, then one MoD expert per domain on Ray (cached after the first run)…")
-    search = start_search(settings, store, trials=trials, on_model=_announce_model)
-    console.print(f"search [bold]{search.id}[/]: {search.sampler}, {search.config['trials']} trials, "
+    with model_bars() as on_step:
+        search = api.start_search(settings, store, on_model=model_announcer(datetime.now(UTC)), on_step=on_step)
+    console.print(f"search [bold]{search.id}[/]: {search.sampler}, {search.trials_target} trials, "
                   f"{settings.search.evaluators} proxy evaluators")
-    run_on_ray(store, search)
-    report(store, search.id, as_json=False, top=5)
+    finish(store, search, as_json=False)
     out = settings.project.workdir / "recipes" / f"search-{search.id}"
     for fmt, name in (("llamafactory", "llamafactory.yaml"), ("json", "mixture.json")):
-        path = export_recipe(store, search.id, fmt=fmt, budget=settings.training.expert.sample_budget, out=out / name, config=settings, force=True)
-        console.print(f"recipe ({fmt}): {path}")
+        path = Path(export_recipe(store, search.id, fmt=fmt, budget=settings.training.mixture_stage().sample_budget,
+                             out=out / name, force=True).path)
+        console.print(f"recipe ({fmt}): {escape(str(path))}")
     console.print(f"done in {time.perf_counter() - started:.0f} s")

@@ -1,17 +1,20 @@
 """The `dmo` command line: a thin layer over the library.
 
 Each area lives in its own module with a Typer app; this file mounts them and
-turns a :class:`DmoError` into one readable paragraph and a non-zero exit
-instead of a traceback.
+turns every way a command can end into one exit code of the table in
+:mod:`dmo.errors` — a :class:`DmoError` into one readable paragraph, a usage
+error into Typer's usage message, Ctrl-C into 130 — never a traceback, except
+for a bug. The command modules import only Typer and Rich at the top (heavy
+libraries inside the commands that use them), so ``dmo --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
-import click
 import typer
-from rich.console import Console
+from rich.markup import escape
 
 from dmo.cli import (
     config_cmd,
@@ -26,7 +29,8 @@ from dmo.cli import (
     train_cmd,
     validate_cmd,
 )
-from dmo.errors import DmoError
+from dmo.cli.common import err_console
+from dmo.errors import EXIT_INTERRUPTED, EXIT_USAGE, DmoError
 
 app = typer.Typer(
     name="dmo",
@@ -35,7 +39,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"dmo {version('dmo')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("dmo (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Optimise SFT data mixtures for multimodal LLMs by merging Mixture-of-Depths domain experts."""
+
 
 # Explicit list: one line per command area, no registration by import side effect.
 app.add_typer(config_cmd.app, name="config", help="Validate configuration files.")
@@ -54,15 +78,27 @@ app.command("demo")(demo_cmd.demo)
 app.command("dashboard")(dashboard_cmd.dashboard)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run one command and exit with its code (see the table in :mod:`dmo.errors`)."""
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, prog_name="dmo", standalone_mode=False)
     except DmoError as error:
-        err_console.print(f"[bold red]error:[/] {error.render()}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(error.render())}", highlight=False, soft_wrap=True)
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("[yellow]aborted[/]")
-        sys.exit(130)
-    except click.ClickException as error:
+    except (KeyboardInterrupt, typer.Abort):
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except _click_errors() as error:
         error.show()
-        sys.exit(error.exit_code)
+        sys.exit(getattr(error, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """Usage errors as raised by the click Typer bundles and, for commands built on it, by click."""
+    import click
+    from typer._click.exceptions import ClickException
+
+    return (ClickException, click.ClickException)

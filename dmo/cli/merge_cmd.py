@@ -16,9 +16,8 @@ from rich.console import Console
 
 from dmo.cli.options import JsonFlag, print_json
 from dmo.errors import MergeError
-from dmo.merging.bank import DEFAULT_EXCLUDE
-from dmo.merging.methods import METHODS
-from dmo.merging.weights import parse_weights, validate_weights
+from dmo.config.names import MERGE_METHODS, VISION_TOWER_PATTERN
+from dmo.mixture import check_weights, parse_floats
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -53,7 +52,7 @@ ExpertsOption = Annotated[
 BaseOption = Annotated[Path, typer.Option("--base", help="The base the experts were trained from.")]
 WeightsOption = Annotated[str, typer.Option("--weights", "-w", help="Per expert, e.g. 0.5,0.5.")]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Directory of the proxy checkpoint.")]
-MethodOption = Annotated[str, typer.Option("--method", "-m", help=f"One of: {', '.join(METHODS)}.")]
+MethodOption = Annotated[str, typer.Option("--method", "-m", help=f"One of: {', '.join(MERGE_METHODS)}.")]
 ParamOption = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="Method parameter key=value (lambda, density, seed, ...)."),
@@ -65,7 +64,7 @@ ExcludeOption = Annotated[
     typer.Option(
         "--exclude",
         help="Glob of parameters that keep base values (repeatable; default "
-        "model.vision_tower.*; '' for none).",
+        f"{VISION_TOWER_PATTERN}; '' for none).",
     ),
 ]
 IncludeOption = Annotated[
@@ -94,12 +93,13 @@ def merge(
     from dmo.merging.mergekit_interop import materialize_proxy
 
     expert_dirs = split_paths(experts)
-    values = validate_weights(
-        parse_weights(weights),
-        len(expert_dirs),
-        require_simplex=not normalize,
+    values = check_weights(
+        parse_floats(weights),
+        [d.name for d in expert_dirs],
+        simplex=not normalize,
         normalize=normalize,
         where="--weights",
+        normalize_flag="--normalize",
     )
     written = materialize_proxy(
         base,
@@ -109,7 +109,7 @@ def merge(
         out,
         parse_params(param or []),
         via=via.value,
-        exclude=tuple(p for p in exclude if p) if exclude is not None else DEFAULT_EXCLUDE,
+        exclude=tuple(p for p in exclude if p) if exclude is not None else (VISION_TOWER_PATTERN,),
         include=tuple(include) if include else None,
         force=force,
     )

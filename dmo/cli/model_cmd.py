@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from dmo.cli.common import console, load_project
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, print_json
-from dmo.config.schema import DmoConfig
-from dmo.errors import DataError
-from dmo.models.configuration_mod_mllm import ModMLLMConfig
-from dmo.models.efficiency import efficiency_vs_dense, probe_batch
+
+if TYPE_CHECKING:
+    import torch
+
+    from dmo.config.schema import DmoConfig
+    from dmo.models.configuration_mod_mllm import ModMLLMConfig
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -27,6 +29,8 @@ def accounting_config(config: DmoConfig) -> ModMLLMConfig:
     Token ids come from the tokenizer, which may not exist yet; they do not
     change any count, so placeholders inside the vocabulary stand in.
     """
+    from dmo.models.configuration_mod_mllm import ModMLLMConfig
+
     return ModMLLMConfig.from_settings(
         config.model,
         vocab_size=config.tokenizer.vocab_size,
@@ -39,6 +43,8 @@ def accounting_config(config: DmoConfig) -> ModMLLMConfig:
 
 def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str, Any]:
     """Per-layer retention, kept tokens, FLOPs and KV ratios of the configured model vs dense."""
+    from dmo.models.efficiency import efficiency_vs_dense
+
     model_config = accounting_config(config)
     n_vis = model_config.num_image_tokens
     report = efficiency_vs_dense(model_config, n_text, n_vis)
@@ -67,9 +73,7 @@ def info(
     Decoder only (the vision tower costs the same either way), for one sample
     with the model's own number of vision tokens and --text-tokens text tokens.
     """
-    from dmo.config import load_config
-
-    payload = model_info(load_config(config), text_tokens)
+    payload = model_info(load_project(config), text_tokens)
     if as_json:
         print_json(payload)
         return
@@ -81,7 +85,6 @@ def info(
             str(row["layer"]), f"{row['retention']:.3f}", f"{row['kept_vision']}/{payload['vision_tokens']}",
             f"{row['tokens']}/{row['dense_tokens']}", f"{row['flops_ratio']:.1%}",
         )  # fmt: skip
-    console = Console()
     console.print(table)
     console.print(
         f"mean retention {payload['mean_retention']:.4f}   FLOPs {payload['flops_ratio']:.1%}   "
@@ -97,6 +100,7 @@ def _data_batch(
     from dmo.data.encoding import encode_split, training_batch
     from dmo.data.sharegpt import read_jsonl
     from dmo.data.tokenizer import load_tokenizer
+    from dmo.errors import DataError
 
     if not (checkpoint / "tokenizer.json").is_file():
         raise DataError(
@@ -146,6 +150,7 @@ def arank(
     """
     from dmo.models.arank import layer_aranks, layers_to_route
     from dmo.models.checkpoint import load_checkpoint
+    from dmo.models.efficiency import probe_batch
 
     model = load_checkpoint(checkpoint)
     if data is not None:
@@ -167,12 +172,11 @@ def arank(
     if as_json:
         print_json(payload)
         return
-    table = Table(title=f"ARank of {checkpoint} on {payload['samples']} {source} samples")
+    table = Table(title=escape(f"ARank of {checkpoint} on {payload['samples']} {source} samples"))
     for column in ("layer", "retention", "ARank"):
         table.add_column(column, justify="right")
     for layer, (rho, value) in enumerate(zip(payload["retention"], aranks, strict=True)):
         table.add_row(str(layer), f"{rho:.3f}", f"{value:.2f}")
-    console = Console()
     console.print(table)
     if "route" in payload:
         console.print(f"lowest ARank (route these): {payload['route']}")

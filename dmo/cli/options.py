@@ -1,4 +1,4 @@
-"""Options shared by several commands, so their names and help stay the same."""
+"""Options shared by several commands, so their names and help stay the same, and JSON output."""
 
 from __future__ import annotations
 
@@ -13,17 +13,26 @@ import typer
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Project YAML (see configs/demo.yaml).")
+    Path,
+    typer.Option(
+        "--config", "-c",
+        help="Project YAML (default configs/demo.yaml); its project.store_url is the store unless "
+        "--store-url or $DMO_STORE_URL says otherwise.",
+    ),
 ]
 StoreUrlOption = Annotated[
     str | None,
     typer.Option(
         "--store-url",
         "--url",
-        help="SQLAlchemy URL of the store; default $DMO_STORE_URL, else the config's SQLite.",
+        help="SQLAlchemy URL of the store; wins over $DMO_STORE_URL, which wins over the config's store.",
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout for scripts.")]
+RetryOption = Annotated[
+    float, typer.Option("--retry-s", min=0.0, help="Seconds to retry an unreachable or locked store.")
+]
+AddressOption = Annotated[str | None, typer.Option("--address", help="Ray cluster address; default a local Ray.")]
 
 
 def print_json(payload: Any) -> None:

@@ -1,84 +1,92 @@
-"""`dmo search ...`: run, resume, inspect and submit mixture searches."""
+"""`dmo search run|resume|status|submit`: mixture searches from the command line.
+
+Ray is reached through :mod:`workers.api` only, and only by the commands that
+run work (run, resume).
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dmo.cli.common import console, experts_table, open_store, store_url_for, trials_table
-from dmo.cli.options import DEFAULT_CONFIG, JsonFlag, StoreUrlOption, print_json
-from dmo.config import load_config
-from dmo.errors import SearchError
+from dmo.cli.common import console, experts_table, load_project, open_store, trials_table
+from dmo.cli.options import (
+    DEFAULT_CONFIG,
+    AddressOption,
+    ConfigOption,
+    JsonFlag,
+    StoreUrlOption,
+    print_json,
+)
+from dmo.cli.progress import model_bars, search_bar
 
 app = typer.Typer(no_args_is_help=True)
 
-Address = Annotated[str | None, typer.Option("--address", help="Ray cluster address; default a local Ray.")]
+SAMPLER_HELP = "tpe | gp | cmaes | qmc | random | grid (default: the config's search.sampler)"
 
 
 @app.command("run")
 def run(
-    config_path: Annotated[Path, typer.Argument(metavar="CONFIG")] = DEFAULT_CONFIG,
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Project YAML.")] = DEFAULT_CONFIG,
     trials: Annotated[int | None, typer.Option(min=1, help="Number of finished trials to reach.")] = None,
-    sampler: Annotated[str | None, typer.Option(help="tpe | gp | cmaes | qmc | random | grid")] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampler seed.")] = None,
+    sampler: Annotated[str | None, typer.Option(help=SAMPLER_HELP)] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Sampler seed.")] = None,
     store_url: StoreUrlOption = None,
-    address: Address = None,
+    address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train (or reuse) the experts, then search mixtures and print the best."""
-    from workers.cluster import connect
-    from workers.search import run_on_ray, start_search
+    from dmo.config import with_overrides
+    from workers import api
 
-    config = load_config(config_path)
-    store = open_store(config, store_url)
-    connect(address or config.ray.address, num_cpus=config.ray.num_cpus)
-    search = start_search(config, store, trials=trials, sampler=sampler, seed=seed,
-                          on_model=None if as_json else _announce_model, show_progress=not as_json)
+    config = with_overrides(load_project(config_path), {
+        "search.trials": ("--trials", trials), "search.sampler": ("--sampler", sampler), "search.seed": ("--seed", seed),
+    })
+    store = open_store(store_url, config, create=True)
+    api.connect(address or config.ray.address, num_cpus=config.ray.num_cpus)
+    on_model = None if as_json else model_announcer(datetime.now(UTC))
+    with model_bars(enabled=not as_json) as on_step:
+        search = api.start_search(config, store, on_model=on_model, on_step=on_step)
     if not as_json:
-        console.print(f"search [bold]{search.id}[/] ({search.sampler}, {search.config['trials']} trials)")
-    outcome = run_on_ray(store, search, show_progress=not as_json)
-    report(store, outcome.search_id, as_json=as_json, top=5)
+        console.print(f"search [bold]{search.id}[/] ({search.sampler}, {search.trials_target} trials, "
+                      f"{config.search.evaluators} proxy evaluators)")
+    finish(store, search, as_json=as_json)
 
 
 @app.command("resume")
 def resume(
     search_id: Annotated[int, typer.Argument(metavar="ID")],
-    config_path: Annotated[Path | None, typer.Option("--config", "-c", help="Config whose store holds the search.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
     store_url: StoreUrlOption = None,
-    address: Address = None,
+    address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Continue a search that was killed: finished trials are kept, none is duplicated."""
-    from workers.cluster import connect
-    from workers.search import run_on_ray
+    from dmo.errors import SearchError
+    from workers import api
 
-    config = load_config(config_path) if config_path else None
-    store = open_store(config, store_url)
+    store = open_store(store_url, config)
     search = store.get_search(search_id)
     if search.status == "finished":
-        raise SearchError(f"search {search_id} is already finished", hint="`dmo best --search ID` shows its results")
-    connect(address or (config.ray.address if config else None))
-    outcome = run_on_ray(store, search, show_progress=not as_json)
-    report(store, outcome.search_id, as_json=as_json, top=5)
+        raise SearchError(f"search {search_id} is already finished", hint=f"`dmo best --search {search_id}` shows its results")
+    api.connect(address or search.config.ray.address, num_cpus=search.config.ray.num_cpus)
+    finish(store, search, as_json=as_json)
 
 
 @app.command("status")
 def status(
     search_id: Annotated[int, typer.Argument(metavar="ID")],
-    config_path: Annotated[Path | None, typer.Option("--config", "-c")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
     store_url: StoreUrlOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """State of a search: status, trial counts, best mixture so far."""
-    config = load_config(config_path) if config_path else None
-    store = open_store(config, store_url)
-    report(store, search_id, as_json=as_json, top=1)
+    with open_store(store_url, config) as store:
+        report(store, search_id, as_json=as_json, top=1)
 
 
 @app.command("submit")
@@ -86,80 +94,86 @@ def submit(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG")],
     address: Annotated[str, typer.Option("--address", help="Ray dashboard address, e.g. http://HEAD:8265.")],
     store_url: Annotated[str, typer.Option("--store-url", help="A store every node reaches (PostgreSQL).")],
-    trials: Annotated[int | None, typer.Option(min=1)] = None,
-    sampler: Annotated[str | None, typer.Option()] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Block until the job ends.")] = False,
+    trials: Annotated[int | None, typer.Option(min=1, help="Number of finished trials to reach.")] = None,
+    sampler: Annotated[str | None, typer.Option(help=SAMPLER_HELP)] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Block until the job ends; exit 4 if it failed.")] = False,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="GCS address the job's driver joins (default: the one Ray sets for jobs).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Send `dmo search run` to a Ray cluster through the Ray Jobs API."""
-    from ray.job_submission import JobSubmissionClient
+    from dmo.cli.submit import submit_search
 
-    load_config(config_path)  # refuse a bad config here, not on the cluster
-    if store_url.startswith("sqlite"):
-        raise SearchError("a cluster needs a store every node reaches", where="--store-url", hint="use postgresql+psycopg://…")
-    staging = Path(tempfile.mkdtemp(prefix="dmo-job-"))
-    shutil.copy(config_path, staging / "config.yaml")
-    extra = (f" --trials {trials}" if trials else "") + (f" --sampler {sampler}" if sampler else "")
-    extra += f" --address {ray_address}" if ray_address else ""
-    client = JobSubmissionClient(address)
-    job_id = client.submit_job(
-        entrypoint=f"dmo search run config.yaml --store-url '{store_url}' --json{extra}",
-        runtime_env={"working_dir": str(staging), "env_vars": {"RAY_AUTH_MODE": "disabled"}},
-    )
-    status_value = str(client.get_job_status(job_id).value)
-    if wait:
-        while status_value not in ("SUCCEEDED", "FAILED", "STOPPED"):
-            time.sleep(2)
-            status_value = str(client.get_job_status(job_id).value)
-    payload = {"job_id": job_id, "status": status_value, "address": address}
-    if status_value == "FAILED":
-        payload["logs_tail"] = client.get_job_logs(job_id)[-4000:]
+    payload = submit_search(config_path, address=address, store_url=store_url, trials=trials, sampler=sampler,
+                            wait=wait, ray_address=ray_address)
     if as_json:
         print_json(payload)
     else:
-        console.print(f"submitted job [bold]{job_id}[/] to {address}: {status_value}")
+        console.print(f"submitted job [bold]{payload['job_id']}[/] to {payload['address']}: {payload['status']}")
         if "logs_tail" in payload:
             console.print(payload["logs_tail"], markup=False, highlight=False)
-    if status_value == "FAILED":
-        raise typer.Exit(1)
+    if payload["status"] == "FAILED":
+        from dmo.errors import WorkFailed
+
+        raise WorkFailed(f"job {payload['job_id']} failed", where=address, hint="its log is printed above")
+
+
+def finish(store, search, *, as_json: bool) -> None:
+    """Run (or resume) a search on Ray, print where it ended, and fail if all its trials did."""
+    from dmo.errors import WorkFailed
+    from workers import api
+
+    with search_bar(search.id, enabled=not as_json) as on_progress:
+        outcome = api.run_search(store, search, on_progress=on_progress)
+    if outcome.note and not as_json:
+        console.print(f"[yellow]note:[/] {outcome.note}")
+    report(store, outcome.search_id, as_json=as_json, top=5)
+    if outcome.status == "failed":
+        raise WorkFailed(f"search {outcome.search_id} failed: {outcome.completed} of {search.trials_target} trials "
+                         f"complete, {outcome.failed} failed", hint=f"`dmo search status {outcome.search_id}` shows them")
 
 
 def report(store, search_id: int, *, as_json: bool, top: int) -> None:
+    from dmo.search.objectives import pareto_front
+
     search = store.get_search(search_id)
     counts = store.trial_counts(search_id)
     best = store.best_trials(search_id, top_k=top)
     models = [store.get_model(i) for i in search.expert_ids]
+    front = None
+    if search.objective_kind == "multi":
+        finished = store.trials(search_id)
+        front = [finished[i] for i in pareto_front([t.objective for t in finished])]
     if as_json:
         print_json({
-            "search": {"id": search.id, "status": search.status, "sampler": search.sampler, "study": search.study_name,
-                       "domains": list(search.domains), "trials": counts},
+            "search": {"id": search.id, "status": search.status, "error": search.error, "sampler": search.sampler,
+                       "study": search.study_name, "metric": search.metric, "domains": list(search.domains),
+                       "trials_target": search.trials_target, "trials": counts},
             "best": [{"number": t.number, "weights": t.weights, "objective": list(t.objective), "scores": t.scores} for t in best],
-            "pareto_front": _pareto(store, search_id) if search.objective.get("kind") == "multi" else None,
+            "pareto_front": None if front is None else [
+                {"number": t.number, "weights": t.weights, "objective": list(t.objective)} for t in front
+            ],
             "experts": [{"domain": m.domain, "efficiency": m.efficiency, "checkpoint": m.checkpoint_uri} for m in models],
         })
         return
     console.print(f"search {search.id}: [bold]{search.status}[/], trials {json.dumps(counts)}")
-    console.print(trials_table(best, search.domains, title=f"Top {len(best)} mixtures (dev, {search.objective.get('metric', 'score')})"))
-    if search.objective.get("kind") == "multi":
-        front = {row["number"] for row in _pareto(store, search_id)}
-        trials = [t for t in store.trials(search_id) if t.number in front]
-        console.print(trials_table(trials, search.domains, title="Pareto front (mean, worst domain)"))
+    if search.error:
+        console.print(f"[yellow]{search.error}[/]", markup=True, highlight=False)
+    shown = "the best mixture" if len(best) == 1 else f"the {len(best)} best mixtures"
+    console.print(trials_table(best, search.domains, title=f"{shown} (dev, {search.metric})"))
+    if front is not None:
+        console.print(trials_table(front, search.domains, title="Pareto front (mean, worst domain)"))
     console.print(experts_table(models, title="Experts and their efficiency settings"))
 
 
-def _pareto(store, search_id: int) -> list[dict]:
-    from dmo.search.objectives import pareto_front
+def model_announcer(started: datetime):
+    """``on_model``: say when each model is ready, and whether it was trained now or reused."""
 
-    finished = store.trials(search_id)
-    return [{"number": finished[i].number, "weights": finished[i].weights, "objective": list(finished[i].objective)}
-            for i in pareto_front([t.objective for t in finished])]
+    def announce(model) -> None:
+        what = f"{model.kind} {model.domain or ''}".strip()
+        if model.finished_at is not None and model.finished_at < started:
+            console.print(f"[green]✓[/] {what} ready (cached, trained {model.finished_at:%Y-%m-%d %H:%M} UTC)")
+            return
+        seconds = (model.metrics or {}).get("train_seconds")
+        console.print(f"[green]✓[/] {what} ready" + (f" (trained in {seconds:.0f} s)" if seconds else ""))
 
-
-def _announce_model(model) -> None:
-    seconds = (model.metrics or {}).get("train_seconds")
-    what = f"{model.kind} {model.domain or ''}".strip()
-    console.print(f"[green]✓[/] {what} ready" + (f" (trained in {seconds:.0f} s)" if seconds else ""))
-
-
-__all__ = ["app", "report", "store_url_for"]
+    return announce

@@ -6,19 +6,34 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from dmo.cli.common import console, experts_table, open_store
+from dmo.cli.common import console, experts_table, load_project, open_store
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, StoreUrlOption, print_json
-from dmo.config import load_config
-from dmo.errors import DmoError
+from dmo.cli.progress import loop_bar
 
 app = typer.Typer(no_args_is_help=True)
 
 
-def _base(config, store):
-    from dmo.training.jobs import base_spec, ensure_model
+def _ensure(settings, store, spec, *, base=None, as_json: bool):
+    from dmo.training.jobs import ensure_model
 
-    return ensure_model(config, store, base_spec(config))
+    with loop_bar(spec.name, enabled=not as_json) as on_step:
+        return ensure_model(settings, store, spec, base=base, on_step=on_step)
+
+
+def _base(settings, store, as_json: bool):
+    from dmo.training.jobs import base_spec
+
+    return _ensure(settings, store, base_spec(settings), as_json=as_json)
+
+
+def _prepare(config: Path, store_url: str | None):
+    from dmo.runtime import set_torch_threads
+
+    settings = load_project(config)
+    set_torch_threads(settings.training.threads)
+    return settings, open_store(store_url, settings, create=True)
 
 
 def _show(model, as_json: bool) -> None:
@@ -32,8 +47,8 @@ def _show(model, as_json: bool) -> None:
 @app.command("base")
 def base(config: ConfigOption = DEFAULT_CONFIG, store_url: StoreUrlOption = None, as_json: JsonFlag = False) -> None:
     """Train (or reuse) the base model on all domains with uniform weights."""
-    settings = load_config(config)
-    _show(_base(settings, open_store(settings, store_url)), as_json)
+    settings, store = _prepare(config, store_url)
+    _show(_base(settings, store, as_json), as_json)
 
 
 @app.command("expert")
@@ -44,13 +59,15 @@ def expert(
     as_json: JsonFlag = False,
 ) -> None:
     """Train (or reuse) one domain's expert from the base."""
-    from dmo.training.jobs import ensure_model, expert_spec
+    from dmo.errors import DmoError
+    from dmo.training.jobs import expert_spec
 
-    settings = load_config(config)
+    settings = load_project(config)
     if domain not in settings.domain_names:
         raise DmoError(f"unknown domain {domain!r}", where="DOMAIN", hint=f"configured: {', '.join(settings.domain_names)}")
-    store = open_store(settings, store_url)
-    _show(ensure_model(settings, store, expert_spec(settings, domain), base=_base(settings, store)), as_json)
+    settings, store = _prepare(config, store_url)
+    base_model = _base(settings, store, as_json)
+    _show(_ensure(settings, store, expert_spec(settings, domain), base=base_model, as_json=as_json), as_json)
 
 
 @app.command("mixture")
@@ -62,21 +79,13 @@ def mixture(
     as_json: JsonFlag = False,
 ) -> None:
     """Train (or reuse) a mixture-SFT model: same base, budget and schedule as the experts."""
-    from dmo.search.simplex import validate_weights
-    from dmo.training.jobs import ensure_model, mixture_spec
+    from dmo.mixture import Mixture
+    from dmo.training.jobs import mixture_spec
 
-    settings = load_config(config)
-    values = validate_weights(_floats(weights), list(settings.domain_names), normalize=normalize, where="--weights",
-                              normalize_flag="--normalize")
-    store = open_store(settings, store_url)
-    _show(ensure_model(settings, store, mixture_spec(settings, tuple(values)), base=_base(settings, store)), as_json)
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise DmoError(f"weights must be comma-separated numbers, got {text!r}", where="--weights") from None
+    mixture_value = Mixture.parse(weights, load_project(config).domain_names, normalize=normalize)
+    settings, store = _prepare(config, store_url)
+    base_model = _base(settings, store, as_json)
+    _show(_ensure(settings, store, mixture_spec(mixture_value), base=base_model, as_json=as_json), as_json)
 
 
 def evaluate_command(
@@ -93,7 +102,7 @@ def evaluate_command(
     from dmo.evaluation import benchmarks_for, evaluate
     from dmo.models.checkpoint import load_checkpoint
 
-    settings = load_config(config)
+    settings = load_project(config)
     model = load_checkpoint(checkpoint)
     data = prepare_data(settings)
     result = evaluate(model, data, benchmarks_for(data.names, split), max_new_tokens=settings.evaluation.max_new_tokens,
@@ -101,7 +110,7 @@ def evaluate_command(
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(title=f"{checkpoint} on {split}")
+    table = Table(title=escape(f"{checkpoint} on {split}"))
     for column in ("benchmark", "exact match", "likelihood", "samples"):
         table.add_column(column, justify="right")
     for name, score in result.benchmarks.items():

@@ -2,44 +2,43 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from dmo.cli.common import console, open_store
-from dmo.cli.options import JsonFlag, StoreUrlOption, print_json
-from dmo.config import load_config
+from dmo.cli.options import DEFAULT_CONFIG, AddressOption, ConfigOption, JsonFlag, StoreUrlOption, print_json
+from dmo.cli.progress import model_bars
 
 
 def validate(
     search_id: Annotated[int, typer.Argument(metavar="SEARCH_ID")],
     mixtures: Annotated[int, typer.Option("--mixtures", "-m", min=2, help="Mixtures to train: the best 3 plus Dirichlet draws.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of the Dirichlet draws.")] = 0,
-    config_path: Annotated[Path | None, typer.Option("--config", "-c", help="Config whose store holds the search.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the Dirichlet draws.")] = 0,
+    config: ConfigOption = DEFAULT_CONFIG,
     store_url: StoreUrlOption = None,
-    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address.")] = None,
+    address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Spearman ρ, Kendall τ and top-1 regret of proxies vs mixture-trained models."""
+    from rich.table import Table
+
     from dmo.fidelity.validate import summary_rows, validate_search
     from dmo.search.proxy import ProxyEvaluator
-    from dmo.search.searches import proxy_source, search_config
-    from workers.cluster import connect
-    from workers.training import train_models
+    from dmo.search.searches import proxy_source
+    from workers import api
 
-    config = load_config(config_path) if config_path else None
-    store = open_store(config, store_url)
+    store = open_store(store_url, config)
     search = store.get_search(search_id)
-    settings = search_config(search)
-    base = store.get_model(int(search.config["base_id"]))
-    connect(address or settings.ray.address, num_cpus=settings.ray.num_cpus)
-    proxy = ProxyEvaluator(proxy_source(store, search, settings))
-    summary = validate_search(
-        store, search, settings, mixtures=mixtures, proxy=proxy, seed=seed,
-        train_mixtures=lambda specs: train_models(settings, store.url, specs, base),
-    )
+    settings = search.config
+    base = store.get_model(search.snapshot.base_id)
+    api.connect(address or settings.ray.address, num_cpus=settings.ray.num_cpus)
+    proxy = ProxyEvaluator(proxy_source(store, search))
+    with model_bars(enabled=not as_json) as on_step:
+        summary = validate_search(
+            store, search, mixtures=mixtures, proxy=proxy, seed=seed,
+            train_mixtures=lambda specs: api.train_mixture_models(settings, store, specs, base, on_step=on_step),
+        )
     if as_json:
         print_json(summary)
         return

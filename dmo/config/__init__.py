@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from dmo.config.loader import load_config, parse_config
-from dmo.config.schema import (
-    DmoConfig,
-    DomainSettings,
-    EvaluationSettings,
-    JsonlSource,
-    LoraSettings,
-    MergeSettings,
-    ModelSettings,
-    ModSettings,
-    ObjectiveSettings,
-    ProjectSettings,
-    PruningSettings,
-    RaySettings,
-    SearchSettings,
-    SyntheticSource,
-    TokenizerSettings,
-    TrainingSettings,
-    TrainingStages,
+from dmo._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DmoConfig": "dmo.config.schema",
+        "DomainSettings": "dmo.config.schema",
+        "EvaluationSettings": "dmo.config.schema",
+        "JsonlSource": "dmo.config.schema",
+        "load_config": "dmo.config.loader",
+        "LoraSettings": "dmo.config.schema",
+        "MergeSettings": "dmo.config.schema",
+        "ModelSettings": "dmo.config.schema",
+        "ModSettings": "dmo.config.schema",
+        "ObjectiveSettings": "dmo.config.schema",
+        "parse_config": "dmo.config.loader",
+        "ProjectSettings": "dmo.config.schema",
+        "PruningSettings": "dmo.config.schema",
+        "RaySettings": "dmo.config.schema",
+        "SearchSettings": "dmo.config.schema",
+        "SyntheticSource": "dmo.config.schema",
+        "TokenizerSettings": "dmo.config.schema",
+        "TrainingSettings": "dmo.config.schema",
+        "TrainingStages": "dmo.config.schema",
+        "with_overrides": "dmo.config.loader",
+    },
 )
 
 __all__ = [
@@ -28,11 +35,13 @@ __all__ = [
     "DomainSettings",
     "EvaluationSettings",
     "JsonlSource",
+    "load_config",
     "LoraSettings",
     "MergeSettings",
-    "ModSettings",
     "ModelSettings",
+    "ModSettings",
     "ObjectiveSettings",
+    "parse_config",
     "ProjectSettings",
     "PruningSettings",
     "RaySettings",
@@ -41,6 +50,5 @@ __all__ = [
     "TokenizerSettings",
     "TrainingSettings",
     "TrainingStages",
-    "load_config",
-    "parse_config",
+    "with_overrides",
 ]

@@ -39,6 +39,7 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         raise ConfigError(f"not valid YAML: {problem}", where=where) from None
     if not isinstance(data, dict):
         raise ConfigError("a config must be a mapping with at least a 'domains' list", where=source)
+    _refuse_duplicate_keys(node, source)
     if base_dir is not None:
         data = _resolve_paths(data, base_dir)
     try:
@@ -54,7 +55,7 @@ def _describe(error: ValidationError, node: yaml.Node | None, source: str) -> st
         field = _dotted(loc) or "<root>"
         line = _line_of(node, loc)
         where = f"{source}:{line}" if line else source
-        message = issue["msg"]
+        message = issue["msg"].removeprefix("Value error, ")
         if issue["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             message = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
@@ -62,6 +63,53 @@ def _describe(error: ValidationError, node: yaml.Node | None, source: str) -> st
             message = "required field is missing"
         lines.append(f"{where}: field '{field}': {message}")
     return "invalid config\n  " + "\n  ".join(lines)
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, source: str, path: str = "") -> None:
+    """YAML lets a second `training:` silently replace the first; a config must not."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            name = getattr(key, "value", None)
+            field = f"{path}.{name}" if path else str(name)
+            if name in seen:
+                raise ConfigError(
+                    f"field '{field}' is given twice (first on line {seen[name]}); the second would "
+                    "silently replace the first", where=f"{source}:{line}",
+                )
+            seen[name] = line
+            _refuse_duplicate_keys(value, source, field)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, source, f"{path}[{index}]")
+
+
+def with_overrides(config: DmoConfig, flags: dict[str, tuple[str, Any]]) -> DmoConfig:
+    """``config`` with command-line values applied and validated like the file.
+
+    ``flags`` maps a dotted field (``search.sampler``) to (the flag's name, its
+    value); None values are skipped. An invalid value is reported against the
+    flag (``--sampler``), before anything runs.
+    """
+    given = {field: (flag, value) for field, (flag, value) in flags.items() if value is not None}
+    if not given:
+        return config
+    data = config.model_dump(mode="json")
+    for field, (_, value) in given.items():
+        *parents, leaf = field.split(".")
+        target = data
+        for part in parents:
+            target = target[part]
+        target[leaf] = value
+    try:
+        return DmoConfig.model_validate(data)
+    except ValidationError as error:
+        issue = error.errors()[0]
+        dotted = _dotted(tuple(p for p in issue["loc"] if not _is_union_tag(p)))
+        flag = next((f for field, (f, _) in given.items() if dotted.startswith(field)), None)
+        where = flag or ", ".join(f for f, _ in given.values())
+        raise ConfigError(issue["msg"].removeprefix("Value error, "), where=where) from None
 
 
 def _is_union_tag(part: Any) -> bool:

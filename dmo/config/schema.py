@@ -13,7 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SYNTHETIC_KINDS = ("general", "ocr", "counting", "chart")
+from dmo.config import names
+from dmo.config.names import VISION_TOWER_PATTERN
+
 DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
@@ -215,8 +217,26 @@ class ObjectiveSettings(Frozen):
 class MergeSettings(Frozen):
     method: str = Field("task_arithmetic", description="A name from dmo.merging's registry.")
     params: dict[str, float] = Field(default_factory=dict, description="Method parameters, e.g. lambda.")
-    exclude: tuple[str, ...] = Field(("model.vision_tower.*",), description="Parameters that keep base values.")
+    exclude: tuple[str, ...] = Field((VISION_TOWER_PATTERN,), description="Parameters that keep base values.")
     dtype: Literal["float32", "bfloat16"] = "float32"
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in names.MERGE_METHODS:
+            raise ValueError(names.unknown_name(value, list(names.MERGE_METHODS), "merge method"))
+        return value
+
+    @model_validator(mode="after")
+    def _known_params(self) -> MergeSettings:
+        allowed = names.MERGE_METHODS[self.method]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"method {self.method!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its parameters: {', '.join(allowed)}"
+            )
+        return self
 
 
 class PruningSettings(Frozen):
@@ -225,7 +245,7 @@ class PruningSettings(Frozen):
 
 
 class SearchSettings(Frozen):
-    sampler: Literal["tpe", "gp", "cmaes", "qmc", "random", "grid"] = "tpe"
+    sampler: str = Field("tpe", description=f"One of {', '.join(names.SAMPLERS)}.")
     trials: int = Field(40, ge=1)
     seed: int = Field(0, ge=0)
     evaluators: int = Field(2, ge=1, description="Proxy evaluators = trials in flight at once.")
@@ -234,6 +254,22 @@ class SearchSettings(Frozen):
     merge: MergeSettings = MergeSettings()
     pruning: PruningSettings = PruningSettings()
     heartbeat_s: int = Field(30, ge=1, description="RUNNING trials silent this long are failed and retried.")
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        if value not in names.SAMPLERS:
+            raise ValueError(names.unknown_name(value, names.SAMPLERS, "sampler"))
+        return value
+
+    @model_validator(mode="after")
+    def _sampler_fits_objective(self) -> SearchSettings:
+        if self.objective.kind == "multi" and self.sampler not in names.MULTI_OBJECTIVE_SAMPLERS:
+            raise ValueError(
+                f"sampler {self.sampler!r} optimises a single objective only; with objective kind "
+                f"'multi' use one of: {', '.join(names.MULTI_OBJECTIVE_SAMPLERS)}"
+            )
+        return self
 
 
 class RaySettings(Frozen):

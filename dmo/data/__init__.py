@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
-from dmo.data.domains import load_domain, load_domains, write_domains
-from dmo.data.mixture import MixtureStream, check_weights, mixture_counts
-from dmo.data.sample import SPLITS, DomainData, Sample
-from dmo.data.sharegpt import dataset_info_entry, read_jsonl, write_jsonl
-from dmo.data.synthetic import GENERATORS, generate_splits
-from dmo.data.tokenizer import load_tokenizer, train_tokenizer
+from dmo._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "dataset_info_entry": "dmo.data.sharegpt",
+        "DomainData": "dmo.data.sample",
+        "generate_splits": "dmo.data.synthetic",
+        "GENERATORS": "dmo.data.synthetic",
+        "load_domain": "dmo.data.domains",
+        "load_domains": "dmo.data.domains",
+        "load_tokenizer": "dmo.data.tokenizer",
+        "mixture_counts": "dmo.data.mixture",
+        "MixtureStream": "dmo.data.mixture",
+        "read_jsonl": "dmo.data.sharegpt",
+        "Sample": "dmo.data.sample",
+        "SPLITS": "dmo.data.sample",
+        "train_tokenizer": "dmo.data.tokenizer",
+        "write_domains": "dmo.data.domains",
+        "write_jsonl": "dmo.data.sharegpt",
+    },
+)
 
 __all__ = [
-    "GENERATORS",
-    "SPLITS",
-    "DomainData",
-    "MixtureStream",
-    "Sample",
-    "check_weights",
     "dataset_info_entry",
+    "DomainData",
     "generate_splits",
+    "GENERATORS",
     "load_domain",
     "load_domains",
     "load_tokenizer",
     "mixture_counts",
+    "MixtureStream",
     "read_jsonl",
+    "Sample",
+    "SPLITS",
     "train_tokenizer",
     "write_domains",
     "write_jsonl",

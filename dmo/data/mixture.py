@@ -14,16 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from dmo.errors import MergeError
+from dmo.mixture import check_weights
 
 
-def check_weights(weights: Sequence[float], *, names: Sequence[str] | None = None) -> np.ndarray:
-    """Weights on the simplex, or a MergeError naming what is wrong (one validator for all of dmo)."""
-    from dmo.search.simplex import validate_weights
-
-    w = list(weights)
-    if not w:
+def _checked(weights: Sequence[float]) -> np.ndarray:
+    values = list(weights)
+    if not values:
         raise MergeError("weights must be a non-empty list of numbers")
-    return validate_weights(w, list(names) if names is not None else [f"domain {i}" for i in range(len(w))])
+    return np.asarray(check_weights(values, [f"domain {i}" for i in range(len(values))]), dtype=np.float64)
 
 
 def mixture_counts(weights: Sequence[float], budget: int) -> list[int]:
@@ -31,7 +29,7 @@ def mixture_counts(weights: Sequence[float], budget: int) -> list[int]:
 
     Ties in the remainder go to the lower index, so the result is deterministic.
     """
-    w = check_weights(weights)
+    w = _checked(weights)
     if budget < 0:
         raise MergeError(f"budget must be non-negative, got {budget}")
     quotas = w * budget
@@ -52,7 +50,7 @@ class MixtureStream:
     """
 
     def __init__(self, weights: Sequence[float], sizes: Sequence[int], *, seed: int):
-        self.weights = check_weights(weights)
+        self.weights = _checked(weights)
         if len(sizes) != len(self.weights):
             raise MergeError(f"{len(self.weights)} weights for {len(sizes)} domains")
         self.sizes = list(sizes)

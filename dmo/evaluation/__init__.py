@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from dmo.evaluation.benchmarks import METRICS, Benchmark, benchmarks_for
-from dmo.evaluation.evaluate import BenchmarkScore, EvaluationResult, evaluate
+from dmo._lazy import lazy_exports
 
-__all__ = ["METRICS", "Benchmark", "BenchmarkScore", "EvaluationResult", "benchmarks_for", "evaluate"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Benchmark": "dmo.evaluation.benchmarks",
+        "benchmarks_for": "dmo.evaluation.benchmarks",
+        "BenchmarkScore": "dmo.evaluation.scoring",
+        "evaluate": "dmo.evaluation.scoring",
+        "EvaluationResult": "dmo.evaluation.scoring",
+        "METRICS": "dmo.evaluation.benchmarks",
+    },
+)
+
+__all__ = [
+    "Benchmark",
+    "benchmarks_for",
+    "BenchmarkScore",
+    "evaluate",
+    "EvaluationResult",
+    "METRICS",
+]

@@ -15,6 +15,7 @@ import numpy as np
 from dmo.config.schema import DmoConfig
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.fidelity.ranking import fidelity_summary
+from dmo.mixture import Mixture
 from dmo.models.checkpoint import load_checkpoint
 from dmo.search.pool import Evaluator
 from dmo.search.proxy import SEARCH_SPLIT
@@ -24,35 +25,37 @@ from storage import ModelRecord, SearchRecord, Store
 TrainMixtures = Callable[[list[ModelSpec]], list[ModelRecord]]
 
 
-def choose_mixtures(store: Store, search: SearchRecord, count: int, *, top: int = 3, seed: int = 0) -> list[tuple[tuple[float, ...], int | None]]:
-    """(weights, trial id) pairs: the best `top` trials, then Dirichlet(1) draws up to `count`."""
+def choose_mixtures(store: Store, search: SearchRecord, count: int, *, top: int = 3, seed: int = 0) -> list[tuple[Mixture, int | None]]:
+    """(mixture, trial id) pairs: the best `top` trials, then Dirichlet(1) draws up to `count`."""
     names = search.domains
-    chosen = [(tuple(float(t.weights[d]) for d in names), t.id) for t in store.best_trials(search.id, top_k=min(top, count))]
+    chosen: list[tuple[Mixture, int | None]] = [
+        (Mixture.of(names, t.weights), t.id) for t in store.best_trials(search.id, top_k=min(top, count))
+    ]
     rng = np.random.default_rng(seed)
     while len(chosen) < count:
-        chosen.append((tuple(float(x) for x in rng.dirichlet(np.ones(len(names)))), None))
+        chosen.append((Mixture.of(names, [float(x) for x in rng.dirichlet(np.ones(len(names)))]), None))
     return chosen
 
 
 def validate_search(
     store: Store,
     search: SearchRecord,
-    config: DmoConfig,
     *,
     mixtures: int,
     proxy: Evaluator,
     train_mixtures: TrainMixtures,
     seed: int = 0,
 ) -> dict:
-    metric = config.evaluation.score
+    config = search.config
+    metric = search.metric
     chosen = choose_mixtures(store, search, mixtures, seed=seed)
     validation = store.create_validation(search.id, config={"mixtures": mixtures, "seed": seed, "metric": metric})
     try:
-        proxy_scores = [proxy.evaluate(list(w)).scores[metric] for w, _ in chosen]
-        models = train_mixtures([mixture_spec(config, w) for w, _ in chosen])
+        proxy_scores = [proxy.evaluate(list(m.weights)).scores[metric] for m, _ in chosen]
+        models = train_mixtures([mixture_spec(m) for m, _ in chosen])
         real_scores = [_real_scores(config, model, metric) for model in models]
-        for (weights, trial_id), model, p, r in zip(chosen, models, proxy_scores, real_scores):
-            store.record_mixture_result(validation.id, weights=dict(zip(search.domains, weights)), trial_id=trial_id,
+        for (mixture, trial_id), model, p, r in zip(chosen, models, proxy_scores, real_scores):
+            store.record_mixture_result(validation.id, mixture=mixture, trial_id=trial_id,
                                         model_id=model.id, proxy_scores=p, real_scores=r)
         names = list(search.domains)
         summary = fidelity_summary(

@@ -7,31 +7,39 @@ the compatibility guard, and mergekit interop (YAML export, ``run_merge``).
 
 from __future__ import annotations
 
-from dmo.merging.bank import DEFAULT_EXCLUDE, ParamSlot, TaskVectorBank
-from dmo.merging.compat import check_checkpoints, check_configs, check_state_dict
-from dmo.merging.mergekit_interop import (
-    materialize_proxy,
-    mergekit_config,
-    mergekit_yaml,
-    run_mergekit,
+from dmo._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "check_checkpoints": "dmo.merging.compat",
+        "check_configs": "dmo.merging.compat",
+        "check_state_dict": "dmo.merging.compat",
+        "DEFAULT_EXCLUDE": "dmo.merging.bank",
+        "get_method": "dmo.merging.methods",
+        "materialize_proxy": "dmo.merging.mergekit_interop",
+        "mergekit_config": "dmo.merging.mergekit_interop",
+        "mergekit_yaml": "dmo.merging.mergekit_interop",
+        "MergeMethod": "dmo.merging.methods",
+        "METHODS": "dmo.merging.methods",
+        "ParamSlot": "dmo.merging.bank",
+        "run_mergekit": "dmo.merging.mergekit_interop",
+        "TaskVectorBank": "dmo.merging.bank",
+    },
 )
-from dmo.merging.methods import METHODS, MergeMethod, get_method
-from dmo.merging.weights import parse_weights, validate_weights
 
 __all__ = [
-    "DEFAULT_EXCLUDE",
-    "METHODS",
-    "MergeMethod",
-    "ParamSlot",
-    "TaskVectorBank",
     "check_checkpoints",
     "check_configs",
     "check_state_dict",
+    "DEFAULT_EXCLUDE",
     "get_method",
     "materialize_proxy",
     "mergekit_config",
     "mergekit_yaml",
-    "parse_weights",
+    "MergeMethod",
+    "METHODS",
+    "ParamSlot",
     "run_mergekit",
-    "validate_weights",
+    "TaskVectorBank",
 ]

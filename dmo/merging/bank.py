@@ -29,12 +29,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmo.config.names import VISION_TOWER_PATTERN
 from dmo.errors import MergeError
 from dmo.merging.compat import check_checkpoints, check_state_dict
 from dmo.merging.methods import MergeMethod, get_method
-from dmo.merging.weights import validate_weights
+from dmo.mixture import check_weights
 
-DEFAULT_EXCLUDE: tuple[str, ...] = ("model.vision_tower.*",)
+DEFAULT_EXCLUDE: tuple[str, ...] = (VISION_TOWER_PATTERN,)
 STORAGE_DTYPES = (torch.float32, torch.bfloat16)
 # A bfloat16 bank upcasts Δ block by block into a K × block float32 scratch of
 # about this size (in L3, so the upcast is not a second trip to memory; 128K
@@ -231,7 +232,7 @@ class TaskVectorBank:
     ) -> torch.Tensor:
         """The merged parameters of the proxy for ``weights`` as one (P,) float32 vector."""
         method = get_method(method) if isinstance(method, str) else method
-        values = validate_weights(_as_floats(weights), self.num_experts, where="weights")
+        values = check_weights(_as_floats(weights), self.expert_names, simplex=False, where="weights")
         if out is None:
             out = torch.empty(self.num_params, dtype=torch.float32)
         elif out.shape != (self.num_params,) or out.dtype != torch.float32:

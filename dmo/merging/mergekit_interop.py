@@ -15,7 +15,7 @@ prefix glob (``model.vision_tower.*``) or an exact name.
 ``dmo merge`` does), built by the bank or by mergekit.
 
 :func:`run_mergekit` needs our model type registered with transformers before
-mergekit reads a checkpoint (:func:`dmo.models.register_auto`). mergekit has no
+mergekit reads a checkpoint (:func:`dmo.models.auto.register_auto`). mergekit has no
 architecture definition for ``ModMLLMForCausalLM`` and infers one from tensor
 names (decoder layers, vision blocks, loose weights; routers of routed layers
 are "optional"). Inference can silently drop tensors, so every merge is
@@ -38,7 +38,7 @@ from dmo.errors import MergeError
 from dmo.merging.bank import DEFAULT_EXCLUDE, TaskVectorBank
 from dmo.merging.compat import check_checkpoints
 from dmo.merging.methods import MergeMethod, get_method
-from dmo.merging.weights import validate_weights
+from dmo.mixture import check_weights
 
 GLOB_CHARS = "*?["
 
@@ -88,7 +88,7 @@ def mergekit_config(
 ) -> dict[str, Any]:
     """The mergekit configuration (as plain data) of the proxy for ``weights``."""
     method = get_method(method, params)
-    values = validate_weights(weights, len(experts), where="weights")
+    values = check_weights(weights, [str(e) for e in experts], simplex=False, where="weights")
     filters_out = [mergekit_filter(p) for p in exclude]
     filters_in = None
     if include is not None:
@@ -158,7 +158,7 @@ def run_mergekit(
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
-    from dmo.models import register_auto
+    from dmo.models.auto import register_auto
 
     register_auto()
     resolved = get_method(method, params)
@@ -254,7 +254,7 @@ def materialize_proxy(
             "output directory exists", where=str(out_dir), hint="pass --force to replace it"
         )
     resolved = get_method(method, params)
-    values = validate_weights(weights, len(experts), where="weights")
+    values = check_weights(weights, [str(e) for e in experts], simplex=False, where="weights")
     if via == "dmo":
         bank = TaskVectorBank.from_checkpoints(base, experts, exclude=exclude, include=include)
         model = bank.load_into(load_checkpoint(base), values, resolved)

@@ -1,40 +1,39 @@
 """The MoD MLLM, its retention schedules, cost accounting, ARank and checkpoint I/O.
 
-Nothing registers on import: call :func:`register_auto` before handing a
-checkpoint to transformers' Auto classes or to mergekit.
+Nothing registers on import: :func:`dmo.models.auto.register_auto` makes
+transformers' Auto classes (and so mergekit) know our model type, called by
+the code that hands a checkpoint to them.
 """
 
 from __future__ import annotations
 
-from dmo.models.configuration_mod_mllm import ModMLLMConfig
-from dmo.models.modeling_mod_mllm import (
-    LayerRouting,
-    ModMLLMCausalLMOutput,
-    ModMLLMForCausalLM,
-    ModMLLMModel,
-    ModMLLMPreTrainedModel,
+from dmo._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "kept_vision_tokens": "dmo.models.schedules",
+        "LayerRouting": "dmo.models.modeling_mod_mllm",
+        "ModMLLMCausalLMOutput": "dmo.models.modeling_mod_mllm",
+        "ModMLLMConfig": "dmo.models.configuration_mod_mllm",
+        "ModMLLMForCausalLM": "dmo.models.modeling_mod_mllm",
+        "ModMLLMModel": "dmo.models.modeling_mod_mllm",
+        "ModMLLMPreTrainedModel": "dmo.models.modeling_mod_mllm",
+        "retention_schedule": "dmo.models.schedules",
+        "register_auto": "dmo.models.auto",
+        "SCHEDULES": "dmo.models.schedules",
+    },
 )
-from dmo.models.schedules import SCHEDULES, kept_vision_tokens, retention_schedule
-
-
-def register_auto() -> None:
-    """Make `AutoConfig` / `AutoModel` / `AutoModelForCausalLM` know "mod_mllm" (idempotent)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-    AutoConfig.register(ModMLLMConfig.model_type, ModMLLMConfig, exist_ok=True)
-    AutoModel.register(ModMLLMConfig, ModMLLMModel, exist_ok=True)
-    AutoModelForCausalLM.register(ModMLLMConfig, ModMLLMForCausalLM, exist_ok=True)
-
 
 __all__ = [
-    "SCHEDULES",
+    "kept_vision_tokens",
     "LayerRouting",
     "ModMLLMCausalLMOutput",
     "ModMLLMConfig",
     "ModMLLMForCausalLM",
     "ModMLLMModel",
     "ModMLLMPreTrainedModel",
-    "kept_vision_tokens",
     "register_auto",
     "retention_schedule",
+    "SCHEDULES",
 ]

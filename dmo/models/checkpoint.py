@@ -325,9 +325,6 @@ def read_config(path: str | Path) -> ModMLLMConfig:
 
 def load_checkpoint(path: str | Path, *, verify: bool = True) -> ModMLLMForCausalLM:
     """The model of a checkpoint, in eval mode; hashes verified unless `verify=False`."""
-    from dmo.models import register_auto
-
-    register_auto()  # so transformers/mergekit code downstream can resolve the model type
     directory = _existing_directory(path)
     state = read_state_dict(directory, verify=verify)
     config = read_config(directory)

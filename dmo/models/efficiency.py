@@ -10,14 +10,11 @@ decoder numbers too). Per layer, with `n_l = n_text + k_l` processed tokens:
     KV_l    ∝ n_l                       (one key and one value per kept token)
 
 Routers (d FLOPs per token) and norms are left out; they are noise at this size.
-:func:`measure_forward_time` is the one impure helper, for `bench/` scripts.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -122,32 +119,6 @@ def efficiency_vs_dense(config: ModMLLMConfig, n_text: int, n_vis: int) -> Effic
         mod=forward_cost(config, n_text, n_vis),
         dense=decoder_cost(dense_retention, config.hidden_size, config.intermediate_size, n_text, n_vis),
     )
-
-
-# --------------------------------------------------------------------------- wall time (impure)
-
-
-@dataclass(frozen=True)
-class ForwardTiming:
-    repeats: int
-    median_s: float
-    min_s: float
-
-
-def measure_forward_time(
-    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], repeats: int = 10
-) -> ForwardTiming:
-    """Wall time of `model(**batch)` under no_grad, after one warm-up call."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    times = []
-    with torch.no_grad():
-        model(**batch)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(**batch)
-            times.append(time.perf_counter() - start)
-    return ForwardTiming(repeats, statistics.median(times), min(times))
 
 
 def probe_batch(

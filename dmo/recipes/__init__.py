@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from dmo.recipes.export import FORMATS, export_recipe
-from dmo.recipes.formats import interleave_probs, llamafactory_yaml
+from dmo._lazy import lazy_exports
 
-__all__ = ["FORMATS", "export_recipe", "interleave_probs", "llamafactory_yaml"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "export_recipe": "dmo.recipes.export",
+        "FORMATS": "dmo.recipes.export",
+        "interleave_probs": "dmo.recipes.formats",
+        "llamafactory_yaml": "dmo.recipes.formats",
+    },
+)
+
+__all__ = ["export_recipe", "FORMATS", "interleave_probs", "llamafactory_yaml"]

@@ -15,7 +15,7 @@ from dmo.data.mixture import mixture_counts
 from dmo.data.sharegpt import dataset_info_entry, write_jsonl
 from dmo.errors import DmoError, SearchError
 from dmo.recipes.formats import json_recipe, llamafactory_yaml
-from storage import Store, TrialRecord
+from storage import RecipeRecord, Store, TrialRecord
 
 FORMATS = ("llamafactory", "json", "mergekit", "jsonl")
 
@@ -27,11 +27,11 @@ def export_recipe(
     fmt: str,
     budget: int,
     out: Path,
-    config: DmoConfig,
     trial_number: int | None = None,
     force: bool = False,
     seed: int = 0,
-) -> Path:
+) -> RecipeRecord:
+    """Write the recipe of a search's best (or chosen) trial to ``out`` and record it with its sha256."""
     if fmt not in FORMATS:
         raise DmoError(f"unknown recipe format {fmt!r}", where="--format", hint=f"known: {', '.join(FORMATS)}")
     if budget < 1:
@@ -40,6 +40,7 @@ def export_recipe(
     if out.exists() and not force:
         raise DmoError("output exists", where=str(out), hint="choose another path or pass --force")
     search = store.get_search(search_id)
+    config = search.config
     trial = _pick_trial(store, search_id, trial_number)
     names = list(search.domains)
     weights = [float(trial.weights[d]) for d in names]
@@ -57,15 +58,17 @@ def export_recipe(
     elif fmt == "mergekit":
         from dmo.merging.mergekit_interop import mergekit_yaml
 
-        base = store.get_model(int(search.config["base_id"]))
+        base = store.get_model(search.snapshot.base_id)
         experts = [store.get_model(i).checkpoint_uri for i in search.expert_ids]
         merge = config.search.merge
         text = mergekit_yaml(base.checkpoint_uri, experts, weights, merge.method, merge.params, exclude=merge.exclude)
     else:
-        return _export_jsonl(store, search_id, trial, config, names, weights, budget, out, seed)
-    _write(out, text)
-    store.record_recipe(search_id=search_id, trial_id=trial.id, fmt=fmt, path=str(out.resolve()), sha256=_sha256(out), budget=budget)
-    return out
+        _export_jsonl(config, names, weights, budget, out, seed)
+        text = None
+    if text is not None:
+        _write(out, text)
+    return store.record_recipe(search_id=search_id, trial_id=trial.id, fmt=fmt, path=str(out.resolve()),
+                               sha256=_sha256(out), budget=budget)
 
 
 def _pick_trial(store: Store, search_id: int, number: int | None) -> TrialRecord:
@@ -121,7 +124,7 @@ def _domain_files(config: DmoConfig, fallback: Path) -> dict[str, Path]:
     return files
 
 
-def _export_jsonl(store, search_id, trial, config, names, weights, budget, out: Path, seed: int) -> Path:
+def _export_jsonl(config, names, weights, budget, out: Path, seed: int) -> None:
     """The mixture itself: exactly `counts` samples per domain, seeded order, LLaMA-Factory JSONL."""
     data = load_domains(config)
     rng = np.random.default_rng(seed)
@@ -136,8 +139,6 @@ def _export_jsonl(store, search_id, trial, config, names, weights, budget, out: 
 
     chosen = [replace(s, uid=f"{i:07d}-{s.uid}") for i, s in enumerate(chosen)]
     write_jsonl(chosen, out, image_dir=f"{out.stem}_images")
-    store.record_recipe(search_id=search_id, trial_id=trial.id, fmt="jsonl", path=str(out.resolve()), sha256=_sha256(out), budget=budget)
-    return out
 
 
 def _write(path: Path, text: str) -> None:

@@ -1,31 +1,88 @@
-"""Drive one search: ask Optuna for mixtures, score proxies on a pool, tell and record.
+"""Drive one search: ask Optuna for a mixture, evaluate its proxy on a pool, tell the result.
 
 Optuna is driven directly (ask/tell) over an evaluator pool instead of through
-Ray Tune: each evaluator keeps its task-vector bank for the whole search, the
-study and our trial rows live in one database, and resuming is just running
-this loop again (see docs/search.md). Trials in flight = pool size; with one
-evaluator the same seed gives the same trials.
+Ray Tune: each evaluator keeps its task-vector bank for the whole search, and
+resuming is just running this loop again (see docs/search.md). Trials in
+flight = pool size; with one evaluator the same seed gives the same trials.
+
+The driver knows neither the store nor the screen: every trial's outcome goes
+to a :class:`TrialJournal` (the store, in :mod:`dmo.search.searches`) and
+progress to an ``on_progress`` callback (a progress bar, in the CLI).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
+from typing import Protocol
 
 import optuna
 from optuna.trial import TrialState
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dmo.config.schema import DmoConfig
-from dmo.errors import SearchError
+from dmo.config.schema import DmoConfig, ObjectiveSettings
+from dmo.mixture import Mixture
 from dmo.search.objectives import objective_values
-from dmo.search.pool import EvaluatorPool
-from dmo.search.proxy import ProxyResult
-from dmo.search.samplers import suggest_weights
-from dmo.search.study import open_study
-from storage import SearchRecord, Store
+from dmo.search.pool import EvaluatorPool, ProxyResult
+from dmo.search.samplers import suggest_mixture
+from storage.optuna_trials import record_heartbeat
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What the loop needs from a search's config."""
+
+    domains: tuple[str, ...]
+    trials: int
+    metric: str
+    objective: ObjectiveSettings
+    subset: int | None  # dev samples per benchmark of the pruning probe; None = no pruning
+    heartbeat_s: int
+
+    @classmethod
+    def of(cls, config: DmoConfig) -> SearchPlan:
+        search = config.search
+        return cls(
+            domains=config.domain_names,
+            trials=search.trials,
+            metric=config.evaluation.score,
+            objective=search.objective,
+            subset=search.pruning.subset if search.pruning.enabled else None,
+            heartbeat_s=search.heartbeat_s,
+        )
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """One trial as the journal records it: started (``running``) or ended."""
+
+    number: int
+    mixture: Mixture
+    state: str  # running | complete | pruned | fail
+    objective: tuple[float, ...] = ()
+    result: ProxyResult | None = None
+    error: str | None = None
+    seconds: float | None = None
+
+
+class TrialJournal(Protocol):
+    def record(self, outcome: TrialOutcome) -> None: ...
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    done: int  # complete + pruned
+    target: int
+    best: float | None
+
+
+@dataclass(frozen=True)
+class DriveResult:
+    completed: int
+    pruned: int
+    failed: int
+    exhausted: bool  # the sampler had no new point left (a grid smaller than the budget)
 
 
 @dataclass(frozen=True)
@@ -34,144 +91,109 @@ class SearchOutcome:
     completed: int
     pruned: int
     failed: int
-    status: str
+    status: str  # finished | failed | interrupted
+    note: str | None = None  # why the search ended before its trial budget, if it did
 
 
-@dataclass
-class _InFlight:
+@dataclass(frozen=True)
+class _Flight:
     trial: optuna.Trial
-    weights: list[float]
-    phase: str  # "subset" (pruning probe) or "full"
+    mixture: Mixture
+    limit: int | None  # the pruning probe's samples per benchmark, None for the full dev set
     started: float
 
 
-def run_search(
-    store: Store,
-    search: SearchRecord,
-    config: DmoConfig,
+def drive(
+    study: optuna.Study,
     pool: EvaluatorPool,
+    plan: SearchPlan,
+    journal: TrialJournal,
     *,
-    show_progress: bool = True,
-    stale_wait_s: float | None = None,
-) -> SearchOutcome:
-    """Run (or resume) `search` until it has `search.trials` finished trials."""
-    settings = config.search
-    target = int(search.config.get("trials", settings.trials))
-    study = open_study(store.url, search.study_name, config, sampler=search.sampler, seed=int(search.config.get("seed", settings.seed)))
-    _recover_stale_trials(study, store, search.id, wait_s=stale_wait_s if stale_wait_s is not None else 2.5 * settings.heartbeat_s)
-    store.set_search_status(search.id, "running")
-
-    names = list(config.domain_names)
-    metric = config.evaluation.score
+    on_progress: Callable[[SearchProgress], None] | None = None,
+) -> DriveResult:
+    """Run until ``plan.trials`` trials finished, the failures pile up or the sampler runs out."""
     tickets = count()
-    in_flight: dict[int, _InFlight] = {}
-    max_failures = max(3, target)
-
-    def finished() -> tuple[int, int, int]:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        return states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED), states.count(TrialState.FAIL)
-
-    completed, pruned, failed = finished()
-    progress = _progress(show_progress)
-    with progress:
-        task = progress.add_task(f"search {search.id}", total=target, completed=completed + pruned, best=_best(study))
-        while completed + pruned < target or in_flight:
-            while len(in_flight) < pool.size and completed + pruned + len(in_flight) < target and failed < max_failures:
-                trial = study.ask()
-                # A first beat now: a trial without one is never found stale after a crash.
-                # Optuna only beats inside study.optimize(); ask/tell has to call its storage.
-                study._storage.record_heartbeat(trial._trial_id)
-                weights = [float(w) for w in suggest_weights(trial, names)]
-                phase = "subset" if settings.pruning.enabled else "full"
-                ticket = next(tickets)
-                in_flight[ticket] = _InFlight(trial, weights, phase, time.perf_counter())
-                store.record_trial(search_id=search.id, number=trial.number, weights=dict(zip(names, weights)), merge_method=settings.merge.method, params=dict(settings.merge.params), scores={}, objective=[], state="running", duration_s=None)
-                pool.submit(ticket, weights, settings.pruning.subset if phase == "subset" else None)
-            if not in_flight:
-                break  # too many failures: nothing left to wait for
-            for ticket, outcome in pool.wait(timeout=max(1.0, settings.heartbeat_s / 3)):
-                flight = in_flight.pop(ticket)
-                resubmit = _finish(study, store, search.id, flight, outcome, names, metric, config)
-                if resubmit:
-                    in_flight[ticket] = _InFlight(flight.trial, flight.weights, "full", flight.started)
-                    pool.submit(ticket, flight.weights, None)
-            for flight in in_flight.values():
-                study._storage.record_heartbeat(flight.trial._trial_id)
-            completed, pruned, failed = finished()
-            progress.update(task, completed=completed + pruned, best=_best(study))
-
-    status = "finished" if completed + pruned >= target else "failed"
-    store.set_search_status(search.id, status, error=None if status == "finished" else f"{failed} trials failed")
-    return SearchOutcome(search.id, completed, pruned, failed, status)
+    in_flight: dict[int, _Flight] = {}
+    max_failures = max(3, plan.trials)
+    is_exhausted = getattr(study.sampler, "is_exhausted", None)
+    exhausted = False
+    completed, pruned, failed = _counts(study)
+    _report(on_progress, study, completed + pruned, plan.trials)
+    while True:
+        # ask: fill the pool while the budget, the failure limit and the sampler allow
+        while len(in_flight) < pool.size and completed + pruned + len(in_flight) < plan.trials:
+            if failed >= max_failures:
+                break
+            if is_exhausted is not None and is_exhausted(study):
+                exhausted = True  # a grid longer than the budget is not evaluated twice
+                break
+            flight = _ask(study, plan)
+            ticket = next(tickets)
+            in_flight[ticket] = flight
+            journal.record(TrialOutcome(flight.trial.number, flight.mixture, "running"))
+            pool.submit(ticket, flight.mixture.weights, flight.limit)
+        if not in_flight:
+            break
+        # evaluate, then tell
+        for ticket, outcome in pool.wait(timeout=max(1.0, plan.heartbeat_s / 3)):
+            follow_up = _tell(study, in_flight.pop(ticket), outcome, plan, journal)
+            if follow_up is not None:
+                in_flight[ticket] = follow_up
+                pool.submit(ticket, follow_up.mixture.weights, None)
+        for flight in in_flight.values():
+            record_heartbeat(study, flight.trial)
+        completed, pruned, failed = _counts(study)
+        _report(on_progress, study, completed + pruned, plan.trials)
+    return DriveResult(completed, pruned, failed, exhausted)
 
 
-def _finish(study, store: Store, search_id: int, flight: _InFlight, outcome, names, metric: str, config: DmoConfig) -> bool:
-    """Tell Optuna and the store how a trial ended; True when it goes on to the full set."""
-    trial = flight.trial
-    settings = config.search
-    common = dict(search_id=search_id, number=trial.number, weights=dict(zip(names, flight.weights)), merge_method=settings.merge.method, params=dict(settings.merge.params))
+def _ask(study: optuna.Study, plan: SearchPlan) -> _Flight:
+    trial = study.ask()
+    # A first beat now: a trial without one is never found stale after a crash.
+    record_heartbeat(study, trial)
+    return _Flight(trial, suggest_mixture(trial, plan.domains), plan.subset, time.perf_counter())
+
+
+def _tell(
+    study: optuna.Study,
+    flight: _Flight,
+    outcome: ProxyResult | BaseException,
+    plan: SearchPlan,
+    journal: TrialJournal,
+) -> _Flight | None:
+    """Tell Optuna and the journal how an evaluation ended; a probe that survives comes back
+    as the flight of its full evaluation."""
+    trial, seconds = flight.trial, time.perf_counter() - flight.started
     if isinstance(outcome, BaseException):
         study.tell(trial, state=TrialState.FAIL)
-        store.record_trial(**common, scores={}, objective=[], state="fail", duration_s=time.perf_counter() - flight.started, efficiency={"error": f"{type(outcome).__name__}: {outcome}"[:500]})
-        return False
-    result: ProxyResult = outcome
-    values = objective_values(result.scores[metric], settings.objective, names)
-    if flight.phase == "subset":
+        error = f"{type(outcome).__name__}: {outcome}"[:500]
+        journal.record(TrialOutcome(trial.number, flight.mixture, "fail", error=error, seconds=seconds))
+        return None
+    values = objective_values(outcome.scores[plan.metric], plan.objective, plan.domains)
+    if flight.limit is not None:  # the pruning probe on a dev subset
         trial.report(values[0], step=0)
-        if trial.should_prune():
-            study.tell(trial, state=TrialState.PRUNED)
-            store.record_trial(**common, scores=result.scores[metric], objective=list(values), state="pruned", duration_s=time.perf_counter() - flight.started, routing=result.routing)
-            return False
-        return True
+        if not trial.should_prune():
+            return _Flight(trial, flight.mixture, None, flight.started)
+        study.tell(trial, state=TrialState.PRUNED)
+        journal.record(TrialOutcome(trial.number, flight.mixture, "pruned", values, outcome, seconds=seconds))
+        return None
     study.tell(trial, list(values))
-    store.record_trial(
-        **common,
-        scores=result.scores[metric],
-        objective=list(values),
-        state="complete",
-        duration_s=time.perf_counter() - flight.started,
-        routing=result.routing,
-        efficiency={"merge_seconds": result.merge_seconds, "eval_seconds": result.eval_seconds, "samples": result.samples, "scores_by_metric": result.scores},
-    )
-    return False
+    journal.record(TrialOutcome(trial.number, flight.mixture, "complete", values, outcome, seconds=seconds))
+    return None
 
 
-def _recover_stale_trials(study: optuna.Study, store: Store, search_id: int, *, wait_s: float) -> None:
-    """Fail (and re-enqueue) trials a dead driver left RUNNING; refuse if a live driver owns them."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        optuna.storages.fail_stale_trials(study)
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not running:
-            break
-        if time.monotonic() > deadline:
-            raise SearchError(
-                f"search {search_id} has {len(running)} trials still sending heartbeats",
-                hint="another driver is running it; wait for it or stop it first",
-            )
-        time.sleep(1.0)
-    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
-    for row in store.trials(search_id, state="running"):
-        if states.get(row.number) == TrialState.FAIL:
-            store.record_trial(search_id=search_id, number=row.number, weights=row.weights, merge_method=row.merge_method, params=row.params, scores={}, objective=[], state="fail", duration_s=None, efficiency={"error": "driver died; trial retried"})
+def _counts(study: optuna.Study) -> tuple[int, int, int]:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED), states.count(TrialState.FAIL)
 
 
-def _best(study: optuna.Study) -> float:
-    try:
-        if len(study.directions) > 1:
-            return float("nan")
-        return float(study.best_value)
-    except ValueError:
-        return float("nan")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} trials"),
-        TextColumn("best {task.fields[best]:.2f}"),
-        TimeElapsedColumn(),
-        disable=not enabled,
-        console=Console(stderr=True),  # stdout stays clean for --json
-    )
+def _report(on_progress: Callable[[SearchProgress], None] | None, study: optuna.Study, done: int, target: int) -> None:
+    if on_progress is None:
+        return
+    best = None
+    if len(study.directions) == 1:
+        try:
+            best = float(study.best_value)
+        except ValueError:  # no complete trial yet
+            best = None
+    on_progress(SearchProgress(done, target, best))

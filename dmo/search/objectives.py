@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 
+from dmo.config import names
 from dmo.config.schema import ObjectiveSettings
 from dmo.errors import SearchError
 
@@ -99,16 +100,16 @@ def _multi(
 
 
 _Objective = Callable[[Scores, ObjectiveSettings, Sequence[str] | None], tuple[float, ...]]
-OBJECTIVES: dict[str, tuple[tuple[str, ...], _Objective]] = {
-    # kind: (names of the values, all maximised; function)
-    "mean": (("mean",), _mean),
-    "weighted": (("weighted",), _weighted),
-    "worst": (("worst",), _worst),
-    "multi": (("mean", "worst"), _multi),
+# kind -> function; the names of each kind's values (all maximised) are in dmo.config.names.
+OBJECTIVES: dict[str, _Objective] = {
+    "mean": _mean,
+    "weighted": _weighted,
+    "worst": _worst,
+    "multi": _multi,
 }
 
 
-def _lookup(settings: ObjectiveSettings) -> tuple[tuple[str, ...], _Objective]:
+def _lookup(settings: ObjectiveSettings) -> _Objective:
     try:
         return OBJECTIVES[settings.kind]
     except KeyError:
@@ -128,8 +129,7 @@ def objective_values(
     (e.g. one per domain) and makes a missing score an error instead of a
     silently smaller average; ``weighted`` always uses the benchmarks it weights.
     """
-    _, function = _lookup(settings)
-    return function(scores, settings, benchmarks)
+    return _lookup(settings)(scores, settings, benchmarks)
 
 
 def compute_objective(
@@ -142,8 +142,8 @@ def compute_objective(
 
 def objective_names(settings: ObjectiveSettings) -> list[str]:
     """Names of the objective values, in order (for ``study.set_metric_names``)."""
-    names, _ = _lookup(settings)
-    return list(names)
+    _lookup(settings)
+    return list(names.OBJECTIVES[settings.kind])
 
 
 def objective_directions(settings: ObjectiveSettings) -> list[str]:

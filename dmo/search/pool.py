@@ -10,9 +10,33 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from dmo.search.proxy import ProxyResult
+from dmo.config.schema import DmoConfig
+
+
+@dataclass(frozen=True)
+class ProxySource:
+    """Where a proxy's parts come from: picklable, so Ray actors can be built from it."""
+
+    config: DmoConfig
+    base_checkpoint: Path
+    expert_checkpoints: tuple[Path, ...]  # in domain order
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """What scoring one proxy gives: points per metric and benchmark, and where the time went."""
+
+    scores: dict[str, dict[str, float]]  # metric -> benchmark -> points
+    samples: int
+    merge_seconds: float
+    eval_seconds: float
+    routing: dict[str, float]
+
 
 Outcome = tuple[int, ProxyResult | BaseException]
 

@@ -9,44 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from dmo.config.schema import DmoConfig
 from dmo.data.prepared import PreparedData, prepare_data
 from dmo.errors import SearchError
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.merging import TaskVectorBank
 from dmo.merging.methods import get_method
 from dmo.models.checkpoint import load_checkpoint
+from dmo.search.pool import ProxyResult, ProxySource
 
 SEARCH_SPLIT = "dev"  # searches never see test splits
 
 
-@dataclass(frozen=True)
-class ProxyResult:
-    scores: dict[str, dict[str, float]]  # metric -> benchmark -> points
-    samples: int
-    merge_seconds: float
-    eval_seconds: float
-    routing: dict[str, float]
-
-
-@dataclass(frozen=True)
-class ProxySource:
-    """Where a proxy's parts come from: picklable, so Ray actors can be built from it."""
-
-    config: DmoConfig
-    base_checkpoint: Path
-    expert_checkpoints: tuple[Path, ...]  # in domain order
-    threads: int = 1
-
-
 class ProxyEvaluator:
     def __init__(self, source: ProxySource, *, data: PreparedData | None = None):
-        torch.set_num_threads(source.threads)
         config = source.config
         if len(source.expert_checkpoints) != len(config.domains):
             raise SearchError(

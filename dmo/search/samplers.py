@@ -20,11 +20,14 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study
-from optuna.trial import BaseTrial, FrozenTrial
+from optuna.trial import BaseTrial, FrozenTrial, TrialState
 
+from dmo.config import names
 from dmo.errors import SearchError
+from dmo.mixture import Mixture
 from dmo.search.grid import DEFAULT_DENOMINATOR, coarse_to_fine_grid, simplex_grid
 from dmo.search.simplex import u_to_weights, weights_to_u
+from storage.optuna_trials import set_trial_system_attr
 
 WEIGHTS_USER_ATTR = "weights"
 WARM_START_USER_ATTR = "warm_start"
@@ -58,7 +61,8 @@ class SimplexGridSampler(BaseSampler):
     points. A point counts as taken once any trial holds it (waiting, running or finished),
     including enqueued trials whose fixed u's equal a grid point, so a grid
     warm start is not evaluated twice. When every point is taken it cycles
-    through the same order again; :meth:`is_exhausted` tells a driver to stop.
+    through the same order again; the driver asks :meth:`is_exhausted` first and
+    stops instead.
     """
 
     def __init__(self, num_domains: int, *, seed: int = 0, denominator: int = DEFAULT_DENOMINATOR):
@@ -93,8 +97,10 @@ class SimplexGridSampler(BaseSampler):
         return taken, assigned
 
     def is_exhausted(self, study: Study) -> bool:
+        """Every grid point is held by a trial, and no enqueued trial is still waiting to run."""
         taken, _ = self._taken_grid_ids(study)
-        return len(taken) >= len(self.grid_weights)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return len(taken) >= len(self.grid_weights) and not waiting
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if _GRID_ID_ATTR in trial.system_attrs or "fixed_params" in trial.system_attrs:
@@ -102,10 +108,8 @@ class SimplexGridSampler(BaseSampler):
         taken, assigned = self._taken_grid_ids(study)
         free = [i for i in self._order if i not in taken]
         grid_id = free[0] if free else self._order[assigned % len(self._order)]
-        # Optuna exposes no public setter for a trial's system attributes; its own
-        # GridSampler writes through the storage in the same way.
-        study._storage.set_trial_system_attr(trial._trial_id, _GRID_KEY_ATTR, self._grid_key)
-        study._storage.set_trial_system_attr(trial._trial_id, _GRID_ID_ATTR, grid_id)
+        set_trial_system_attr(study, trial, _GRID_KEY_ATTR, self._grid_key)
+        set_trial_system_attr(study, trial, _GRID_ID_ATTR, grid_id)
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
@@ -128,7 +132,7 @@ class SimplexGridSampler(BaseSampler):
             raise SearchError(
                 f"the grid sampler proposes only {', '.join(self._param_names)}, "
                 f"not {param_name!r}",
-                hint="suggest mixtures with dmo.search.suggest_weights",
+                hint="suggest mixtures with dmo.search.samplers.suggest_mixture",
             )
         if _GRID_ID_ATTR not in trial.system_attrs:
             raise SearchError(
@@ -183,7 +187,6 @@ SAMPLERS: dict[str, Callable[[int, int], BaseSampler]] = {
     "random": _random,
     "grid": _grid,
 }
-MULTI_OBJECTIVE_SAMPLERS = ("tpe", "gp", "qmc", "random", "grid")
 
 
 def make_sampler(
@@ -197,11 +200,11 @@ def make_sampler(
             where="search.sampler",
             hint=f"known samplers: {', '.join(SAMPLERS)}",
         )
-    if multi_objective and name not in MULTI_OBJECTIVE_SAMPLERS:
+    if multi_objective and name not in names.MULTI_OBJECTIVE_SAMPLERS:
         raise SearchError(
             f"sampler {name!r} optimises a single objective only",
             where="search.sampler",
-            hint=f"with objective kind 'multi' use one of: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}",
+            hint=f"with objective kind 'multi' use one of: {', '.join(names.MULTI_OBJECTIVE_SAMPLERS)}",
         )
     _check_num_domains(num_domains)
     return factory(seed, num_domains)
@@ -210,7 +213,7 @@ def make_sampler(
 # --------------------------------------------------------------------------- trials
 
 
-def suggest_weights(trial: BaseTrial, domain_names: Sequence[str]) -> np.ndarray:
+def suggest_mixture(trial: BaseTrial, domain_names: Sequence[str]) -> Mixture:
     """Ask the trial for u0 … u{K−2}, return the mixture w and record it on the trial.
 
     The true w is stored as the user attribute ``weights`` ({domain: w_i}) so
@@ -219,9 +222,9 @@ def suggest_weights(trial: BaseTrial, domain_names: Sequence[str]) -> np.ndarray
     names = list(domain_names)
     _check_num_domains(len(names))
     u = [trial.suggest_float(name, 0.0, 1.0) for name in u_param_names(len(names))]
-    weights = u_to_weights(u)
-    trial.set_user_attr(WEIGHTS_USER_ATTR, {n: float(x) for n, x in zip(names, weights)})
-    return weights
+    mixture = Mixture(tuple(names), tuple(float(x) for x in u_to_weights(u)))
+    trial.set_user_attr(WEIGHTS_USER_ATTR, mixture.as_dict())
+    return mixture
 
 
 def _enqueue_points(study: Study, points: np.ndarray, kind: str) -> None:

@@ -1,63 +1,114 @@
-"""Create searches and find what a search needs, from the store."""
+"""A search from start to end, over the store: create it, run or resume it, record its trials.
+
+The one path a search takes (see docs/architecture.md): the CLI trains or
+finds the experts, :func:`create_search` stores the typed snapshot and opens
+the Optuna study, :func:`run_search` drives it over an evaluator pool (local,
+or Ray actors from ``workers``) and records every trial through
+:class:`StoreJournal`. Nothing here imports Ray.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from dmo.config.schema import DmoConfig
+from dmo.config.snapshot import SearchSnapshot
 from dmo.errors import SearchError
-from dmo.search.proxy import ProxySource
-from dmo.search.study import new_study_name, open_study
+from dmo.search.driver import SearchOutcome, SearchPlan, SearchProgress, TrialOutcome, drive
+from dmo.search.pool import EvaluatorPool, ProxySource
+from dmo.search.study import fail_stale_trials, new_study_name, open_study
 from storage import ModelRecord, SearchRecord, Store
 
 
 def create_search(
-    store: Store,
-    config: DmoConfig,
-    *,
-    base: ModelRecord,
-    experts: dict[str, ModelRecord],
-    trials: int | None = None,
-    sampler: str | None = None,
-    seed: int | None = None,
+    store: Store, config: DmoConfig, *, base: ModelRecord | None, experts: dict[str, ModelRecord]
 ) -> SearchRecord:
-    """A new search row and its Optuna study (warm start enqueued)."""
+    """A new search of ``config`` (command-line overrides already applied) and its Optuna study."""
     missing = [d for d in config.domain_names if d not in experts]
     if missing:
         raise SearchError(f"no finished expert for domain(s) {', '.join(missing)}", hint="train the experts first")
-    settings = config.search
-    sampler = sampler or settings.sampler
-    seed = settings.seed if seed is None else seed
     study_name = new_study_name(config.project.name)
-    open_study(store.url, study_name, config, sampler=sampler, seed=seed)
-    snapshot = config.model_dump(mode="json")
-    snapshot["search"] = {**snapshot["search"], "sampler": sampler, "seed": seed, "trials": trials or settings.trials}
-    return store.create_search(
-        name=config.project.name,
-        config={**snapshot, "trials": trials or settings.trials, "seed": seed, "base_id": base.id},
-        sampler=sampler,
-        objective={**settings.objective.model_dump(mode="json"), "metric": config.evaluation.score},
-        study_name=study_name,
-        domains=list(config.domain_names),
-        expert_ids=[experts[d].id for d in config.domain_names],
-    )
+    open_study(store.url, study_name, config)
+    snapshot = SearchSnapshot(config=config, base_id=None if base is None else base.id)
+    return store.create_search(snapshot, study_name=study_name,
+                               expert_ids=[experts[d].id for d in config.domain_names])
 
 
-def search_config(search: SearchRecord) -> DmoConfig:
-    """The config a search was created with (its snapshot), so a resume runs the same search."""
-    snapshot = {k: v for k, v in search.config.items() if k not in ("trials", "seed", "base_id")}
-    snapshot["search"] = {k: v for k, v in snapshot["search"].items() if k != "trials"} | {"trials": search.config["trials"]}
-    return DmoConfig.model_validate(snapshot)
+def run_search(
+    store: Store,
+    search: SearchRecord,
+    pool: EvaluatorPool,
+    *,
+    on_progress: Callable[[SearchProgress], None] | None = None,
+    stale_wait_s: float | None = None,
+) -> SearchOutcome:
+    """Run (or resume) ``search`` until it has its number of finished trials."""
+    config = search.config
+    study = open_study(store.url, search.study_name, config)
+    journal = StoreJournal(store, search)
+    # A dead driver's trials turn stale after 2 heartbeats (the grace period); wait twice that.
+    wait_s = 4 * config.search.heartbeat_s if stale_wait_s is None else stale_wait_s
+    journal.close_abandoned(fail_stale_trials(study, wait_s=wait_s))
+    store.set_search_status(search.id, "running")
+    try:
+        result = drive(study, pool, SearchPlan.of(config), journal, on_progress=on_progress)
+    except KeyboardInterrupt:
+        store.set_search_status(search.id, "interrupted", error="interrupted by the user")
+        raise
+    done = result.completed + result.pruned
+    note = None
+    if result.exhausted and done < search.trials_target:
+        note = f"the {config.search.sampler} sampler has only {done} distinct points; stopped there"
+    if done >= search.trials_target or (result.exhausted and result.completed):
+        status, error = "finished", None
+    else:
+        status, error = "failed", f"{result.failed} trials failed"
+    store.set_search_status(search.id, status, error=error)
+    return SearchOutcome(search.id, result.completed, result.pruned, result.failed, status, note)
 
 
-def proxy_source(store: Store, search: SearchRecord, config: DmoConfig, *, threads: int = 1) -> ProxySource:
-    base = store.get_model(int(search.config["base_id"]))
+class StoreJournal:
+    """Records a search's trials in the store: one row per trial number, written idempotently."""
+
+    def __init__(self, store: Store, search: SearchRecord):
+        self.store, self.search = store, search
+        self.merge = search.config.search.merge
+
+    def record(self, outcome: TrialOutcome) -> None:
+        result = outcome.result
+        if result is not None:
+            efficiency = {"merge_seconds": result.merge_seconds, "eval_seconds": result.eval_seconds,
+                          "samples": result.samples, "scores_by_metric": result.scores}
+        else:
+            efficiency = {"error": outcome.error} if outcome.error else None
+        self.store.record_trial(
+            search_id=self.search.id, number=outcome.number, mixture=outcome.mixture,
+            merge_method=self.merge.method, params=dict(self.merge.params),
+            scores={} if result is None else result.scores[self.search.metric],
+            objective=list(outcome.objective), state=outcome.state, duration_s=outcome.seconds,
+            routing=None if result is None else result.routing, efficiency=efficiency,
+        )
+
+    def close_abandoned(self, failed_numbers: list[int]) -> None:
+        """Rows a dead driver left ``running`` whose Optuna trials are now failed (and retried)."""
+        failed = set(failed_numbers)
+        for row in self.store.trials(self.search.id, state="running"):
+            if row.number in failed:
+                self.record(TrialOutcome(row.number, row.mixture, "fail", error="driver died; trial retried"))
+
+
+def proxy_source(store: Store, search: SearchRecord, *, threads: int = 1) -> ProxySource:
+    """Where a search's proxies come from: its base and experts, checked finished."""
+    if search.snapshot.base_id is None:
+        raise SearchError(f"search {search.id} has no base model", hint="it was created without experts")
+    base = store.get_model(search.snapshot.base_id)
     experts = [store.get_model(i) for i in search.expert_ids]
     for record in (base, *experts):
         if record.status != "finished" or not record.checkpoint_uri:
             raise SearchError(f"model {record.id} ({record.kind} {record.domain or ''}) is not finished")
     return ProxySource(
-        config=config,
+        config=search.config,
         base_checkpoint=Path(base.checkpoint_uri),
         expert_checkpoints=tuple(Path(e.checkpoint_uri) for e in experts),
         threads=threads,

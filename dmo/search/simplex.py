@@ -16,16 +16,11 @@ relative precision.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from dmo.errors import MergeError
-
-SUM_TOLERANCE = 1e-6
-# Rounding in upstream arithmetic can leave -1e-17 where a zero was meant; such
-# values are zeros, anything more negative is a real mistake.
-NEGATIVE_TOLERANCE = 1e-12
+from dmo.mixture import NEGATIVE_TOLERANCE
 
 
 def _one_minus_power(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
@@ -76,74 +71,3 @@ def weights_to_u(w: Sequence[float] | np.ndarray) -> np.ndarray:
     remaining_sticks = num_domains - np.arange(1, num_domains)
     u = _one_minus_power(v, remaining_sticks.astype(np.float64))
     return np.clip(u, 0.0, 1.0)
-
-
-def validate_weights(
-    w: Sequence[float] | Mapping[str, float] | np.ndarray,
-    names: Sequence[str],
-    *,
-    normalize: bool = False,
-    where: str = "weights",
-    normalize_flag: str | None = None,
-) -> np.ndarray:
-    """Check a user's mixture against the domains and return it as a float64 array.
-
-    A mapping is matched to ``names`` by key; a sequence by position. With
-    ``normalize=True`` any non-negative, non-zero vector is rescaled to sum to 1
-    (handy for ratios such as ``[3, 1]``); otherwise the sum must already be 1.
-    ``normalize_flag`` names the caller's switch for that (e.g. ``--normalize``), so the
-    error tells the user what to pass.
-    """
-    names = list(names)
-    expected = ", ".join(names)
-    if isinstance(w, Mapping):
-        missing = [n for n in names if n not in w]
-        unknown = sorted(set(w) - set(names))
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing)}")
-            if unknown:
-                parts.append(f"unknown {', '.join(unknown)}")
-            raise MergeError(
-                f"weights name the wrong domains ({'; '.join(parts)})",
-                where=where,
-                hint=f"give one weight for each of: {expected}",
-            )
-        values = [w[n] for n in names]
-    else:
-        values = w
-    try:
-        arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise MergeError(f"weights are not numbers: {values!r}", where=where) from exc
-
-    if arr.size != len(names):
-        raise MergeError(
-            f"expected {len(names)} weights, got {arr.size}",
-            where=where,
-            hint=f"one weight per domain, in order: {expected}",
-        )
-    if not np.all(np.isfinite(arr)):
-        bad = [n for n, x in zip(names, arr) if not np.isfinite(x)]
-        raise MergeError(f"weights are NaN or infinite for {', '.join(bad)}", where=where)
-    if np.any(arr < -NEGATIVE_TOLERANCE):
-        bad = [f"{n}={x:g}" for n, x in zip(names, arr) if x < -NEGATIVE_TOLERANCE]
-        raise MergeError(
-            f"weights must be non-negative, got {', '.join(bad)}",
-            where=where,
-            hint="a mixture gives each domain a probability in [0, 1]",
-        )
-    arr = np.clip(arr, 0.0, None)
-    total = float(arr.sum())
-    if normalize:
-        if total <= 0.0:
-            raise MergeError("weights are all zero and cannot be normalised", where=where)
-    elif abs(total - 1.0) > SUM_TOLERANCE:
-        raise MergeError(
-            f"weights sum to {total:.9g}, not 1 (tolerance {SUM_TOLERANCE:g})",
-            where=where,
-            hint=f"rescale them, or pass {normalize_flag} to have them rescaled"
-            if normalize_flag else "rescale them so they sum to 1",
-        )
-    return arr / total

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
-import warnings
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 from sqlalchemy.exc import DBAPIError
 
 from dmo.config.schema import DmoConfig
+from dmo.errors import SearchError
 from dmo.search.objectives import objective_directions, objective_names
 from dmo.search.samplers import enqueue_warm_start, make_sampler
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-# Heartbeats, metric names and stale-trial recovery are marked experimental; we rely on them
-# deliberately (tests cover them), so their warnings would only be noise for users.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 _SCHEMA_ATTEMPTS = 5
 
@@ -53,10 +48,9 @@ def optuna_storage(url: str, *, heartbeat_s: int) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def open_study(url: str, study_name: str, config: DmoConfig, *, sampler: str, seed: int) -> optuna.Study:
-    """Create the study, or load it to resume: the sampler is rebuilt with the same seed."""
+def open_study(url: str, study_name: str, config: DmoConfig) -> optuna.Study:
+    """Create the study of a search's config, or load it to resume: same sampler, same seed."""
     settings = config.search
-    multi = settings.objective.kind == "multi"
     storage = optuna_storage(url, heartbeat_s=settings.heartbeat_s)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
@@ -66,7 +60,8 @@ def open_study(url: str, study_name: str, config: DmoConfig, *, sampler: str, se
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
-        sampler=make_sampler(sampler, seed=seed, num_domains=len(config.domains), multi_objective=multi),
+        sampler=make_sampler(settings.sampler, seed=settings.seed, num_domains=len(config.domains),
+                             multi_objective=settings.objective.kind == "multi"),
         pruner=pruner,
         directions=objective_directions(settings.objective),
         load_if_exists=True,
@@ -74,3 +69,21 @@ def open_study(url: str, study_name: str, config: DmoConfig, *, sampler: str, se
     study.set_metric_names(objective_names(settings.objective))
     enqueue_warm_start(study, config.domain_names, settings.warm_start)
     return study
+
+
+def fail_stale_trials(study: optuna.Study, *, wait_s: float) -> list[int]:
+    """Fail the trials a dead driver left RUNNING (Optuna enqueues them again) and return the
+    numbers of every failed trial; refuse while a live driver still beats for them."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            break
+        if time.monotonic() > deadline:
+            raise SearchError(
+                f"study {study.study_name} has {len(running)} trials still sending heartbeats",
+                hint="another driver is running this search; wait for it or stop it first",
+            )
+        time.sleep(1.0)
+    return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from dmo.training.loop import TrainingResult, TrainingRun, train
+from dmo._lazy import lazy_exports
 
-__all__ = ["TrainingResult", "TrainingRun", "train"]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "train": "dmo.training.loop",
+        "TrainingResult": "dmo.training.loop",
+        "TrainingRun": "dmo.training.loop",
+    },
+)
+
+__all__ = ["train", "TrainingResult", "TrainingRun"]

@@ -22,7 +22,8 @@ from dmo.models.checkpoint import checkpoint_sha256, load_checkpoint
 from dmo.models.configuration_mod_mllm import ModMLLMConfig
 from dmo.models.efficiency import efficiency_vs_dense
 from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
-from dmo.training.loop import TrainingRun, train
+from dmo.mixture import Mixture
+from dmo.training.loop import OnStep, TrainingRun, train
 from storage import ModelRecord, Store
 
 TYPICAL_TEXT_TOKENS = 16  # question + answer + specials of the synthetic domains
@@ -33,7 +34,7 @@ class ModelSpec:
     """What to train: `kind` and the data mixture over the project's domains."""
 
     kind: str  # "base" | "expert" | "mixture"
-    weights: tuple[float, ...]
+    mixture: Mixture
     domain: str | None = None  # experts only
 
     @property
@@ -41,22 +42,20 @@ class ModelSpec:
         if self.kind == "expert":
             return f"expert-{self.domain}"
         if self.kind == "mixture":
-            return "mixture-" + "-".join(f"{w:.3f}" for w in self.weights)
+            return "mixture-" + "-".join(f"{w:.3f}" for w in self.mixture.weights)
         return "base"
 
 
 def base_spec(config: DmoConfig) -> ModelSpec:
-    k = len(config.domains)
-    return ModelSpec(kind="base", weights=tuple(1.0 / k for _ in range(k)))
+    return ModelSpec(kind="base", mixture=Mixture.uniform(config.domain_names))
 
 
 def expert_spec(config: DmoConfig, domain: str) -> ModelSpec:
-    names = config.domain_names
-    return ModelSpec(kind="expert", weights=tuple(float(n == domain) for n in names), domain=domain)
+    return ModelSpec(kind="expert", mixture=Mixture.one_hot(config.domain_names, domain), domain=domain)
 
 
-def mixture_spec(config: DmoConfig, weights: tuple[float, ...]) -> ModelSpec:
-    return ModelSpec(kind="mixture", weights=tuple(float(w) for w in weights))
+def mixture_spec(mixture: Mixture) -> ModelSpec:
+    return ModelSpec(kind="mixture", mixture=mixture)
 
 
 def stage_settings(config: DmoConfig, kind: str) -> TrainingSettings:
@@ -68,10 +67,9 @@ def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None) ->
     """How `spec` is trained: the one place that turns a config and a spec into a run."""
     return TrainingRun(
         name=spec.name,
-        weights=spec.weights,
+        mixture=spec.mixture,
         settings=stage_settings(config, spec.kind),
         seed=config.project.seed,
-        threads=config.training.threads,
         base_sha256=base_sha256,
     )
 
@@ -80,7 +78,7 @@ def cache_key(config: DmoConfig, spec: ModelSpec, data: PreparedData, init_sha25
     payload = {
         "format": 1,
         "kind": spec.kind,
-        "weights": [round(w, 12) for w in spec.weights],
+        "weights": [round(w, 12) for w in spec.mixture.weights],
         "data": data.fingerprint(),
         "model": config.model.model_dump(mode="json"),
         "training": stage_settings(config, spec.kind).model_dump(mode="json"),
@@ -126,7 +124,7 @@ def ensure_model(
     *,
     base: ModelRecord | None = None,
     data: PreparedData | None = None,
-    show_progress: bool = True,
+    on_step: OnStep | None = None,
 ) -> ModelRecord:
     """The finished model for `spec`: from the store when cached, else trained now."""
     data = data or prepare_data(config)
@@ -146,7 +144,7 @@ def ensure_model(
         config_hash=key,
         domain=spec.domain,
         base_id=base.id if base is not None else None,
-        training={"settings": settings.model_dump(mode="json"), "weights": dict(zip(data.names, spec.weights)), "seed": config.project.seed},
+        training={"settings": settings.model_dump(mode="json"), "weights": spec.mixture.as_dict(), "seed": config.project.seed},
         finetune=settings.finetune,
         efficiency=efficiency_settings(model.config),
     )
@@ -154,7 +152,7 @@ def ensure_model(
     started = time.perf_counter()
     try:
         run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
-        result = train(run, model, data, out_dir, show_progress=show_progress)
+        result = train(run, model, data, out_dir, on_step=on_step)
         trained = load_checkpoint(out_dir)
         dev = evaluate(
             trained,

@@ -14,19 +14,18 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from dmo.config.schema import TrainingSettings
 from dmo.data.encoding import EncodedSplit, training_batch
-from dmo.data.mixture import MixtureStream, check_weights
+from dmo.data.mixture import MixtureStream
 from dmo.data.prepared import PreparedData
 from dmo.models.checkpoint import save_checkpoint
+from dmo.mixture import Mixture
 from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
 from dmo.training.lora import add_lora, fold_lora
 from dmo.training.resume import ResumeState, load_resume_state, resume_dir_for, save_resume_state
@@ -38,10 +37,9 @@ class TrainingRun:
     """What one run trains on: a mixture over the project's domains and the settings."""
 
     name: str
-    weights: tuple[float, ...]  # one per domain of PreparedData.names
+    mixture: Mixture  # over the domains of PreparedData.names, in that order
     settings: TrainingSettings
     seed: int
-    threads: int = 1
     base_sha256: str | None = None  # the checkpoint it starts from; the merge guard compares it
 
 
@@ -56,6 +54,8 @@ class TrainingResult:
     samples_per_second: float
     loss_curve: tuple[tuple[int, float], ...] = ()  # (step, loss), at most CURVE_POINTS
 
+
+OnStep = Callable[[int, int, float], None]  # (step, total steps, loss)
 
 # The store keeps this many (step, loss) points per model: enough for a chart, small as JSON.
 CURVE_POINTS = 200
@@ -88,11 +88,17 @@ def train(
     data: PreparedData,
     out_dir: Path,
     *,
-    show_progress: bool = True,
+    on_step: OnStep | None = None,
 ) -> TrainingResult:
+    """Train ``model`` on ``run``'s mixture and save it atomically to ``out_dir``.
+
+    ``on_step(step, total, loss)`` is called after every optimiser step (a
+    progress bar, in the CLI).
+    """
     settings = run.settings
-    weights = check_weights(run.weights, names=data.names)
-    torch.set_num_threads(run.threads)
+    if run.mixture.domains != data.names:
+        raise ValueError(f"the run's mixture is over {run.mixture.domains}, the data has {data.names}")
+    weights = run.mixture.weights
     torch.manual_seed(run.seed)
     out_dir = Path(out_dir)
     resume_dir = resume_dir_for(out_dir)
@@ -118,9 +124,7 @@ def train(
 
     trainable_model.train()
     started = time.perf_counter()
-    progress = _progress(show_progress)
-    with progress, metrics_path.open("a", encoding="utf-8") as metrics:
-        task = progress.add_task(f"train {run.name}", total=settings.steps, completed=start_step, loss=loss_value)
+    with metrics_path.open("a", encoding="utf-8") as metrics:
         for step in range(start_step, settings.steps):
             lr = lr_at(step, lr=settings.lr, total_steps=settings.steps, warmup_steps=settings.warmup_steps, min_lr_ratio=settings.min_lr_ratio)
             for group in optimizer.param_groups:
@@ -134,8 +138,9 @@ def train(
             optimizer.step()
             loss_value = float(loss.detach())
             metrics.write(json.dumps({"step": step + 1, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "elapsed_s": time.perf_counter() - started}) + "\n")
-            progress.update(task, advance=1, loss=loss_value)
             done = step + 1
+            if on_step is not None:
+                on_step(done, settings.steps, loss_value)
             if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
                 metrics.flush()
                 save_resume_state(resume_dir, trainable_model, optimizer, ResumeState(done, stream.state(), loss_value))
@@ -145,7 +150,7 @@ def train(
     dense.eval()
     summary = {
         "run": run.name,
-        "weights": dict(zip(data.names, map(float, weights))),
+        "weights": run.mixture.as_dict(),
         "settings": settings.model_dump(mode="json"),
         "seed": run.seed,
         "base_sha256": run.base_sha256,
@@ -191,16 +196,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        console=Console(stderr=True),  # stdout stays clean for --json
-    )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-
-import pytest
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from dmo.cli.options import print_json
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _strict(text: str):
@@ -21,19 +25,21 @@ def test_undefined_correlations_print_as_null(capsys):
     assert _strict(capsys.readouterr().out) == {"spearman": None, "rows": [1.5, None], "nested": {"tau": None}}
 
 
-def test_training_progress_goes_to_stderr(tiny_config, tiny_data, tmp_path, capsys):
-    from dmo.training.jobs import base_spec, initial_model
-    from dmo.training.loop import TrainingRun, train
+def test_training_progress_goes_to_stderr_and_json_to_stdout(tmp_path):
+    """`dmo train base` in a real process: the bar is on stderr; with --json stdout parses as JSON."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text((REPO / "configs" / "tiny.yaml").read_text().replace("steps: 150", "steps: 3")
+                      .replace("workdir: .dmo/tiny", f"workdir: {tmp_path / 'work'}"))
+    shown = _dmo("train", "base", "-c", str(config))
+    assert "train base" in shown.stderr and "train base" not in shown.stdout
+    assert "base model" in shown.stdout
+    scripted = _dmo("train", "base", "-c", str(config), "--json")  # cached now: same model
+    payload = _strict(scripted.stdout)
+    assert payload["kind"] == "base" and payload["metrics"]["final_loss"] > 0
 
-    settings = tiny_config.training.base.model_copy(update={"steps": 3})
-    run = TrainingRun(name="progress", weights=base_spec(tiny_config).weights, settings=settings, seed=0)
-    train(run, initial_model(tiny_config, tiny_data, None, seed=0), tiny_data, tmp_path / "m", show_progress=True)
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert "progress" in captured.err
 
-
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
-def test_the_strict_parser_used_above_does_refuse_non_finite_numbers(value):
-    with pytest.raises(ValueError):
-        _strict(json.dumps({"x": value}))
+def _dmo(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "dmo", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "120"})
+    assert done.returncode == 0, done.stderr
+    return done

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dmo.config import load_config, parse_config
 from dmo.errors import ConfigError
@@ -65,8 +66,51 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 def test_configs_are_frozen():
     config = load_config(REPO / "configs" / "demo.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         config.search.trials = 3  # type: ignore[misc]
+    assert config.search.trials == 40
+
+
+def _line_of(text: str, fragment: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "message"),
+    [
+        ("merge: {method: task_arithmetic}", "merge: {method: tiess}", "search.merge.method",
+         "unknown merge method 'tiess'; known: linear, task_arithmetic, ties"),
+        ("sampler: tpe", "sampler: bayes", "search.sampler", "unknown sampler 'bayes'; known: tpe, gp"),
+        ("merge: {method: task_arithmetic}", "merge: {method: ties, params: {densty: 0.5}}", "search.merge",
+         "method 'ties' has no parameter 'densty'"),
+    ],
+)
+def test_registry_names_are_checked_at_parse_time_with_file_line_and_field(old, new, field, message):
+    text = _demo_text()
+    line = _line_of(text, old.split(":")[0] + ":" if old.startswith("sampler") else old)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text.replace(old, new), source="demo.yaml")
+    rendered = caught.value.render()
+    assert f"demo.yaml:{line}: field '{field}'" in rendered and message in rendered
+
+
+def test_parsing_a_config_imports_neither_torch_nor_optuna():
+    import subprocess
+    import sys
+
+    probe = ("import sys; from dmo.config import load_config; load_config(sys.argv[1]); "
+             "print(sorted(m for m in ('torch', 'optuna', 'ray', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, str(REPO / "configs" / "demo.yaml")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_key_given_twice_is_refused_with_both_lines():
+    text = _demo_text() + "training:\n  base: {steps: 3, lr: 0.1}\n"
+    first = _line_of(text, "training:")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="demo.yaml")
+    assert f"field 'training' is given twice (first on line {first})" in caught.value.render()
 
 
 def test_explicit_retention_needs_one_value_per_layer():

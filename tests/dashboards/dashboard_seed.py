@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dmo.fidelity import fidelity_summary
+from dmo.mixture import Mixture
 from dmo.search.objectives import pareto_front
+from search_support import project_config, search_row
 from storage import Store
 
 DOMAINS = ("general", "ocr", "counting", "chart")
@@ -104,15 +106,10 @@ def _search(
     kind: str = "mean",
     sampler: str = "tpe",
 ) -> int:
-    return store.create_search(
-        name=name,
-        config={"trials": 20},
-        sampler=sampler,
-        objective={"kind": kind, "weights": None, "metric": "exact_match"},
-        study_name=f"dmo-{name}",
-        domains=domains,
-        expert_ids=[experts[d] for d in domains],
-    ).id
+    config = project_config(domains, project__name=name, search__trials=20, search__sampler=sampler,
+                            search__objective={"kind": kind})
+    return search_row(store, config, study_name=f"dmo-{name}", expert_ids=tuple(experts[d] for d in domains),
+                      with_study=False).id
 
 
 def _trial(
@@ -124,7 +121,7 @@ def _trial(
     store.record_trial(
         search_id=search_id,
         number=number,
-        weights=weights,
+        mixture=Mixture.of(tuple(weights), weights),
         merge_method="task_arithmetic",
         params={},
         scores=scores,
@@ -171,7 +168,7 @@ def seed_store(url: str) -> Seeded:
                 store.record_trial(
                     search_id=three,
                     number=number,
-                    weights=weights,
+                    mixture=Mixture.of(tuple(weights), weights),
                     merge_method="task_arithmetic",
                     params={},
                     scores={},
@@ -199,7 +196,7 @@ def seed_store(url: str) -> Seeded:
             }
             store.record_mixture_result(
                 validation.id,
-                weights=weights,
+                mixture=Mixture.of(tuple(weights), weights),
                 trial_id=None,
                 model_id=None,
                 proxy_scores=proxy,
@@ -218,7 +215,7 @@ def seed_store(url: str) -> Seeded:
         store.record_trial(
             search_id=live,
             number=3,
-            weights=_dirichlet(rng, three_domains),
+            mixture=Mixture.of(three_domains, _dirichlet(rng, three_domains)),
             merge_method="task_arithmetic",
             params={},
             scores={},

@@ -13,20 +13,22 @@ from dashboard_process import HOST, free_port_pair, listening, running_dashboard
 from typer.testing import CliRunner
 
 from dmo.cli import dashboard_cmd
-from dmo.errors import ConfigError
+from dmo.errors import StoreError
 from storage import Store
 
 
-def test_config_and_store_together_are_refused(tmp_path):
+def test_a_missing_store_is_refused_and_not_created(tmp_path):
     result = CliRunner().invoke(
         dashboard_cmd.app,
-        ["--config", "configs/tiny.yaml", "--store-url", f"sqlite:///{tmp_path}/x.sqlite"],
+        ["--config", "configs/tiny.yaml", "--store-url", f"sqlite:///{tmp_path}/typo/x.sqlite"],
     )
-    assert isinstance(result.exception, ConfigError)
-    assert "either --config or --store-url" in str(result.exception)
+    assert isinstance(result.exception, StoreError)  # --store-url wins over the config's store
+    assert "no store here" in str(result.exception)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
+    Store.open(f"sqlite:///{tmp_path}/x.sqlite").dispose()
     with socket.socket() as holder:
         holder.bind((HOST, 0))
         holder.listen()
@@ -36,7 +38,6 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
         )
     assert result.exit_code == 2
     assert f"port {port} on 127.0.0.1 is in use" in result.output
-    assert not (tmp_path / "x.sqlite").exists()
 
 
 @pytest.mark.timeout(120)

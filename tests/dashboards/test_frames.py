@@ -10,6 +10,8 @@ from scipy.stats import spearmanr
 
 from dashboards import charts
 from dashboards import frames as fr
+from dmo.config.snapshot import SearchSnapshot
+from search_support import project_config
 from storage import MixtureResultRecord, ModelRecord, SearchRecord, TrialRecord, ValidationRecord
 
 NOW = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
@@ -19,13 +21,13 @@ DOMAINS = ("a", "b", "c")
 def search(
     kind: str = "mean", domains: tuple[str, ...] = DOMAINS, **objective: object
 ) -> SearchRecord:
+    config = project_config(domains, project__name="s", search__objective={"kind": kind, **objective})
     return SearchRecord(
         id=7,
         name="s",
         study_name="dmo-s",
-        config={},
+        snapshot=SearchSnapshot(config=config),
         sampler="tpe",
-        objective={"kind": kind, "metric": "exact_match", **objective},
         domains=domains,
         expert_ids=(1, 2, 3),
         status="finished",
@@ -160,7 +162,6 @@ def test_multi_objective_searches_get_one_column_per_named_objective():
     names = fr.objective_names(multi)
     assert names == ("mean", "worst") and fr.is_multi_objective(multi)
     assert fr.objective_names(search("mean")) == ("mean",) and not fr.is_multi_objective(search())
-    assert fr.objective_names(search("unheard_of")) == ("unheard_of",)
     frame = fr.trials_frame([trial(0, (20.0, 5.0))], DOMAINS, names)
     assert frame.loc[0, "objective mean"] == 20.0 and frame.loc[0, "objective worst"] == 5.0
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from search_support import project_config, search_row
+
 SEARCHES, SEARCH, EXPERTS = "searches.py", "search.py", "experts.py"
 
 
@@ -188,7 +190,7 @@ def test_an_empty_store_is_explained_on_every_page(run_page, empty_url, page, sa
 @pytest.mark.parametrize("page", [SEARCHES, SEARCH, EXPERTS])
 def test_a_missing_store_is_explained_and_not_created(run_page, missing_url, page):
     app = run_page(page, missing_url)
-    assert any("No store at" in m for m in texts(app.info))
+    assert any("No store to show at" in m for m in texts(app.info))
     assert not Path(missing_url.removeprefix("sqlite:///")).exists()
 
 
@@ -197,15 +199,8 @@ def test_search_without_complete_trials_says_so(run_page, tmp_path):
 
     url = f"sqlite:///{tmp_path / 'dmo.sqlite'}"
     with Store.open(url) as store:
-        store.create_search(
-            name="fresh",
-            config={},
-            sampler="tpe",
-            objective={"kind": "mean"},
-            study_name="dmo-fresh",
-            domains=["a", "b"],
-            expert_ids=[],
-        )
+        search_row(store, project_config(("a", "b"), project__name="fresh"), study_name="dmo-fresh",
+                   with_study=False)
     app = run_page(SEARCH, url)
     infos = " ".join(texts(app.info))
     assert "has no complete trial yet" in infos and "still created" in infos

@@ -19,7 +19,8 @@ def test_counts_sum_to_budget_and_follow_weights(weights, budget):
 
 def test_counts_are_largest_remainder():
     assert mixture_counts([1 / 3, 1 / 3, 1 / 3], 10) == [4, 3, 3]
-    assert mixture_counts([0.05, 0.95], 10) == [0, 10] or mixture_counts([0.05, 0.95], 10) == [1, 9]
+    assert mixture_counts([0.25, 0.75], 2) == [1, 1]  # remainders tie at .5: the lower index wins
+    assert mixture_counts([0.75, 0.25], 2) == [2, 0]
     assert mixture_counts([0.16, 0.84], 10) == [2, 8]
 
 

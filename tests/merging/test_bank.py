@@ -144,9 +144,9 @@ def test_bind_refuses_other_shapes_and_dtypes(bank, make_config) -> None:
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
-        ([0.5, 0.5], "got 2 weights for 3 experts"),
-        ([0.5, -0.1, 0.6], "negative"),
-        ([float("nan"), 0.5, 0.5], "nan"),
+        ([0.5, 0.5], "expected 3 weights, got 2"),
+        ([0.5, -0.1, 0.6], "non-negative"),
+        ([float("nan"), 0.5, 0.5], "NaN"),
     ],
 )
 def test_bad_weights_are_refused(bank, weights, message) -> None:

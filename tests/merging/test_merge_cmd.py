@@ -89,7 +89,7 @@ def test_weights_must_sum_to_one_unless_normalized(checkpoints, tmp_path) -> Non
 
 @pytest.mark.parametrize(
     ("weights", "message"),
-    [("0.5,0.5,0", "3 weights for 2 experts"), ("1.5,-0.5", "negative"), ("nan,1", "nan")],
+    [("0.5,0.5,0", "expected 2 weights, got 3"), ("1.5,-0.5", "non-negative"), ("nan,1", "NaN")],
 )
 def test_bad_weights_are_refused(checkpoints, tmp_path, weights, message) -> None:
     base, (e0, e1) = checkpoints

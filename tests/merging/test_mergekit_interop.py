@@ -106,7 +106,7 @@ def test_bad_weights_are_refused_before_mergekit_runs(checkpoints) -> None:
     base, experts, _ = checkpoints
     with pytest.raises(MergeError, match="negative"):
         mergekit_yaml(base, experts, [0.5, -0.5, 1.0], "linear")
-    with pytest.raises(MergeError, match="got 2 weights for 3 experts"):
+    with pytest.raises(MergeError, match="expected 3 weights, got 2"):
         mergekit_yaml(base, experts, [0.5, 0.5], "linear")
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dmo.models import ModMLLMConfig, ModMLLMForCausalLM
-from dmo.models.modeling_mod_mllm import DecoderInputs, ModDecoderLayer, causal_padding_mask, rotary_cos_sin, select_kept_tokens
+from dmo.models.layers import causal_padding_mask, rotary_cos_sin
+from dmo.models.mod_layer import DecoderInputs, ModDecoderLayer, select_kept_tokens
 from dmo.models.schedules import kept_vision_tokens
 
 IMAGE, PAD, BOS, EOS = 3, 0, 1, 2

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import yaml
@@ -9,9 +11,9 @@ import yaml
 from dmo.data import read_jsonl
 from dmo.errors import DmoError
 from dmo.recipes import export_recipe, interleave_probs
-from dmo.search.pool import LocalPool
-from dmo.search.proxy import ProxyEvaluator
-from dmo.search.searches import create_search, proxy_source, search_config
+
+
+
 
 
 @pytest.mark.parametrize("weights", [[1 / 3] * 3, [0.1, 0.2, 0.7], [0.123456789, 0.5, 0.376543211], [1.0, 0.0]])
@@ -25,7 +27,7 @@ def test_interleave_probs_sum_exactly_to_one(weights):
 
 def test_llamafactory_recipe(tmp_path, tiny_config, tiny_store, finished_search):
     search, _ = finished_search
-    path = export_recipe(tiny_store, search.id, fmt="llamafactory", budget=1000, out=tmp_path / "train.yaml", config=tiny_config)
+    path = Path(export_recipe(tiny_store, search.id, fmt="llamafactory", budget=1000, out=tmp_path / "train.yaml").path)
     recipe = yaml.safe_load(path.read_text())
     assert recipe["mix_strategy"] == "interleave_under"
     datasets = recipe["dataset"].split(",")
@@ -43,19 +45,21 @@ def test_llamafactory_recipe(tmp_path, tiny_config, tiny_store, finished_search)
 
 def test_json_recipe_counts_sum_to_budget(tmp_path, tiny_config, tiny_store, finished_search):
     search, _ = finished_search
-    path = export_recipe(tiny_store, search.id, fmt="json", budget=1001, out=tmp_path / "m.json", config=tiny_config)
+    recipe_row = export_recipe(tiny_store, search.id, fmt="json", budget=1001, out=tmp_path / "m.json")
+    path = Path(recipe_row.path)
     recipe = json.loads(path.read_text())
     assert sum(recipe["counts"].values()) == 1001
     assert recipe["provenance"]["search_id"] == search.id
     assert len(recipe["provenance"]["experts"]) == 3
     assert all("flops_ratio" in e["efficiency"] for e in recipe["provenance"]["experts"])
-    assert tiny_store.list_recipes(search.id)
+    assert recipe_row.search_id == search.id and recipe_row.budget == 1001
+    assert recipe_row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_jsonl_mixture_has_the_counts_it_claims(tmp_path, tiny_config, tiny_store, finished_search):
     search, _ = finished_search
-    counts = json.loads(export_recipe(tiny_store, search.id, fmt="json", budget=300, out=tmp_path / "m.json", config=tiny_config).read_text())["counts"]
-    path = export_recipe(tiny_store, search.id, fmt="jsonl", budget=300, out=tmp_path / "mix.jsonl", config=tiny_config)
+    counts = json.loads(Path(export_recipe(tiny_store, search.id, fmt="json", budget=300, out=tmp_path / "m.json").path).read_text())["counts"]
+    path = Path(export_recipe(tiny_store, search.id, fmt="jsonl", budget=300, out=tmp_path / "mix.jsonl").path)
     questions = {d: {s.question for s in tiny_config_domain(tiny_config, d)} for d in search.domains}
     samples = read_jsonl(path, domain="mix")
     assert len(samples) == 300
@@ -70,16 +74,15 @@ def tiny_config_domain(config, name):
 
 
 def test_mergekit_recipe_reproduces_the_proxy(tmp_path, tiny_config, tiny_store, finished_search):
-    import torch
 
     from dmo.models.checkpoint import read_state_dict
 
     search, evaluator = finished_search
-    path = export_recipe(tiny_store, search.id, fmt="mergekit", budget=10, out=tmp_path / "proxy.yml", config=tiny_config)
+    path = Path(export_recipe(tiny_store, search.id, fmt="mergekit", budget=10, out=tmp_path / "proxy.yml").path)
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
-    from dmo.models import register_auto
+    from dmo.models.auto import register_auto
 
     register_auto()
     run_merge(MergeConfiguration.model_validate(yaml.safe_load(path.read_text())), str(tmp_path / "out"), options=MergeOptions(device="cpu", copy_tokenizer=False))
@@ -104,5 +107,5 @@ def test_existing_output_needs_force(tmp_path, tiny_config, tiny_store, finished
     out = tmp_path / "m.json"
     out.write_text("keep me")
     with pytest.raises(DmoError, match="exists"):
-        export_recipe(tiny_store, search.id, fmt="json", budget=10, out=out, config=tiny_config)
+        export_recipe(tiny_store, search.id, fmt="json", budget=10, out=out)
     assert out.read_text() == "keep me"

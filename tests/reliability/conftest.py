@@ -45,9 +45,9 @@ def trained_project(tmp_path_factory) -> Project:
     config = load_config(path)
     url = f"sqlite:///{root / 'store.sqlite'}"
     with Store.open(url) as store:
-        base = ensure_model(config, store, base_spec(config), show_progress=False)
+        base = ensure_model(config, store, base_spec(config))
         for domain in config.domain_names:
-            ensure_model(config, store, expert_spec(config, domain), base=base, show_progress=False)
+            ensure_model(config, store, expert_spec(config, domain), base=base)
     return Project(path, url)
 
 

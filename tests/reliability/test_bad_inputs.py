@@ -22,8 +22,10 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-
 from reliability_support import REPO
+from search_support import mixture, search_row
+
+from dmo.config import load_config
 
 ROOTS = ("dmo", "workers", "storage")
 
@@ -100,7 +102,7 @@ def test_weights_not_summing_to_one(dmo, tiny_yaml, tmp_path, command):
 
 
 WRONG_LENGTH = {
-    "merge": ("got 2 weights for 3 experts",),
+    "merge": ("expected 3 weights, got 2", "e0, e1, e2"),
     "train-mixture": ("expected 3 weights, got 2", "general, ocr, counting"),
 }
 
@@ -309,9 +311,9 @@ def searched_store(tmp_path) -> str:
     with Store.open(url) as store:
         experts = [store.start_model(kind="expert", config_hash=f"h{d}", domain=d, base_id=None, training={}, finetune="full",
                                      efficiency={}).id for d in ("general", "ocr", "counting")]
-        search = store.create_search(name="s", config={}, sampler="tpe", objective={"kind": "mean"}, study_name="st",
-                                     domains=["general", "ocr", "counting"], expert_ids=experts)
-        store.record_trial(search_id=search.id, number=0, weights={"general": 0.5, "ocr": 0.25, "counting": 0.25},
+        config = load_config(REPO / "configs" / "tiny.yaml")
+        search = search_row(store, config, study_name="st", expert_ids=tuple(experts), with_study=False)
+        store.record_trial(search_id=search.id, number=0, mixture=mixture(general=0.5, ocr=0.25, counting=0.25),
                            merge_method="task_arithmetic", params={}, scores={"general": 1.0}, objective=[1.0],
                            state="complete", duration_s=1.0)
     return url

@@ -41,7 +41,7 @@ def big_project(tmp_path):
         url = f"sqlite:///{tmp_path / 'store.sqlite'}"
         config = load_config(path)
         with Store.open(url) as store:
-            ensure_model(config, store, base_spec(config), show_progress=False)
+            ensure_model(config, store, base_spec(config))
         return path, url, config
 
     return make

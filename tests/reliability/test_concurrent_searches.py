@@ -27,10 +27,10 @@ def _one_search(url: str, config_json: str, base_id: int, expert_ids: list[int],
     import torch
 
     from dmo.config import DmoConfig
-    from dmo.search.driver import run_search
     from dmo.search.pool import LocalPool
     from dmo.search.proxy import ProxyEvaluator
-    from dmo.search.searches import create_search, proxy_source, search_config
+    from dmo.search.searches import create_search, proxy_source, run_search
+    from search_support import configured
 
     torch.set_num_threads(1)
     config = DmoConfig.model_validate_json(config_json)
@@ -38,9 +38,8 @@ def _one_search(url: str, config_json: str, base_id: int, expert_ids: list[int],
     base = store.get_model(base_id)
     experts = {m.domain: m for m in (store.get_model(i) for i in expert_ids)}
     start.wait(WAIT_S)  # a barrier: all four begin writing at the same moment
-    search = create_search(store, config, base=base, experts=experts, trials=TRIALS, seed=index)
-    config = search_config(search)
-    outcome = run_search(store, search, config, LocalPool(ProxyEvaluator(proxy_source(store, search, config))), show_progress=False)
+    search = create_search(store, configured(config, search__trials=TRIALS, search__seed=index), base=base, experts=experts)
+    outcome = run_search(store, search, LocalPool(ProxyEvaluator(proxy_source(store, search))))
     assert outcome.status == "finished", outcome
     store.dispose()
 
@@ -54,8 +53,8 @@ def test_four_searches_at_once_lose_and_duplicate_no_trial(pg_url, tmp_path):
     project["evaluation"]["dev_limit"] = 4  # the store is under load here, not the proxies
     config = load_config(write_yaml(tmp_path / "p.yaml", project))
     with Store.open(pg_url) as store:
-        base = ensure_model(config, store, base_spec(config), show_progress=False)
-        experts = [ensure_model(config, store, expert_spec(config, d), base=base, show_progress=False).id for d in config.domain_names]
+        base = ensure_model(config, store, base_spec(config))
+        experts = [ensure_model(config, store, expert_spec(config, d), base=base).id for d in config.domain_names]
 
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(SEARCHES + 1)

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from dmo.errors import StoreError
 from reliability_support import TcpProxy
+from search_support import project_config, search_row
 from storage import Store
 
 pytestmark = pytest.mark.postgres
@@ -53,26 +54,31 @@ def _experts(store: Store) -> list[int]:
     ]
 
 
+def _base(store: Store, config_hash: str):
+    return store.start_model(kind="base", config_hash=config_hash, domain=None, base_id=None, training={},
+                             finetune="full", efficiency={})
+
+
 def _create_search(store: Store, experts: list[int]):
-    return store.create_search(name="s", config={}, sampler="tpe", objective={"kind": "mean"}, study_name="study-1",
-                               domains=["a", "b"], expert_ids=experts)
+    return search_row(store, project_config(("a", "b"), project__name="s"), study_name="study-1",
+                      expert_ids=tuple(experts), with_study=False)
 
 
 def test_a_write_during_a_short_outage_is_retried_and_applied_once(proxied, caplog):
     url, proxy, direct = proxied
     caplog.set_level(logging.WARNING, logger="dmo.storage")
     with Store.open(url, retry_s=30.0) as store:
-        store.upsert_dataset("before", {}, {}, "h0")
+        _base(store, "before")
         proxy.cut()
         restorer = threading.Timer(OUTAGE_S, proxy.restore)
         started = time.monotonic()
         restorer.start()
-        record = store.upsert_dataset("during", {}, {}, "h1")
+        record = _base(store, "during")
         waited = time.monotonic() - started
         restorer.join()
-        assert record.name == "during"
+        assert record.config_hash == "during"
         assert waited >= OUTAGE_S * 0.8, "the write cannot have succeeded while the proxy was cut"
-        assert [d.name for d in store.list_datasets()] == ["before", "during"]
+        assert [m.config_hash for m in store.list_models()] == ["before", "during"]
     retries = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) >= 3, "retried, and said so"
     # Exponential backoff with jitter: pause n lies in [d·2ⁿ, d·2ⁿ⁺¹], so the pauses never
@@ -81,7 +87,7 @@ def test_a_write_during_a_short_outage_is_retried_and_applied_once(proxied, capl
     assert pauses == sorted(pauses) and pauses[-1] >= 4 * pauses[0], pauses
     assert all(PASSWORD not in r.getMessage() for r in caplog.records)
     assert all(f"postgres:***@127.0.0.1:{proxy.port}" in m for m in retries)
-    assert _count(direct, "dmo_datasets") == 2
+    assert _count(direct, "dmo_models") == 2
 
 
 def test_an_outage_longer_than_the_retry_budget_is_a_clear_error(proxied, caplog):

@@ -49,7 +49,7 @@ def test_killed_training_worker_is_retried_and_resumes_from_its_checkpoint(tmp_p
     config = load_config(path)
     url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     store = Store.open(url)
-    base = ensure_model(config, store, base_spec(config), show_progress=False)
+    base = ensure_model(config, store, base_spec(config))
 
     ref = ensure_model_task.remote(config, url, expert_spec(config, "counting"), base)
     models = Path(config.project.workdir) / "models"
@@ -78,8 +78,8 @@ def test_killed_training_worker_is_retried_and_resumes_from_its_checkpoint(tmp_p
 def test_killed_evaluator_is_restarted_and_its_trial_retried(trained_project, local_ray):
     import ray
 
-    from dmo.search.driver import run_search
-    from dmo.search.searches import create_search, proxy_source, search_config
+    from dmo.search.searches import create_search, proxy_source, run_search
+    from search_support import configured
     from dmo.training.jobs import base_spec, ensure_model, expert_spec
     from storage import Store
     from workers.evaluators import RayPool
@@ -87,20 +87,19 @@ def test_killed_evaluator_is_restarted_and_its_trial_retried(trained_project, lo
     trials = 8
     config = trained_project.config
     store = Store.open(trained_project.store_url)
-    base = ensure_model(config, store, base_spec(config), show_progress=False)
-    experts = {d: ensure_model(config, store, expert_spec(config, d), base=base, show_progress=False) for d in config.domain_names}
-    search = create_search(store, config, base=base, experts=experts, trials=trials)
-    config = search_config(search)
+    base = ensure_model(config, store, base_spec(config))
+    experts = {d: ensure_model(config, store, expert_spec(config, d), base=base) for d in config.domain_names}
     # dev_limit off: each evaluation scores every dev sample, long enough to be killed inside.
-    config = config.model_copy(update={"evaluation": config.evaluation.model_copy(update={"dev_limit": None, "max_new_tokens": 8})})
-    pool = RayPool(proxy_source(store, search, config), size=1)
+    searched = configured(config, search__trials=trials, evaluation__dev_limit=None, evaluation__max_new_tokens=8)
+    search = create_search(store, searched, base=base, experts=experts)
+    pool = RayPool(proxy_source(store, search), size=1)
 
     def actor_pid() -> int:
         return ray.get(pool._actors[0].__ray_call__.remote(lambda actor: os.getpid()), timeout=WAIT_S)
 
     pid = actor_pid()
     outcome: dict = {}
-    driver = threading.Thread(target=lambda: outcome.update(result=run_search(store, search, config, pool, show_progress=False)))
+    driver = threading.Thread(target=lambda: outcome.update(result=run_search(store, search, pool)))
     driver.start()
     try:
         # Mid-trial: trial 2 is recorded as running and the actor is burning CPU on it.

@@ -8,10 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from dmo.search.driver import run_search
-from dmo.search.pool import LocalPool
-from dmo.search.proxy import ProxyResult
-from dmo.search.study import new_study_name, open_study
+from dmo.search.pool import LocalPool, ProxyResult
+from dmo.search.searches import run_search
+from search_support import configured, search_row
 from storage import Store
 
 TARGET = np.array([0.6, 0.3, 0.1])
@@ -35,13 +34,8 @@ class AnalyticEvaluator:
         return ProxyResult(scores={"exact_match": scores, "likelihood": scores}, samples=3, merge_seconds=0.0, eval_seconds=0.0, routing={})
 
 
-def _search(store: Store, config, trials: int):
-    study_name = new_study_name("test")
-    open_study(store.url, study_name, config, sampler=config.search.sampler, seed=config.search.seed)
-    snapshot = config.model_dump(mode="json")
-    return store.create_search(name="test", config={**snapshot, "trials": trials, "seed": config.search.seed, "base_id": None},
-                               sampler=config.search.sampler, objective={"kind": "mean"}, study_name=study_name,
-                               domains=list(config.domain_names), expert_ids=[])
+def _search(store: Store, config, trials: int, **fields):
+    return search_row(store, configured(config, search__trials=trials, **fields))
 
 
 @pytest.fixture()
@@ -53,7 +47,7 @@ def store(tmp_path):
 
 def test_search_finishes_with_the_requested_trials(store, tiny_config):
     search = _search(store, tiny_config, 8)
-    outcome = run_search(store, search, tiny_config, LocalPool(AnalyticEvaluator()), show_progress=False)
+    outcome = run_search(store, search, LocalPool(AnalyticEvaluator()))
     assert (outcome.completed, outcome.failed, outcome.status) == (8, 0, "finished")
     trials = store.trials(search.id)
     assert sorted(t.number for t in trials) == list(range(8))
@@ -66,14 +60,14 @@ def test_same_seed_gives_the_same_trials(store, tiny_config):
     runs = []
     for _ in range(2):
         search = _search(store, tiny_config, 6)
-        run_search(store, search, tiny_config, LocalPool(AnalyticEvaluator()), show_progress=False)
+        run_search(store, search, LocalPool(AnalyticEvaluator()))
         runs.append([tuple(round(t.weights[d], 12) for d in tiny_config.domain_names) for t in store.trials(search.id)])
     assert runs[0] == runs[1]
 
 
 def test_a_failing_evaluator_fails_its_trial_not_the_search(store, tiny_config):
     search = _search(store, tiny_config, 8)
-    outcome = run_search(store, search, tiny_config, LocalPool(AnalyticEvaluator(fail_if_first_above=0.5)), show_progress=False)
+    outcome = run_search(store, search, LocalPool(AnalyticEvaluator(fail_if_first_above=0.5)))
     assert outcome.completed == 8 and outcome.status == "finished"
     assert outcome.failed >= 1
     failed = store.trials(search.id, state="fail")
@@ -81,19 +75,16 @@ def test_a_failing_evaluator_fails_its_trial_not_the_search(store, tiny_config):
     assert all(t.weights["general"] <= 0.5 for t in store.trials(search.id))
 
 
-def _drive_until_killed(url: str, search_id: int, config_json: str) -> None:
-    from dmo.config import DmoConfig
-
+def _drive_until_killed(url: str, search_id: int) -> None:
     store = Store.open(url)
-    config = DmoConfig.model_validate_json(config_json)
-    run_search(store, store.get_search(search_id), config, LocalPool(AnalyticEvaluator(delay_s=0.4)), show_progress=False)
+    run_search(store, store.get_search(search_id), LocalPool(AnalyticEvaluator(delay_s=0.4)))
 
 
 @pytest.mark.slow
 def test_killed_search_resumes_to_exactly_n_distinct_trials(store, tiny_config):
     search = _search(store, tiny_config, 10)
     context = multiprocessing.get_context("spawn")
-    driver = context.Process(target=_drive_until_killed, args=(store.url, search.id, tiny_config.model_dump_json()))
+    driver = context.Process(target=_drive_until_killed, args=(store.url, search.id))
     driver.start()
     deadline = time.monotonic() + 60
     while len(store.trials(search.id)) < 4 and time.monotonic() < deadline:
@@ -103,7 +94,7 @@ def test_killed_search_resumes_to_exactly_n_distinct_trials(store, tiny_config):
     finished_before = {t.number for t in store.trials(search.id)}
     assert 4 <= len(finished_before) < 10
 
-    outcome = run_search(store, store.get_search(search.id), tiny_config, LocalPool(AnalyticEvaluator()), show_progress=False)
+    outcome = run_search(store, store.get_search(search.id), LocalPool(AnalyticEvaluator()))
     trials = store.trials(search.id)
     assert outcome.completed == 10 and len(trials) == 10
     assert len({t.number for t in trials}) == 10
@@ -121,22 +112,25 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
 def test_multi_objective_search_records_mean_and_worst(store, tiny_config):
     from dmo.search.objectives import pareto_front
 
-    objective = tiny_config.search.objective.model_copy(update={"kind": "multi"})
-    config = tiny_config.model_copy(update={"search": tiny_config.search.model_copy(update={"objective": objective})})
-    search = _search(store, config, 6)
-    outcome = run_search(store, search, config, LocalPool(AnalyticEvaluator()), show_progress=False)
+    search = _search(store, tiny_config, 6, search__objective={"kind": "multi"})
+    config = search.config
+    outcome = run_search(store, search, LocalPool(AnalyticEvaluator()))
     assert outcome.completed == 6
     trials = store.trials(search.id)
     for trial in trials:
         scores = [trial.scores[d] for d in config.domain_names]
         assert trial.objective[0] == pytest.approx(sum(scores) / len(scores))
         assert trial.objective[1] == pytest.approx(min(scores))
-    assert pareto_front([t.objective for t in trials])
+    front = set(pareto_front([t.objective for t in trials]))
+    means, worsts = [t.objective[0] for t in trials], [t.objective[1] for t in trials]
+    assert means.index(max(means)) in front and worsts.index(max(worsts)) in front
+    for i, trial in enumerate(trials):  # a trial is on the front exactly when nothing beats it on both
+        beaten = any(o.objective[0] >= trial.objective[0] and o.objective[1] >= trial.objective[1]
+                     and o.objective != trial.objective for o in trials)
+        assert (i in front) == (not beaten)
 
 
 def test_pruning_stops_weak_trials_after_the_subset(store, tiny_config):
-    pruning = tiny_config.search.pruning.model_copy(update={"enabled": True, "subset": 4})
-    config = tiny_config.model_copy(update={"search": tiny_config.search.model_copy(update={"pruning": pruning, "sampler": "random"})})
     evaluator = AnalyticEvaluator()
     limits = []
     original = evaluator.evaluate
@@ -146,10 +140,34 @@ def test_pruning_stops_weak_trials_after_the_subset(store, tiny_config):
         return original(weights, limit=limit)
 
     evaluator.evaluate = recording
-    search = _search(store, config, 14)
-    outcome = run_search(store, search, config, LocalPool(evaluator), show_progress=False)
+    search = _search(store, tiny_config, 14, search__pruning={"enabled": True, "subset": 4}, search__sampler="random")
+    outcome = run_search(store, search, LocalPool(evaluator))
     assert outcome.completed + outcome.pruned == 14
     assert outcome.pruned >= 1
     assert limits.count(4) == 14  # every trial is probed on the subset first
     assert limits.count(None) == outcome.completed  # only survivors see the full set
     assert len(store.trials(search.id, state="pruned")) == outcome.pruned
+
+
+def test_a_grid_search_longer_than_its_grid_stops_instead_of_repeating_points(store):
+    from dmo.search.grid import grid_size
+
+    from search_support import project_config
+
+    config = project_config(("a", "b"), search__sampler="grid", search__warm_start=["grid"], search__evaluators=1)
+    points = grid_size(2)  # 9 mixtures of two domains on the 1/8 grid
+    search = _search(store, config, points + 5)
+    evaluator = AnalyticEvaluator2()
+    outcome = run_search(store, search, LocalPool(evaluator))
+    trials = store.trials(search.id)
+    assert outcome.status == "finished" and outcome.completed == points == len(trials)
+    assert "only 9 distinct points" in outcome.note
+    assert len({tuple(round(w, 9) for w in t.weights.values()) for t in trials}) == points
+    assert store.get_search(search.id).status == "finished"
+
+
+class AnalyticEvaluator2:
+    def evaluate(self, weights, *, limit=None):
+        scores = {"a": 100 * weights[0], "b": 100 * weights[1]}
+        return ProxyResult(scores={"exact_match": scores, "likelihood": scores}, samples=2, merge_seconds=0.0,
+                           eval_seconds=0.0, routing={})

@@ -7,6 +7,7 @@ import pytest
 
 from dmo.config.schema import ObjectiveSettings
 from dmo.errors import SearchError
+from dmo.config import names
 from dmo.search.objectives import (
     OBJECTIVES,
     compute_objective,
@@ -74,7 +75,7 @@ def test_values_tuple_has_one_entry_per_direction(kind: str) -> None:
     settings = ObjectiveSettings(kind=kind)
     values = objective_values(SCORES, settings)
     assert isinstance(values, tuple)
-    assert len(values) == len(objective_directions(settings)) == len(OBJECTIVES[kind][0])
+    assert len(values) == len(objective_directions(settings)) == len(names.OBJECTIVES[kind])
 
 
 def test_bad_scores_are_refused() -> None:
@@ -87,3 +88,7 @@ def test_bad_scores_are_refused() -> None:
 def test_registry_covers_every_kind_the_schema_allows() -> None:
     allowed = get_args(ObjectiveSettings.model_fields["kind"].annotation)
     assert set(allowed) == set(OBJECTIVES)
+
+
+def test_every_objective_kind_has_its_value_names_in_the_light_module() -> None:
+    assert set(OBJECTIVES) == set(names.OBJECTIVES)

@@ -8,13 +8,14 @@ import pytest
 
 from dmo.errors import SearchError
 from dmo.search.grid import simplex_grid
+from dmo.config import names
+from dmo.config.names import MULTI_OBJECTIVE_SAMPLERS
 from dmo.search.samplers import (
-    MULTI_OBJECTIVE_SAMPLERS,
     SAMPLERS,
     SimplexGridSampler,
     enqueue_warm_start,
     make_sampler,
-    suggest_weights,
+    suggest_mixture,
 )
 from dmo.search.simplex import u_to_weights
 
@@ -24,6 +25,15 @@ DOMAINS = ["general", "ocr", "counting"]
 TARGET = np.array([0.6, 0.3, 0.1])
 # Past TPE's and GP's 10 startup trials, so their models propose too.
 TRIALS = {"tpe": 14, "gp": 12, "cmaes": 14, "qmc": 14, "random": 14, "grid": 14}
+
+
+def suggest_weights(trial: optuna.Trial, domains: list[str]) -> np.ndarray:
+    return np.asarray(suggest_mixture(trial, domains).weights)
+
+
+def test_the_registry_offers_exactly_the_names_configs_are_checked_against() -> None:
+    assert tuple(SAMPLERS) == names.SAMPLERS
+    assert set(MULTI_OBJECTIVE_SAMPLERS) <= set(SAMPLERS)
 
 
 def _closeness(trial: optuna.Trial) -> float:

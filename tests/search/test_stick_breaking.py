@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dmo.errors import MergeError
-from dmo.search.simplex import u_to_weights, validate_weights, weights_to_u
+from dmo.search.simplex import u_to_weights, weights_to_u
 
 DRAWS = 20_000
 
@@ -88,53 +87,3 @@ def test_u_outside_the_box_is_refused() -> None:
         u_to_weights([0.5, 1.5])
     with pytest.raises(ValueError):
         u_to_weights([np.nan])
-
-
-NAMES = ["general", "ocr", "counting", "chart"]
-
-
-def test_validate_accepts_a_mixture_and_orders_a_mapping_by_names() -> None:
-    w = validate_weights({"chart": 0.1, "ocr": 0.2, "general": 0.3, "counting": 0.4}, NAMES)
-    np.testing.assert_allclose(w, [0.3, 0.2, 0.4, 0.1])
-    assert w.dtype == np.float64
-
-
-@pytest.mark.parametrize(
-    ("w", "fragment"),
-    [
-        ([0.5, 0.5, 0.5, -0.5], "non-negative"),
-        ([0.5, np.nan, 0.25, 0.25], "NaN"),
-        ([0.5, np.inf, 0.25, 0.25], "NaN or infinite"),
-        ([0.5, 0.5], "expected 4 weights, got 2"),
-        ([0.3, 0.3, 0.3, 0.3], "sum to 1.2"),
-        ({"general": 1.0}, "missing ocr, counting, chart"),
-        ({"general": 1.0, "ocr": 0, "counting": 0, "chart": 0, "maps": 0}, "unknown maps"),
-    ],
-)
-def test_validate_names_the_problem(w: object, fragment: str) -> None:
-    with pytest.raises(MergeError) as info:
-        validate_weights(w, NAMES)  # type: ignore[arg-type]
-    assert fragment in str(info.value)
-    assert info.value.where == "weights"
-
-
-def test_wrong_length_error_lists_the_expected_names() -> None:
-    with pytest.raises(MergeError) as info:
-        validate_weights([1.0], NAMES, where="recipe.weights")
-    assert "general, ocr, counting, chart" in str(info.value)
-    assert info.value.where == "recipe.weights"
-
-
-def test_normalize_rescales_ratios_but_still_refuses_negatives_and_zeros() -> None:
-    normalised = validate_weights([3, 1, 0, 0], NAMES, normalize=True)
-    np.testing.assert_allclose(normalised, [0.75, 0.25, 0, 0])
-    with pytest.raises(MergeError):
-        validate_weights([3, -1, 0, 0], NAMES, normalize=True)
-    with pytest.raises(MergeError, match="all zero"):
-        validate_weights([0, 0, 0, 0], NAMES, normalize=True)
-
-
-def test_sum_tolerance_is_one_in_a_million() -> None:
-    assert validate_weights([0.25, 0.25, 0.25, 0.25 + 5e-7], NAMES).sum() == pytest.approx(1.0)
-    with pytest.raises(MergeError):
-        validate_weights([0.25, 0.25, 0.25, 0.25 + 5e-6], NAMES)

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from pg_support import fresh_database
+from search_support import project_config, search_row
 from storage import SearchRecord, Store
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -60,24 +61,22 @@ def store(store_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def make_search(store: Store) -> Callable[..., SearchRecord]:
-    """A search over domains a, b, c with three finished experts."""
+    """A search over domains a, b, c with three experts (their rows only)."""
     counter = iter(range(1_000_000))
 
-    def make(name: str = "s", **overrides: Any) -> SearchRecord:
+    def make(name: str = "s", *, expert_ids: list[int] | None = None, study_name: str | None = None,
+             **fields: Any) -> SearchRecord:
         n = next(counter)
-        experts = []
-        for domain in ("a", "b", "c"):
-            model = store.start_model(
-                kind="expert", config_hash=f"{name}-{n}-{domain}", domain=domain, base_id=None,
-                training={"steps": 3}, finetune="full", efficiency={"schedule": "constant"},
-            )
-            experts.append(model.id)
-        fields: dict[str, Any] = {
-            "name": name, "config": {"search": {"trials": 4}}, "sampler": "tpe",
-            "objective": {"kind": "mean"}, "study_name": f"{name}-{n}-{os.getpid()}",
-            "domains": ["a", "b", "c"], "expert_ids": experts,
-        }
-        fields.update(overrides)
-        return store.create_search(**fields)
+        if expert_ids is None:
+            expert_ids = [
+                store.start_model(
+                    kind="expert", config_hash=f"{name}-{n}-{domain}", domain=domain, base_id=None,
+                    training={"steps": 3}, finetune="full", efficiency={"schedule": "constant"},
+                ).id
+                for domain in ("a", "b", "c")
+            ]
+        config = project_config(project__name=name, search__trials=4, **fields)
+        return search_row(store, config, expert_ids=tuple(expert_ids),
+                          study_name=study_name or f"{name}-{n}-{os.getpid()}", with_study=False)
 
     return make

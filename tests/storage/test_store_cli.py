@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from dmo.cli import db_cmd
 from dmo.errors import StoreError
+from search_support import mixture, project_config, search_row
 from storage import Store, head_revision
 
 runner = CliRunner()
@@ -18,19 +19,17 @@ runner = CliRunner()
 def _seed(url: str) -> int:
     """One search with four trials and a finished validation."""
     with Store.open(url, retry_s=2.0) as store:
-        search = store.create_search(
-            name="demo", config={}, sampler="tpe", objective={"kind": "mean"}, study_name="demo-1",
-            domains=["ocr", "chart"], expert_ids=[],
-        )
+        search = search_row(store, project_config(("ocr", "chart"), project__name="demo"),
+                            study_name="demo-1", with_study=False)
         for number, (w, value) in enumerate([(0.2, 40.0), (0.6, 55.0), (0.9, 50.0), (0.5, 20.0)]):
             store.record_trial(
-                search_id=search.id, number=number, weights={"ocr": w, "chart": 1 - w},
+                search_id=search.id, number=number, mixture=mixture(ocr=w, chart=1 - w),
                 merge_method="task_arithmetic", params={},
                 scores={"ocr": value + 5, "chart": value - 5},
                 objective=[value], state="complete", duration_s=0.1,
             )
         store.record_trial(
-            search_id=search.id, number=4, weights={"ocr": 1.0, "chart": 0.0},
+            search_id=search.id, number=4, mixture=mixture(ocr=1.0, chart=0.0),
             merge_method="task_arithmetic",
             params={}, scores={}, objective=[], state="running", duration_s=None,
         )
@@ -81,20 +80,22 @@ def test_tables_and_default_url_from_the_environment(
     monkeypatch.setenv("DMO_STORE_URL", store_url)
     listing = runner.invoke(db_cmd.app, ["searches"])
     assert listing.exit_code == 0, listing.output
-    assert "demo-1" in listing.stdout
+    assert "demo" in listing.stdout and "tpe" in listing.stdout
     best = runner.invoke(db_cmd.app, ["best", "--top", "1"])  # newest search by default
     assert best.exit_code == 0, best.output
     assert "55.0" in best.stdout and "spearman 0.800" in best.stdout
 
 
-def test_querying_an_unmigrated_store_says_to_upgrade(store_url: str, tmp_path: Path) -> None:
-    missing = tmp_path / "none.sqlite"
+def test_querying_a_store_that_is_not_there_creates_nothing(store_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "dir" / "none.sqlite"
     for url in (store_url, f"sqlite:///{missing}"):
         result = runner.invoke(db_cmd.app, ["searches", "--url", url, "--json"])
         assert isinstance(result.exception, StoreError)
-        assert "dmo db upgrade" in str(result.exception)
+        assert "dmo demo" in str(result.exception) and "--store-url" in str(result.exception)
         assert result.stdout == ""
-    assert not missing.exists()  # a query creates nothing
+    assert not (tmp_path / "typo").exists()  # a query creates no directory and no file
+    if store_url.startswith("sqlite"):
+        assert not Path(store_url.removeprefix("sqlite:///")).exists()
 
 
 def test_config_file_names_the_store(store_url: str, tmp_path: Path) -> None:

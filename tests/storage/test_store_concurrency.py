@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from dmo.mixture import Mixture
 from storage import SearchRecord, Store
 
 WORKERS = 4
@@ -15,9 +16,9 @@ SHARED = 10  # every worker writes trials 0..9 at once (a resumed driver racing 
 OWN = TRIALS_PER_WORKER - SHARED
 
 
-def _weights(number: int) -> dict[str, float]:
+def _mixture(number: int) -> Mixture:
     a = (number % 10) / 10
-    return {"a": a, "b": round(1 - a, 10), "c": 0.0}
+    return Mixture(("a", "b", "c"), (a, round(1 - a, 10), 0.0))
 
 
 def _write_trials(url: str, search_id: int, worker: int, barrier: object) -> None:
@@ -27,7 +28,7 @@ def _write_trials(url: str, search_id: int, worker: int, barrier: object) -> Non
     numbers = list(range(SHARED)) + own + own[:2]  # and a plain rewrite of two of our own
     for number in numbers:
         store.record_trial(
-            search_id=search_id, number=number, weights=_weights(number),
+            search_id=search_id, number=number, mixture=_mixture(number),
             merge_method="task_arithmetic",
             params={"u0": number / 100}, scores={"a": float(number)}, objective=[float(number)],
             state="complete", duration_s=0.01,
@@ -55,5 +56,5 @@ def test_parallel_writers_lose_and_duplicate_nothing(
     trials = store.trials(search.id, state=None)
     expected = list(range(SHARED + WORKERS * OWN))
     assert [t.number for t in trials] == expected  # every number once, none lost
-    assert all(t.weights == _weights(t.number) and t.value == float(t.number) for t in trials)
+    assert all(t.mixture == _mixture(t.number) and t.value == float(t.number) for t in trials)
     assert store.trial_counts(search.id) == {"complete": len(expected)}

@@ -64,9 +64,9 @@ def test_locked_sqlite_is_retried_then_reported(tmp_path: Path) -> None:
     try:
         started = time.monotonic()
         with pytest.raises(StoreError, match="database is locked"):
-            store.upsert_dataset("ocr", {}, {}, "h")
+            _write(store, "h")
         assert time.monotonic() - started < 3.0
-        assert store.list_datasets() == []  # WAL: readers are not blocked by the writer
+        assert store.list_models() == []  # WAL: readers are not blocked by the writer
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -82,7 +82,7 @@ def test_write_waits_for_a_lock_released_within_the_budget(tmp_path: Path) -> No
     releaser.start()
     try:
         with Store.open(f"sqlite:///{path}", upgrade=False, retry_s=5.0) as store:
-            assert store.upsert_dataset("ocr", {}, {}, "h").name == "ocr"
+            assert _write(store, "h").config_hash == "h"
     finally:
         releaser.join()
         holder.close()
@@ -91,16 +91,22 @@ def test_write_waits_for_a_lock_released_within_the_budget(tmp_path: Path) -> No
 def test_read_only_sqlite_reads_but_refuses_writes(tmp_path: Path) -> None:
     path = tmp_path / "dmo.sqlite"
     with Store.open(f"sqlite:///{path}") as store:
-        store.upsert_dataset("ocr", {}, {}, "h")
+        _write(store, "h")
     read_only_url = f"sqlite:///file:{path}?mode=ro&uri=true"
     with Store.open(read_only_url, upgrade=False, retry_s=0.2) as read_only:
-        assert [d.name for d in read_only.list_datasets()] == ["ocr"]
+        assert [m.config_hash for m in read_only.list_models()] == ["h"]
         with pytest.raises(StoreError, match="readonly database") as raised:
-            read_only.upsert_dataset("chart", {}, {}, "h2")
+            _write(read_only, "h2")
     assert raised.value.hint is not None and "read-only" in raised.value.hint
 
 
+def _write(store: Store, config_hash: str):
+    return store.start_model(kind="base", config_hash=config_hash, domain=None, base_id=None, training={},
+                             finetune="full", efficiency={})
+
+
 def test_missing_tables_point_at_upgrade(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "empty.sqlite").close()
     with Store.open(f"sqlite:///{tmp_path / 'empty.sqlite'}", upgrade=False, retry_s=0.2) as store:
         with pytest.raises(StoreError) as raised:
             store.list_searches()

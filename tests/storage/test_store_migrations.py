@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from dmo.errors import StoreError
 from storage import VERSION_TABLE, Store, head_revision
+from storage.db import SCHEMA_REVISION
 from storage.models import Base
 
 OUR_TABLES = {t for t in Base.metadata.tables}
@@ -35,7 +40,7 @@ def _version_rows(url: str) -> list[tuple[str, ...]]:
 def test_upgrade_creates_every_table_on_an_empty_database(store_url: str) -> None:
     assert not OUR_TABLES & _tables(store_url)
     with Store.open(store_url, retry_s=2.0) as store:
-        assert store.revision() == head_revision() == "0001"
+        assert store.revision() == head_revision() == SCHEMA_REVISION
     tables = _tables(store_url)
     assert OUR_TABLES <= tables
     assert VERSION_TABLE in tables
@@ -43,13 +48,60 @@ def test_upgrade_creates_every_table_on_an_empty_database(store_url: str) -> Non
 
 
 def test_upgrade_twice_is_a_noop_and_keeps_data(store: Store, store_url: str) -> None:
-    dataset = store.upsert_dataset("ocr", {"kind": "synthetic"}, {"train": 10}, "h1")
+    model = store.start_model(kind="base", config_hash="h1", domain=None, base_id=None, training={},
+                              finetune="full", efficiency={})
     before_tables, before_versions = _tables(store_url), _version_rows(store_url)
     store.upgrade()
     with Store.open(store_url, retry_s=2.0) as again:
-        assert again.list_datasets() == [dataset]
+        assert again.list_models() == [model]
     assert _tables(store_url) == before_tables
-    assert _version_rows(store_url) == before_versions == [("0001",)]
+    assert _version_rows(store_url) == before_versions == [(SCHEMA_REVISION,)]
+
+
+def test_the_reader_s_revision_is_the_newest_migration() -> None:
+    assert SCHEMA_REVISION == head_revision()
+
+
+def _old_search_config(tiny: dict) -> dict:
+    """A search's config as revision 0001 stored it: the config with trials/seed/base_id patched in."""
+    return {**tiny, "search": {**tiny["search"], "sampler": "random", "seed": 3, "trials": 7},
+            "trials": 7, "seed": 3, "base_id": None}
+
+
+def test_searches_of_a_0001_store_become_typed_snapshots(store_url: str, tiny_config) -> None:
+    from alembic import command
+
+    from storage.db import alembic_config
+
+    command.upgrade(alembic_config(store_url), "0001")
+    old = _old_search_config(tiny_config.model_dump(mode="json"))
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("INSERT INTO dmo_searches (name, study_name, config, sampler, objective, domains, status, "
+                        "created_at, updated_at) VALUES ('old', 'old-study', :config, 'random', :objective, "
+                        ":domains, 'finished', :now, :now)"),
+                {"config": json.dumps(old), "objective": json.dumps({"kind": "mean", "metric": "exact_match"}),
+                 "domains": json.dumps(list(tiny_config.domain_names)), "now": datetime.now(UTC)},
+            )
+    finally:
+        engine.dispose()
+    with Store.open(store_url, retry_s=2.0) as store:
+        (search,) = store.list_searches()
+    assert (search.trials_target, search.snapshot.seed, search.snapshot.base_id) == (7, 3, None)
+    assert search.config.search.sampler == "random" and search.config.domain_names == tiny_config.domain_names
+    assert "dmo_datasets" not in _tables(store_url)
+    command.downgrade(alembic_config(store_url), "0001")
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.connect() as connection:
+            config, objective = connection.execute(sa.text("SELECT config, objective FROM dmo_searches")).one()
+    finally:
+        engine.dispose()
+    restored = json.loads(config) if isinstance(config, str) else config
+    assert (restored["trials"], restored["seed"], restored["search"]["sampler"]) == (7, 3, "random")
+    assert "dmo_datasets" in _tables(store_url)
 
 
 def test_migrated_schema_matches_the_orm_models(store: Store, store_url: str) -> None:
@@ -70,8 +122,13 @@ def _ours_only(name: str | None, type_: str, parent_names: object) -> bool:
 
 
 def test_opening_without_upgrade_leaves_the_database_empty(store_url: str) -> None:
+    if store_url.startswith("sqlite:///"):
+        sqlite3.connect(store_url.removeprefix("sqlite:///")).close()  # an empty database file
     with Store.open(store_url, upgrade=False, retry_s=2.0) as store:
         assert store.revision() is None
+    assert not OUR_TABLES & _tables(store_url)
+    with pytest.raises(StoreError, match="has no dmo tables"):
+        Store.open_existing(store_url, retry_s=2.0)
     assert not OUR_TABLES & _tables(store_url)
 
 
@@ -92,4 +149,4 @@ def test_concurrent_first_upgrades_serialise(store_url: str) -> None:
     for worker in workers:
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0]
-    assert _version_rows(store_url) == [("0001",)]
+    assert _version_rows(store_url) == [(SCHEMA_REVISION,)]

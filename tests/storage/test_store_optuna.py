@@ -5,7 +5,9 @@ from __future__ import annotations
 import optuna
 import sqlalchemy as sa
 
+from search_support import mixture, project_config, search_row
 from storage import VERSION_TABLE, Store
+from storage.db import SCHEMA_REVISION
 
 
 def _versions(url: str) -> dict[str, list[str]]:
@@ -35,15 +37,13 @@ def test_optuna_study_and_our_tables_share_one_database(store_url: str) -> None:
     # Optuna first, then us, then Optuna again: neither side disturbs the other.
     _optimize(store_url, "mix", n_trials=3)
     with Store.open(store_url, retry_s=2.0) as store:
-        search = store.create_search(
-            name="mix", config={}, sampler="random", objective={"kind": "mean"}, study_name="mix",
-            domains=["a", "b"], expert_ids=[],
-        )
+        config = project_config(("a", "b"), project__name="mix", search__sampler="random")
+        search = search_row(store, config, study_name="mix", with_study=False)
         study = _optimize(store.url, "mix", n_trials=2)
         for trial in study.trials:
             u = trial.params["u"]
             store.record_trial(
-                search_id=search.id, number=trial.number, weights={"a": u, "b": 1 - u},
+                search_id=search.id, number=trial.number, mixture=mixture(a=u, b=1 - u),
                 merge_method="task_arithmetic", params=trial.params, scores={},
                 objective=[trial.value],
                 state="complete", duration_s=0.0,
@@ -54,6 +54,6 @@ def test_optuna_study_and_our_tables_share_one_database(store_url: str) -> None:
         assert best[0].number == study.best_trial.number
 
     versions = _versions(store_url)
-    assert versions[VERSION_TABLE] == ["0001"]
-    assert len(versions["alembic_version"]) == 1 and versions["alembic_version"] != ["0001"]
+    assert versions[VERSION_TABLE] == [SCHEMA_REVISION]
+    assert len(versions["alembic_version"]) == 1 and versions["alembic_version"] != [SCHEMA_REVISION]
     assert len(optuna.load_study(study_name="mix", storage=store_url).trials) == 5

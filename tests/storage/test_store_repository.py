@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from dmo.errors import SearchError, StoreError
+from dmo.errors import MergeError, SearchError, StoreError
+from dmo.mixture import Mixture
+from search_support import mixture
 from storage import ModelRecord, SearchRecord, Store, TrialRecord, to_json
 
 MakeSearch = Callable[..., SearchRecord]
@@ -29,7 +31,7 @@ def _trial(
     store: Store, search_id: int, number: int, value: float | None, **fields: Any
 ) -> TrialRecord:
     values: dict[str, Any] = {
-        "weights": {"a": 0.5, "b": 0.25, "c": 0.25}, "merge_method": "task_arithmetic",
+        "mixture": mixture(a=0.5, b=0.25, c=0.25), "merge_method": "task_arithmetic",
         "params": {"u0": 0.1}, "scores": {"a": 50.0, "b": 40.0},
         "objective": [] if value is None else [value], "state": "complete", "duration_s": 1.5,
     }
@@ -38,15 +40,6 @@ def _trial(
 
 
 # --------------------------------------------------------------------------- datasets and models
-
-
-def test_dataset_upsert_returns_the_same_row_for_the_same_content(store: Store) -> None:
-    first = store.upsert_dataset("ocr", {"kind": "synthetic"}, {"train": 10}, "hash-1")
-    again = store.upsert_dataset("ocr", {"kind": "synthetic"}, {"train": 10}, "hash-1")
-    changed = store.upsert_dataset("ocr", {"kind": "synthetic"}, {"train": 20}, "hash-2")
-    assert again == first
-    assert changed.id != first.id
-    assert [d.content_hash for d in store.list_datasets()] == ["hash-1", "hash-2"]
 
 
 def test_finished_model_is_a_cache_hit_by_config_hash(store: Store) -> None:
@@ -114,7 +107,6 @@ def test_search_keeps_its_experts_in_order_and_study_names_are_unique(
     experts = [m.id for m in store.list_models()]
     ordered = make_search(name="second", expert_ids=list(reversed(experts)))
     assert store.get_search(ordered.id).expert_ids == tuple(reversed(experts))
-    assert store.find_search(search.study_name) == search
     with pytest.raises(SearchError, match="already belongs to search"):
         make_search(study_name=search.study_name)
     with pytest.raises(SearchError, match="no search with id 12345"):
@@ -165,19 +157,41 @@ def test_best_trials_rank_by_first_objective(store: Store, make_search: MakeSear
     assert math.isclose(sum(best[0].weights.values()), 1.0)
 
 
-def test_best_trials_follow_the_search_direction(store: Store, make_search: MakeSearch) -> None:
-    search = make_search(objective={"kind": "loss", "directions": ["minimize"]})
+def test_the_snapshot_is_parsed_back_typed_and_gives_the_direction(
+    store: Store, make_search: MakeSearch
+) -> None:
+    search = make_search(search__objective={"kind": "multi"}, search__sampler="random")
+    stored = store.get_search(search.id)
+    assert stored.snapshot == search.snapshot and stored.config.search.sampler == "random"
+    assert stored.snapshot.objective_names == ("mean", "worst")
+    assert stored.snapshot.directions == ("maximize", "maximize") and stored.direction == "maximize"
+    assert stored.trials_target == 4 and stored.metric == "exact_match"
     for number, value in enumerate([3.0, 1.0, 2.0]):
         _trial(store, search.id, number, value)
-    assert [t.number for t in store.best_trials(search.id, top_k=1)] == [1]
+    assert [t.number for t in store.best_trials(search.id, top_k=1)] == [0]
+
+
+def test_a_snapshot_that_does_not_parse_is_a_store_error(store: Store, make_search: MakeSearch) -> None:
+    import sqlalchemy as sa
+
+    search = make_search()
+    engine = sa.create_engine(store.url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE dmo_searches SET snapshot = :s WHERE id = :i"),
+                               {"s": '{"version": 2, "config": {"domains": []}}', "i": search.id})
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match=f"snapshot of search {search.id} does not parse: config.domains"):
+        store.get_search(search.id)
 
 
 def test_non_json_values_are_converted_or_refused(store: Store, make_search: MakeSearch) -> None:
     search = make_search()
     trial = _trial(store, search.id, 0, 1.0, params={"u": (0.1, 0.2)}, scores={"a": float("inf")})
     assert trial.params == {"u": [0.1, 0.2]} and trial.scores == {"a": None}
-    with pytest.raises(ValueError, match="non-negative"):
-        _trial(store, search.id, 1, 1.0, weights={"a": -0.5, "b": 1.5})
+    with pytest.raises(MergeError, match="non-negative"):
+        _trial(store, search.id, 1, 1.0, mixture=mixture(a=-0.5, b=1.5))
     with pytest.raises(ValueError, match="cannot be stored as JSON"):
         _trial(store, search.id, 2, 1.0, params={"bad": object()})
 
@@ -192,7 +206,7 @@ def test_validation_keeps_one_result_per_mixture(store: Store, make_search: Make
     validation = store.create_validation(search.id, config={"mixtures": 2})
 
     def result(weights: dict[str, float], real: float, trial_id: int | None) -> None:
-        store.record_mixture_result(validation.id, weights=weights, trial_id=trial_id,
+        store.record_mixture_result(validation.id, mixture=Mixture.of(["a", "b"], weights), trial_id=trial_id,
                                     model_id=None, proxy_scores={"a": 1.0}, real_scores={"a": real})
 
     result({"a": 0.5, "b": 0.5}, 2.0, trial.id)
@@ -208,15 +222,14 @@ def test_validation_keeps_one_result_per_mixture(store: Store, make_search: Make
     assert store.latest_validation(search.id, finished_only=True) == latest
 
 
-def test_recipes_are_listed_per_search(store: Store, make_search: MakeSearch) -> None:
-    search, other = make_search(), make_search(name="other")
+def test_a_recipe_row_names_its_search_and_trial(store: Store, make_search: MakeSearch) -> None:
+    search = make_search()
     trial = _trial(store, search.id, 0, 60.0)
     recipe = store.record_recipe(search_id=search.id, trial_id=trial.id, fmt="llamafactory",
                                  path="/out/dataset_info.json", sha256="0" * 64, budget=102_400)
-    store.record_recipe(search_id=other.id, trial_id=None, fmt="json", path="/out/w.json",
-                        sha256="1" * 64, budget=None)
-    assert store.list_recipes(search.id) == [recipe]
-    assert len(store.list_recipes()) == 2
+    assert (recipe.search_id, recipe.trial_id, recipe.budget) == (search.id, trial.id, 102_400)
+    with pytest.raises(SearchError, match="no search with id 999"):
+        store.record_recipe(search_id=999, trial_id=None, fmt="json", path="/x", sha256="1" * 64, budget=None)
 
 
 # --------------------------------------------------------------------------- handles

@@ -10,14 +10,19 @@ from sqlalchemy.orm import Session
 
 from storage import Store
 from storage.db import Database, is_transient
-from storage.models import DatasetRow
+from storage.models import ModelRow
 
 
 def _count(database: Database) -> int:
     return database.transaction(
-        lambda s: s.scalar(sa.select(sa.func.count()).select_from(DatasetRow)),
+        lambda s: s.scalar(sa.select(sa.func.count()).select_from(ModelRow)),
         write=False, doing="counting",
     )
+
+
+def _row() -> ModelRow:
+    return ModelRow(kind="base", config_hash="h", status="running", training={}, finetune="full",
+                    efficiency={}, metrics={})
 
 
 def _locked() -> sa.exc.OperationalError:
@@ -28,7 +33,7 @@ def test_a_failing_write_leaves_no_row(store: Store, store_url: str) -> None:
     database = Database(store_url, retry_s=1.0)
 
     def half_written(session: Session) -> None:
-        session.add(DatasetRow(name="ocr", source={}, sizes={}, content_hash="h"))
+        session.add(_row())
         session.flush()  # the row reached the database ...
         raise ValueError("... and then the caller failed")
 
@@ -46,7 +51,7 @@ def test_a_retried_write_is_applied_once(store: Store, store_url: str) -> None:
 
     def flaky(session: Session) -> None:
         calls.append(1)
-        session.add(DatasetRow(name="ocr", source={}, sizes={}, content_hash="h"))
+        session.add(_row())
         session.flush()
         if len(calls) == 1:
             raise _locked()  # transient: the whole transaction runs again

@@ -17,7 +17,7 @@ def test_expert_gains_most_on_its_own_domain(tiny_models, tiny_data):
 
 def test_same_expert_config_is_a_cache_hit(tiny_config, tiny_store, tiny_models, tiny_data):
     base, _ = tiny_models
-    again = ensure_model(tiny_config, tiny_store, base_spec(tiny_config), data=tiny_data, show_progress=False)
+    again = ensure_model(tiny_config, tiny_store, base_spec(tiny_config), data=tiny_data)
     assert again.id == base.id and again.checkpoint_sha256 == base.checkpoint_sha256
 
 

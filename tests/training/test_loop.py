@@ -14,7 +14,7 @@ from dmo.training.schedule import lr_at
 
 def _run(config, steps, **overrides):
     settings = config.training.base.model_copy(update={"steps": steps, **overrides})
-    return TrainingRun(name="t", weights=base_spec(config).weights, settings=settings, seed=0)
+    return TrainingRun(name="t", mixture=base_spec(config).mixture, settings=settings, seed=0)
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
@@ -26,7 +26,7 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
 
 def test_training_lowers_loss(tiny_config, tiny_data, tmp_path):
     model = initial_model(tiny_config, tiny_data, None, seed=0)
-    result = train(_run(tiny_config, 40), model, tiny_data, tmp_path / "m", show_progress=False)
+    result = train(_run(tiny_config, 40), model, tiny_data, tmp_path / "m")
     losses = [json.loads(line)["loss"] for line in (tmp_path / "m" / "training_metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 40
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
@@ -45,7 +45,7 @@ def test_loss_curve_is_thinned_to_the_limit_and_keeps_the_last_step(tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_config, tiny_data, tmp_path):
     run = _run(tiny_config, 10, checkpoint_every=4)
-    reference = train(run, initial_model(tiny_config, tiny_data, None, seed=0), tiny_data, tmp_path / "ref", show_progress=False)
+    reference = train(run, initial_model(tiny_config, tiny_data, None, seed=0), tiny_data, tmp_path / "ref")
 
     model = initial_model(tiny_config, tiny_data, None, seed=0)
     calls = {"n": 0}
@@ -59,11 +59,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_config, tiny_data, tmp
 
     model.forward = dying_forward
     with pytest.raises(KeyboardInterrupt):
-        train(run, model, tiny_data, tmp_path / "cut", show_progress=False)
+        train(run, model, tiny_data, tmp_path / "cut")
     assert not (tmp_path / "cut").exists(), "no checkpoint under the final name after a crash"
     assert resume_dir_for(tmp_path / "cut").is_dir()
 
-    resumed = train(run, initial_model(tiny_config, tiny_data, None, seed=0), tiny_data, tmp_path / "cut", show_progress=False)
+    resumed = train(run, initial_model(tiny_config, tiny_data, None, seed=0), tiny_data, tmp_path / "cut")
     assert resumed.resumed_from_step == 4
     assert not resume_dir_for(tmp_path / "cut").exists()
     a = load_checkpoint(tmp_path / "ref").state_dict()
@@ -77,7 +77,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_config, tiny_data, tmp
 def test_vision_tower_stays_frozen_in_sft(tiny_config, tiny_data, tmp_path):
     model = initial_model(tiny_config, tiny_data, None, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train(_run(tiny_config, 3, freeze_vision=True), model, tiny_data, tmp_path / "m", show_progress=False)
+    train(_run(tiny_config, 3, freeze_vision=True), model, tiny_data, tmp_path / "m")
     after = load_checkpoint(tmp_path / "m").state_dict()
     vision = [k for k in before if k.startswith("model.vision_tower.")]
     assert vision and all(torch.equal(before[k], after[k]) for k in vision)
@@ -109,7 +109,7 @@ def test_lora_expert_is_saved_folded_and_equals_the_unfolded_model(tiny_config, 
 
 def test_lora_training_writes_a_plain_checkpoint(tiny_config, tiny_data, tmp_path):
     model = initial_model(tiny_config, tiny_data, None, seed=0)
-    run = TrainingRun("lora", base_spec(tiny_config).weights, tiny_config.training.expert.model_copy(update={"finetune": "lora", "steps": 3}), 0)
-    train(run, model, tiny_data, tmp_path / "m", show_progress=False)
+    run = TrainingRun("lora", base_spec(tiny_config).mixture, tiny_config.training.expert.model_copy(update={"finetune": "lora", "steps": 3}), 0)
+    train(run, model, tiny_data, tmp_path / "m")
     loaded = load_checkpoint(tmp_path / "m")
     assert not any("lora" in k or "modules_to_save" in k for k in loaded.state_dict())

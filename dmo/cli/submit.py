@@ -1,0 +1,79 @@
+"""Send a search to a Ray cluster as a Ray job: `dmo search submit`.
+
+The job runs ``dmo search run config.yaml --json`` in a staging folder Ray
+uploads. The store URL travels in the job's environment (``DMO_STORE_URL``),
+never on its command line, where ``ps`` and the job list would show a
+password; every argument is quoted with :func:`shlex.join`; the local staging
+folder is removed once Ray has uploaded it, whatever happens.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from dmo.errors import DmoError, SearchError
+
+POLL_S = 2.0
+DONE = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def job_entrypoint(*, trials: int | None, sampler: str | None, ray_address: str | None) -> str:
+    command = ["dmo", "search", "run", "config.yaml", "--json"]
+    if trials:
+        command += ["--trials", str(trials)]
+    if sampler:
+        command += ["--sampler", sampler]
+    if ray_address:
+        command += ["--address", ray_address]
+    return shlex.join(command)
+
+
+def submit_search(
+    config_path: Path, *, address: str, store_url: str, trials: int | None, sampler: str | None, wait: bool,
+    ray_address: str | None,
+) -> dict[str, Any]:
+    from dmo.config import load_config, with_overrides
+    from storage import mask_url
+    from storage.db import parse_url
+
+    # Refuse a bad config or flag here, not minutes later on the cluster.
+    with_overrides(load_config(config_path), {"search.trials": ("--trials", trials), "search.sampler": ("--sampler", sampler)})
+    if parse_url(store_url).get_backend_name() == "sqlite":
+        raise SearchError("a cluster needs a store every node reaches", where="--store-url",
+                          hint="use postgresql+psycopg://user@host/db")
+    client = _client(address)
+    staging = Path(tempfile.mkdtemp(prefix="dmo-job-"))
+    try:
+        shutil.copy(config_path, staging / "config.yaml")
+        job_id = client.submit_job(
+            entrypoint=job_entrypoint(trials=trials, sampler=sampler, ray_address=ray_address),
+            runtime_env={"working_dir": str(staging),
+                         "env_vars": {"RAY_AUTH_MODE": "disabled", "DMO_STORE_URL": store_url}},
+        )
+    except (ConnectionError, RuntimeError) as error:
+        raise DmoError(f"the cluster refused the job: {error}", where=address) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    status = str(client.get_job_status(job_id).value)
+    while wait and status not in DONE:
+        time.sleep(POLL_S)
+        status = str(client.get_job_status(job_id).value)
+    payload: dict[str, Any] = {"job_id": job_id, "status": status, "address": address, "store": mask_url(store_url)}
+    if status == "FAILED":
+        payload["logs_tail"] = client.get_job_logs(job_id)[-4000:]
+    return payload
+
+
+def _client(address: str) -> Any:
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        raise DmoError(f"cannot reach the Ray dashboard: {str(error).splitlines()[0]}", where=address,
+                       hint="check the address (http://HEAD:8265) and that `ray start --head` runs there") from None

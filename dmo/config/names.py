@@ -1,0 +1,42 @@
+"""The names a config may use for what dmo's registries provide, kept light.
+
+The registries themselves (samplers in :mod:`dmo.search.samplers`, merge
+methods in :mod:`dmo.merging.methods`) import Optuna and torch; the config is
+checked against these names at parse time, so ``dmo config validate`` refuses
+``method: tiess`` in a fraction of a second, with file, line and field. A test
+keeps every tuple here equal to its registry.
+"""
+
+from __future__ import annotations
+
+SAMPLERS: tuple[str, ...] = ("tpe", "gp", "cmaes", "qmc", "random", "grid")
+# Samplers that can optimise (mean, worst) together for objective kind "multi".
+MULTI_OBJECTIVE_SAMPLERS: tuple[str, ...] = ("tpe", "gp", "qmc", "random", "grid")
+
+# Merge method -> the mergekit parameter names it accepts.
+MERGE_METHODS: dict[str, tuple[str, ...]] = {
+    "linear": ("normalize",),
+    "task_arithmetic": ("lambda", "normalize"),
+    "ties": ("density", "lambda", "normalize", "rescale", "int8_mask", "seed"),
+    "dare_ties": ("density", "lambda", "normalize", "rescale", "int8_mask", "seed"),
+    "dare_linear": ("density", "lambda", "normalize", "rescale", "int8_mask", "seed"),
+}
+
+# Objective kind -> the names of its values, every one maximised (see dmo.search.objectives).
+OBJECTIVES: dict[str, tuple[str, ...]] = {
+    "mean": ("mean",),
+    "weighted": ("weighted",),
+    "worst": ("worst",),
+    "multi": ("mean", "worst"),
+}
+
+# The frozen vision tower of the mod_mllm backend: kept at base values in every merge.
+VISION_TOWER_PATTERN = "model.vision_tower.*"
+
+
+def unknown_name(value: str, known: tuple[str, ...] | list[str], what: str) -> str:
+    """The message for a name outside a registry."""
+    return f"unknown {what} {value!r}; known: {', '.join(known)}"
+
+
+__all__ = ["MERGE_METHODS", "MULTI_OBJECTIVE_SAMPLERS", "OBJECTIVES", "SAMPLERS", "VISION_TOWER_PATTERN", "unknown_name"]

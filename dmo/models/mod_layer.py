@@ -1,0 +1,141 @@
+"""Mixture-of-Depths routing (p-MoD): the router, token selection and the routed decoder layer.
+
+A routed layer scores every token with a zero-initialised `Linear(d, 1)`
+router, turns the score into a weight `g = α·tanh(r) + β` (TanhNorm), keeps
+the top `k = ⌊n_vis·ρ_l⌋` vision tokens by `g` plus every text and padding
+token, and runs attention + MLP on those only (original positions for RoPE,
+causal among themselves). Kept vision tokens scale their MLP output by `g`,
+skipped vision tokens become `g·x` (STRing), so the router learns from every
+vision token. With a zero router `g = 1` and a layer with ρ = 1 is exactly
+the dense layer. Shapes: B batch, T sequence, n kept tokens, d hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dmo.models.configuration_mod_mllm import ModMLLMConfig
+from dmo.models.layers import Attention, RMSNorm, SwiGLU, causal_padding_mask
+from dmo.models.schedules import kept_vision_tokens
+
+
+class TokenRouter(nn.Linear):
+    """Linear(d, 1) scoring tokens for a routed layer; its own class so init can zero it."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).squeeze(-1)  # (B, T)
+
+
+def select_kept_tokens(
+    gate: torch.Tensor, vision_mask: torch.Tensor, num_vision: int, num_keep: int
+) -> torch.Tensor:
+    """Indices (B, T − num_vision + num_keep) of the tokens a routed layer processes, ascending.
+
+    Every row holds exactly `num_vision` vision tokens, so every row keeps the
+    same number of tokens and the gather has a fixed shape. Non-vision tokens
+    score +inf and are always kept; among vision tokens the highest gate wins,
+    ties (a zero router) go to the earliest position (stable sort), so the
+    selection is deterministic.
+    """
+    T = gate.shape[1]
+    score = gate.detach().masked_fill(~vision_mask, float("inf"))  # (B, T)
+    order = torch.sort(score, dim=1, descending=True, stable=True).indices
+    return order[:, : T - num_vision + num_keep].sort(dim=1).values
+
+
+@dataclass(frozen=True)
+class LayerRouting:
+    """How one decoder layer routed a batch (for logging and tests)."""
+
+    retention: float
+    num_vision: int  # vision tokens per sample
+    kept_vision: int  # k_l, the same for every sample
+    kept_mask: torch.Tensor  # (B, T) bool, tokens the layer processed
+    gate: torch.Tensor | None  # (B, T) g = α·tanh(r) + β, None in dense layers
+    mean_gate: float | None  # mean g over vision tokens, None in dense layers
+
+
+@dataclass
+class DecoderInputs:
+    """What every decoder layer needs besides the hidden states; built once per forward."""
+
+    vision_mask: torch.Tensor  # (B, T) bool
+    key_valid: torch.Tensor  # (B, T) bool, False on padding
+    cos: torch.Tensor  # (B, 1, T, hd)
+    sin: torch.Tensor
+    allowed: torch.Tensor  # (B, 1, T, T) bool
+    num_vision: int
+
+
+class ModDecoderLayer(nn.Module):
+    def __init__(self, config: ModMLLMConfig, retention: float, routed: bool | None = None):
+        super().__init__()
+        self.retention = retention
+        self.tanh_alpha, self.tanh_beta = config.tanh_alpha, config.tanh_beta
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config)
+        # Only layers that drop tokens get a router; `routed` forces it for tests.
+        routed = retention < 1.0 if routed is None else routed
+        self.router = TokenRouter(config.hidden_size) if routed else None
+
+    def _block(
+        self,
+        x: torch.Tensor,  # (B, n, d)
+        cos: torch.Tensor,  # (B, 1, n, hd)
+        sin: torch.Tensor,
+        allowed: torch.Tensor,  # (B, 1, n, n)
+        output_attentions: bool,
+        mlp_scale: torch.Tensor | None = None,  # (B, n): g on kept vision tokens, 1 elsewhere
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h, probs = self.self_attn(self.input_layernorm(x), cos, sin, allowed, output_attentions)
+        u = x + h  # (B, n, d)
+        m = self.mlp(self.post_attention_layernorm(u))
+        if mlp_scale is not None:
+            m = m * mlp_scale[..., None]
+        return u + m, probs
+
+    def forward(
+        self, x: torch.Tensor, inputs: DecoderInputs, output_attentions: bool = False,
+        output_routing: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, LayerRouting | None]:  # fmt: skip
+        n_vis = inputs.num_vision
+        if self.router is None:
+            y, probs = self._block(x, inputs.cos, inputs.sin, inputs.allowed, output_attentions)
+            routing = None
+            if output_routing:
+                routing = LayerRouting(
+                    self.retention, n_vis, n_vis, torch.ones_like(inputs.key_valid), None, None
+                )
+            return y, probs, routing
+
+        d = x.shape[-1]
+        k = kept_vision_tokens(n_vis, self.retention)
+        gate = self.tanh_alpha * torch.tanh(self.router(x)) + self.tanh_beta  # (B, T)
+        kept = select_kept_tokens(gate, inputs.vision_mask, n_vis, k)  # (B, n)
+        hd = inputs.cos.shape[-1]
+        cos = inputs.cos.gather(2, kept[:, None, :, None].expand(-1, 1, -1, hd))  # (B, 1, n, hd)
+        sin = inputs.sin.gather(2, kept[:, None, :, None].expand(-1, 1, -1, hd))
+        x_kept = x.gather(1, kept[..., None].expand(-1, -1, d))  # (B, n, d)
+        vision_kept = inputs.vision_mask.gather(1, kept)  # (B, n)
+        allowed = causal_padding_mask(inputs.key_valid.gather(1, kept))  # (B, 1, n, n)
+        mlp_scale = torch.where(vision_kept, gate.gather(1, kept), torch.ones_like(x_kept[..., 0]))
+        y_kept, probs = self._block(x_kept, cos, sin, allowed, output_attentions, mlp_scale)
+        # Skipped vision tokens become g·x; text rows are overwritten by the scatter below.
+        skip_scale = torch.where(inputs.vision_mask, gate, torch.ones_like(gate))  # (B, T)
+        y = (x * skip_scale[..., None]).scatter(1, kept[..., None].expand(-1, -1, d), y_kept)
+
+        routing = None
+        if output_routing:
+            kept_mask = torch.zeros_like(inputs.vision_mask).scatter(1, kept, True)
+            vision_gates = gate.detach()[inputs.vision_mask]
+            mean_gate = float(vision_gates.mean()) if vision_gates.numel() else None
+            routing = LayerRouting(self.retention, n_vis, k, kept_mask, gate.detach(), mean_gate)
+        return y, probs, routing

@@ -1,0 +1,32 @@
+"""Process-wide settings, made once and explicitly by an entry point (the CLI, a Ray worker).
+
+Nothing in dmo changes global state on import; the entry points call these.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+
+def set_torch_threads(threads: int) -> None:
+    """Threads of torch's intra-op pool; a Ray task or actor that owns one CPU asks for one."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def quiet_optuna() -> None:
+    """Optuna at WARNING, and no warnings for the features a search relies on on purpose.
+
+    Heartbeats, metric names and stale-trial recovery are marked experimental;
+    tests cover them, so their warnings would only be noise for users.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+__all__ = ["quiet_optuna", "set_torch_threads"]
