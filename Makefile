@@ -7,7 +7,10 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: install demo test bench clean
+LF_VENV := .venv-lf
+LF_STAMP := $(LF_VENV)/.installed-stamp
+
+.PHONY: install demo test bench clean llamafactory-venv
 
 install: $(STAMP)
 
@@ -29,5 +32,18 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py $(BENCH_ARGS)
 
+# LLaMA-Factory in a virtualenv of its own (it pins transformers <= 5.6), same CPU torch pin, for the
+# tests that run its data pipeline on exported recipes. PyPI's torchvision and torchaudio do not load
+# beside that torch (and transformers then fails to import): they are removed; image recipes need neither.
+llamafactory-venv: $(LF_STAMP)
+
+$(LF_STAMP): constraints.txt
+	$(PYTHON) -m venv $(LF_VENV)
+	$(LF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LF_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LF_VENV)/bin/python -m pip install -q llamafactory==0.9.5
+	$(LF_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio
+	touch $(LF_STAMP)
+
 clean:
-	rm -rf $(VENV) .dmo build *.egg-info
+	rm -rf $(VENV) $(LF_VENV) .dmo build *.egg-info

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from dmo.errors import StoreError
 from storage import records as rec
 from storage.models import ModelRow, utcnow
 from storage.records import one_of, plain_json
@@ -35,6 +37,12 @@ def _efficiency_columns(efficiency: dict[str, Any]) -> dict[str, Any]:
 
 
 
+def _stale(heartbeat: datetime | None, now: datetime, stale_after_s: float | None) -> bool:
+    if stale_after_s is None:
+        return False
+    return heartbeat is None or (now - heartbeat).total_seconds() > stale_after_s
+
+
 class ModelRows(StoreBase):
     def find_model(self, config_hash: str) -> rec.ModelRecord | None:
         """The finished model trained from this config, if any: the training cache."""
@@ -53,13 +61,18 @@ class ModelRows(StoreBase):
 
     def start_model(
         self, *, kind: str, config_hash: str, domain: str | None, base_id: int | None,
-        training: Mapping[str, Any], finetune: str, efficiency: Mapping[str, Any]
+        training: Mapping[str, Any], finetune: str, efficiency: Mapping[str, Any],
+        claim: str | None = None, stale_after_s: float | None = None, retrain: bool = False,
     ) -> rec.ModelRecord:
-        """Mark a training run as running.
+        """Claim the training of ``config_hash`` for ``claim`` (a token of the caller's).
 
-        A running or finished row with this hash is returned as is (a retry, or a
-        race lost to another worker; check ``status``); a failed one restarts as a
-        new attempt with the new settings.
+        The caller owns the run exactly when the returned row's ``claim_token`` is
+        its token. A new hash, a failed row, a running row whose heartbeat is older
+        than ``stale_after_s`` (its trainer died) and, with ``retrain``, a finished
+        row (its checkpoint is gone) become a new attempt claimed by the caller; a
+        running row with a live trainer, or a finished one, is returned as is. Two
+        callers racing for one hash serialise on the row (SQLite's write lock,
+        PostgreSQL's row lock), so a model is never trained twice at once.
         """
         one_of(kind, rec.MODEL_KINDS, "model kind")
         fields = {
@@ -69,32 +82,53 @@ class ModelRows(StoreBase):
         }
 
         def work(session: Session) -> rec.ModelRecord:
-            row = session.scalars(sa.select(ModelRow).filter_by(config_hash=config_hash)).first()
+            query = sa.select(ModelRow).filter_by(config_hash=config_hash).with_for_update()
+            row = session.scalars(query).first()
+            now = utcnow()
             if row is None:
                 if base_id is not None:
                     self._get(session, ModelRow, base_id, "model")
                 row = ModelRow(kind=kind, config_hash=config_hash, domain=domain, base_id=base_id,
-                               status="running", metrics={}, **fields)
+                               status="running", metrics={}, claim_token=claim, heartbeat_at=now, **fields)
                 session.add(row)
-            elif row.status == "failed":
+            elif (row.status == "failed" or (row.status == "finished" and retrain)
+                  or (row.status == "running" and _stale(row.heartbeat_at, now, stale_after_s))):
                 for key, value in fields.items():
                     setattr(row, key, value)
                 row.status, row.error, row.attempts = "running", None, row.attempts + 1
-                row.started_at, row.finished_at, row.duration_s = utcnow(), None, None
+                row.started_at, row.finished_at, row.duration_s = now, None, None
+                row.claim_token, row.heartbeat_at = claim, now
             session.flush()
             return row.to_record()
 
         return self._write_racing(work, doing="starting a model")
 
+    def beat_model(self, model_id: int, claim: str) -> bool:
+        """Say that the trainer holding ``claim`` is alive; False when it no longer holds it."""
+
+        def work(session: Session) -> bool:
+            done = session.execute(
+                sa.update(ModelRow)
+                .where(ModelRow.id == model_id, ModelRow.claim_token == claim, ModelRow.status == "running")
+                .values(heartbeat_at=utcnow())
+            )
+            return done.rowcount == 1
+
+        return self._run(work, write=True, doing="beating a model's heartbeat")
+
     def finish_model(
         self, model_id: int, *, checkpoint_uri: str | PurePath, checkpoint_sha256: str,
-        metrics: Mapping[str, Any], duration_s: float, efficiency: Mapping[str, Any] | None = None
+        metrics: Mapping[str, Any], duration_s: float, efficiency: Mapping[str, Any] | None = None,
+        claim: str | None = None,
     ) -> rec.ModelRecord:
         """Record the checkpoint; ``efficiency`` (e.g. measured FLOPs and KV ratios) is
-        merged into the settings given at start."""
+        merged into the settings given at start. With ``claim``, only its holder may finish."""
 
         def work(session: Session) -> rec.ModelRecord:
             row = self._get(session, ModelRow, model_id, "model")
+            if claim is not None and row.claim_token != claim:
+                raise StoreError(f"model {model_id} is being trained by another process now",
+                                 where="store", hint="this trainer was presumed dead and replaced; its result is dropped")
             if efficiency:
                 merged = {**row.efficiency, **plain_json(efficiency)}
                 for key, value in _efficiency_columns(merged).items():
@@ -108,11 +142,11 @@ class ModelRows(StoreBase):
 
         return self._run(work, write=True, doing="finishing a model")
 
-    def fail_model(self, model_id: int, error: str) -> None:
+    def fail_model(self, model_id: int, error: str, *, claim: str | None = None) -> None:
         def work(session: Session) -> None:
             row = self._get(session, ModelRow, model_id, "model")
-            if row.status == "finished":
-                log.warning("model %d is finished; ignoring a late failure: %s", model_id, error)
+            if row.status == "finished" or (claim is not None and row.claim_token != claim):
+                log.warning("model %d is finished or trained elsewhere; ignoring a failure: %s", model_id, error)
                 return
             row.status, row.error, row.finished_at = "failed", error, utcnow()
 

@@ -101,6 +101,8 @@ class ModelRow(Base):
     metrics: Mapped[dict[str, Any]]
     error: Mapped[str | None] = mapped_column(sa.Text)
     attempts: Mapped[int] = mapped_column(default=1)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(64))  # who trains it now
+    heartbeat_at: Mapped[datetime | None]  # when that trainer last said it was alive
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
@@ -114,7 +116,8 @@ class ModelRow(Base):
             mod_schedule=self.mod_schedule, flops_ratio=self.flops_ratio, kv_ratio=self.kv_ratio,
             checkpoint_uri=self.checkpoint_uri,
             checkpoint_sha256=self.checkpoint_sha256, metrics=dict(self.metrics), error=self.error,
-            attempts=self.attempts, created_at=self.created_at, started_at=self.started_at,
+            attempts=self.attempts, claim_token=self.claim_token, heartbeat_at=self.heartbeat_at,
+            created_at=self.created_at, started_at=self.started_at,
             finished_at=self.finished_at, duration_s=self.duration_s,
         )
 

@@ -55,6 +55,8 @@ class ModelRecord:
     metrics: dict[str, Any]
     error: str | None
     attempts: int
+    claim_token: str | None
+    heartbeat_at: datetime | None
     created_at: datetime
     started_at: datetime
     finished_at: datetime | None

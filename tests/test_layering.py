@@ -64,7 +64,7 @@ def test_the_library_never_imports_workers() -> None:
 
 
 # Store methods that write rows, and the one module per record kind that calls them.
-WRITES = ("start_model", "finish_model", "fail_model", "create_search", "set_search_status", "record_trial",
+WRITES = ("start_model", "beat_model", "finish_model", "fail_model", "create_search", "set_search_status", "record_trial",
           "create_validation", "record_mixture_result", "finish_validation", "fail_validation", "record_recipe")
 WRITERS = {"dmo/training/jobs.py", "dmo/search/searches.py", "dmo/fidelity/validate.py", "dmo/recipes/export.py"}
 

@@ -11,7 +11,6 @@ and waits for them: nothing is left listening.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from rich.markup import escape
 
 import dashboards
 from dashboards import OPTUNA_URL_ENV, STORE_URL_ENV
+from dashboards.optuna_server import STORAGE_URL_ENV as OPTUNA_STORAGE_URL_ENV
 from dmo.cli.common import console, open_store
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, StoreUrlOption
 from dmo.errors import DmoError
@@ -137,21 +137,14 @@ def _start_streamlit(port: int, env: dict[str, str]) -> _Server:
 
 
 def _start_optuna_dashboard(url: str, port: int, env: dict[str, str]) -> _Server:
-    program = shutil.which(
-        "optuna-dashboard", path=str(Path(sys.executable).parent)
-    ) or shutil.which("optuna-dashboard")
-    if program is None:
-        raise DmoError(
-            "optuna-dashboard is not installed",
-            where="--optuna",
-            hint="pip install optuna-dashboard (a dependency of dmo)",
-        )
+    """optuna-dashboard, read-only (dashboards/optuna_server.py), the URL in its environment."""
     _ensure_optuna_tables(url)
-    command = [program, url, "--host", HOST, "--port", str(port), "--quiet"]
-    # It logs every request, --quiet or not: keep its output for when it fails to start.
+    command = [sys.executable, "-m", "dashboards.optuna_server", HOST, str(port)]
+    # It logs every request: keep its output for when it fails to start.
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _stop, after the process
     process = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        command, env={**env, OPTUNA_STORAGE_URL_ENV: url}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, cwd=str(APP.parent.parent),
     )
     base = f"http://{HOST}:{port}"
     return _Server("optuna-dashboard", base, f"{base}/", process, log)

@@ -24,11 +24,11 @@ def demo(
     """Generate the domains, train base and experts, search mixtures, print the best, export a recipe."""
     from dmo.config import with_overrides
     from dmo.data import load_domains
-    from dmo.recipes import export_recipe
-    from workers import api
-
     started = time.perf_counter()
     settings = with_overrides(load_project(config), {"search.trials": ("--trials", trials)})
+    from dmo.recipes.export import ExportOptions, export_recipe
+    from workers import api
+
     print_summary(domain_rows(load_domains(settings)), title=f"{settings.project.name}: domains")
     store = open_store(None, settings, create=True)
     console.print(f"store: {escape(store.url_masked)}")
@@ -40,8 +40,8 @@ def demo(
                   f"{settings.search.evaluators} proxy evaluators")
     finish(store, search, as_json=False)
     out = settings.project.workdir / "recipes" / f"search-{search.id}"
-    for fmt, name in (("llamafactory", "llamafactory.yaml"), ("json", "mixture.json")):
-        path = Path(export_recipe(store, search.id, fmt=fmt, budget=settings.training.mixture_stage().sample_budget,
-                             out=out / name, force=True).path)
+    options = ExportOptions(budget=settings.training.mixture_stage().sample_budget)
+    for fmt, name in (("llamafactory", "llamafactory"), ("json", "mixture.json")):
+        path = Path(export_recipe(store, search.id, fmt=fmt, out=out / name, options=options, force=True).record.path)
         console.print(f"recipe ({fmt}): {escape(str(path))}")
     console.print(f"done in {time.perf_counter() - started:.0f} s")

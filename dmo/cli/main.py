@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     except _click_errors() as error:
         error.show()
         sys.exit(getattr(error, "exit_code", EXIT_USAGE) or EXIT_USAGE)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into this code, silently
+        err_console.print("[yellow]interrupted[/]")
+    sys.exit(code)
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:

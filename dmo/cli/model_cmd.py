@@ -49,14 +49,20 @@ def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str
     n_vis = model_config.num_image_tokens
     report = efficiency_vs_dense(model_config, n_text, n_vis)
     retention = model_config.layer_retention()
+    layers = report.table()
+    kept = sum(row["kept_vision"] for row in layers)
     return {
         "mod": model_config.mod_settings(),
         "vision_tokens": n_vis,
         "text_tokens": n_text,
+        # ⌊n·ρ⌋ rounds down, so fewer tokens are kept than the nominal schedule says.
         "mean_retention": sum(retention) / len(retention),
+        "vision_tokens_kept": kept,
+        "vision_tokens_all_layers": n_vis * len(layers),
+        "kept_fraction": kept / (n_vis * len(layers)),
         "flops_ratio": report.flops_ratio,
         "kv_ratio": report.kv_ratio,
-        "layers": report.table(),
+        "layers": layers,
     }
 
 
@@ -87,7 +93,9 @@ def info(
         )  # fmt: skip
     console.print(table)
     console.print(
-        f"mean retention {payload['mean_retention']:.4f}   FLOPs {payload['flops_ratio']:.1%}   "
+        f"vision tokens kept {payload['vision_tokens_kept']}/{payload['vision_tokens_all_layers']} "
+        f"({payload['kept_fraction']:.1%}; nominal mean retention {payload['mean_retention']:.4f})   "
+        f"FLOPs {payload['flops_ratio']:.1%}   "
         f"KV cache {payload['kv_ratio']:.1%} of dense  ({payload['vision_tokens']} vision + "
         f"{payload['text_tokens']} text tokens)"
     )
@@ -167,8 +175,13 @@ def arank(
         "retention": list(model.config.layer_retention()),
         "aranks": aranks,
     }
+    routed = [layer for layer, rho in enumerate(payload["retention"]) if rho < 1.0]
     if route is not None:
-        payload["route"] = layers_to_route(aranks, min(route, len(aranks)))
+        # Layers routed already are measured on the tokens they keep; only dense ones are candidates.
+        dense = [layer for layer in range(len(aranks)) if layer not in routed]
+        picked = layers_to_route([aranks[layer] for layer in dense], min(route, len(dense)))
+        payload["route"] = [dense[i] for i in picked]
+        payload["already_routed"] = routed
     if as_json:
         print_json(payload)
         return
@@ -179,4 +192,6 @@ def arank(
         table.add_row(str(layer), f"{rho:.3f}", f"{value:.2f}")
     console.print(table)
     if "route" in payload:
+        if routed:
+            console.print(f"[yellow]note:[/] layers {routed} are routed already; ARank chose among the dense layers")
         console.print(f"lowest ARank (route these): {payload['route']}")

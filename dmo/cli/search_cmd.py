@@ -41,12 +41,13 @@ def run(
 ) -> None:
     """Train (or reuse) the experts, then search mixtures and print the best."""
     from dmo.config import with_overrides
-    from workers import api
 
     config = with_overrides(load_project(config_path), {
         "search.trials": ("--trials", trials), "search.sampler": ("--sampler", sampler), "search.seed": ("--seed", seed),
     })
     store = open_store(store_url, config, create=True)
+    from workers import api  # Ray, torch, Optuna: only once the config and the store are known good
+
     api.connect(address or config.ray.address, num_cpus=config.ray.num_cpus)
     on_model = None if as_json else model_announcer(datetime.now(UTC))
     with model_bars(enabled=not as_json) as on_step:
@@ -67,12 +68,13 @@ def resume(
 ) -> None:
     """Continue a search that was killed: finished trials are kept, none is duplicated."""
     from dmo.errors import SearchError
-    from workers import api
 
     store = open_store(store_url, config)
     search = store.get_search(search_id)
     if search.status == "finished":
         raise SearchError(f"search {search_id} is already finished", hint=f"`dmo best --search {search_id}` shows its results")
+    from workers import api
+
     api.connect(address or search.config.ray.address, num_cpus=search.config.ray.num_cpus)
     finish(store, search, as_json=as_json)
 

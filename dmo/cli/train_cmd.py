@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,11 @@ from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, StoreUrlOpti
 from dmo.cli.progress import loop_bar
 
 app = typer.Typer(no_args_is_help=True)
+
+
+class Split(str, Enum):
+    dev = "dev"
+    test = "test"
 
 
 def _ensure(settings, store, spec, *, base=None, as_json: bool):
@@ -89,28 +95,28 @@ def mixture(
 
 
 def evaluate_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint directory.")],
+    checkpoint: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A checkpoint directory.")],
     config: ConfigOption = DEFAULT_CONFIG,
-    split: Annotated[str, typer.Option(help="dev | test")] = "dev",
+    split: Annotated[Split, typer.Option(help="Which split of every domain to score.")] = Split.dev,
     limit: Annotated[int | None, typer.Option(min=1, help="Samples per benchmark.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Score a checkpoint on every domain's benchmark (exact match and likelihood)."""
     from rich.table import Table
 
-    from dmo.data.prepared import prepare_data
+    from dmo.data.prepared import prepare_for_checkpoint
     from dmo.evaluation import benchmarks_for, evaluate
     from dmo.models.checkpoint import load_checkpoint
 
     settings = load_project(config)
     model = load_checkpoint(checkpoint)
-    data = prepare_data(settings)
-    result = evaluate(model, data, benchmarks_for(data.names, split), max_new_tokens=settings.evaluation.max_new_tokens,
+    data = prepare_for_checkpoint(settings, checkpoint, model.config)
+    result = evaluate(model, data, benchmarks_for(data.names, split.value), max_new_tokens=settings.evaluation.max_new_tokens,
                       batch_size=settings.evaluation.batch_size, limit=limit)
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(title=escape(f"{checkpoint} on {split}"))
+    table = Table(title=escape(f"{checkpoint} on {split.value}"))
     for column in ("benchmark", "exact match", "likelihood", "samples"):
         table.add_column(column, justify="right")
     for name, score in result.benchmarks.items():

@@ -23,13 +23,13 @@ def validate(
     """Spearman ρ, Kendall τ and top-1 regret of proxies vs mixture-trained models."""
     from rich.table import Table
 
+    store = open_store(store_url, config)
+    search = store.get_search(search_id)
     from dmo.fidelity.validate import summary_rows, validate_search
     from dmo.search.proxy import ProxyEvaluator
     from dmo.search.searches import proxy_source
     from workers import api
 
-    store = open_store(store_url, config)
-    search = store.get_search(search_id)
     settings = search.config
     base = store.get_model(search.snapshot.base_id)
     api.connect(address or settings.ray.address, num_cpus=settings.ray.num_cpus)

@@ -50,8 +50,12 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
 
 def _describe(error: ValidationError, node: yaml.Node | None, source: str) -> str:
     lines = []
-    for issue in error.errors():
+    issues = error.errors()
+    for issue in issues:
         loc = tuple(p for p in issue["loc"] if not _is_union_tag(p))
+        if issue["type"] == "too_short" and any(other["loc"][: len(issue["loc"])] == issue["loc"]
+                                                and len(other["loc"]) > len(issue["loc"]) for other in issues):
+            continue  # a list emptied by its own invalid items: those items are the news
         field = _dotted(loc) or "<root>"
         line = _line_of(node, loc)
         where = f"{source}:{line}" if line else source

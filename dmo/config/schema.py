@@ -17,6 +17,10 @@ from dmo.config import names
 from dmo.config.names import VISION_TOWER_PATTERN
 
 DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MAX_IMAGE_SIZE = 1024
+# Domains are generated and held in memory as uint8 images; past this the machine, not the
+# config, would say no (image_size 4096 with 3,500 samples asked for 89 GiB).
+MAX_IMAGE_BYTES = 4 << 30
 
 
 class Frozen(BaseModel):
@@ -111,7 +115,7 @@ class ModSettings(Frozen):
 class ModelSettings(Frozen):
     """A tiny LLaVA-shaped MoD MLLM, built from config (nothing is downloaded)."""
 
-    image_size: int = Field(32, ge=8)
+    image_size: int = Field(32, ge=8, le=MAX_IMAGE_SIZE)
     patch_size: int = Field(4, ge=1)
     vision_hidden_size: int = Field(64, ge=8)
     vision_layers: int = Field(2, ge=1)
@@ -134,6 +138,12 @@ class ModelSettings(Frozen):
             raise ValueError("vision_hidden_size must be a multiple of vision_heads")
         if self.mod.retention is not None and len(self.mod.retention) != self.num_layers:
             raise ValueError("mod.retention needs one value per decoder layer (num_layers)")
+        if self.num_image_tokens + 2 > self.max_position_embeddings:
+            raise ValueError(
+                f"{self.num_image_tokens} image tokens ((image_size / patch_size)²) leave no room for text in "
+                f"max_position_embeddings = {self.max_position_embeddings}; raise patch_size or "
+                "max_position_embeddings"
+            )
         return self
 
     @property
@@ -183,6 +193,10 @@ class TrainingStages(Frozen):
         None, description="Mixture-model SFT; defaults to the expert stage (same budget and schedule)."
     )
     threads: int = Field(1, ge=1, description="torch threads per training task.")
+    heartbeat_s: int = Field(
+        30, ge=1, description="A trainer beats its claim this often; silent for 3 beats, it is presumed dead "
+        "and another caller takes the training over."
+    )
 
     def mixture_stage(self) -> TrainingSettings:
         return self.mixture or self.expert
@@ -299,6 +313,18 @@ class DmoConfig(Frozen):
             if name in names[:index]:
                 raise ValueError(f"duplicate domain names: {name} (domains[{names.index(name)}] and domains[{index}])")
         return domains
+
+    @model_validator(mode="after")
+    def _images_fit_in_memory(self) -> DmoConfig:
+        samples = sum(d.sizes.train + d.sizes.dev + d.sizes.test for d in self.domains)
+        needed = samples * self.model.image_size**2 * 3
+        if needed > MAX_IMAGE_BYTES:
+            raise ValueError(
+                f"model.image_size {self.model.image_size} makes the {samples:,} samples of the domains take "
+                f"{needed / 2**30:.1f} GiB as images; at most {MAX_IMAGE_BYTES / 2**30:.0f} GiB fit: lower "
+                "image_size or the domains' sizes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _objective_weights_name_domains(self) -> DmoConfig:

@@ -8,6 +8,7 @@ from dmo.config.schema import DmoConfig, DomainSettings, JsonlSource
 from dmo.data.sample import SPLITS, DomainData
 from dmo.data.sharegpt import dataset_info_entry, read_jsonl, write_jsonl
 from dmo.data.synthetic import generate_splits
+from dmo.files import write_text
 
 
 def load_domain(settings: DomainSettings, *, seed: int, image_size: int) -> DomainData:
@@ -47,5 +48,5 @@ def write_domains(domains: dict[str, DomainData], out: Path) -> dict[str, dict]:
             rel = f"{name}/{split}.jsonl"
             write_jsonl(data.split(split), out / rel, image_dir=f"images/{split}")
             info[f"{name}_{split}"] = dataset_info_entry(rel)
-    (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "dataset_info.json", json.dumps(info, indent=2) + "\n", force=True)
     return info

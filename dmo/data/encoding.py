@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerFast
 
 from dmo.data.sample import Sample
 from dmo.data.tokenizer import IMAGE
+from dmo.errors import DataError
 
 IGNORE = -100
 
@@ -57,14 +58,47 @@ def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
 
 
-def encode_split(samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast, num_image_tokens: int) -> EncodedSplit:
+def encode_split(
+    samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast, num_image_tokens: int, *,
+    max_tokens: int | None = None,
+) -> EncodedSplit:
+    """Tokenize a split; with ``max_tokens``, a sample longer than the model's context is refused
+    naming its file and line — before tokenizing text that cannot fit, which could take minutes."""
     ids = TokenIds.of(tokenizer)
+    if max_tokens is not None:
+        _refuse_text_that_cannot_fit(samples, tokenizer, num_image_tokens, max_tokens)
     questions = tokenizer([s.question for s in samples], add_special_tokens=False)["input_ids"]
     answers = tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"]
-    return EncodedSplit(
+    split = EncodedSplit(
         pixel_values=images_to_tensor([s.image for s in samples]),
         prompts=[[ids.bos] + [ids.image] * num_image_tokens + q + [ids.sep] for q in questions],
         answers=[a + [ids.eos] for a in answers],
+    )
+    if max_tokens is not None:
+        for sample, prompt, answer in zip(samples, split.prompts, split.answers):
+            if len(prompt) + len(answer) > max_tokens:
+                _too_long(sample, f"{len(prompt) + len(answer)} tokens", num_image_tokens, max_tokens)
+    return split
+
+
+def _refuse_text_that_cannot_fit(samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast,
+                                 num_image_tokens: int, max_tokens: int) -> None:
+    # No token spans more bytes than the longest vocabulary entry, so text longer than this
+    # many bytes needs more tokens than the context holds, whatever it says.
+    longest = max((len(token.encode()) for token in tokenizer.get_vocab()), default=1)
+    limit = max(0, max_tokens - num_image_tokens) * longest
+    for sample in samples:
+        size = len(sample.question.encode()) + len(sample.answer.encode())
+        if size > limit:
+            _too_long(sample, f"{size:,} bytes of text", num_image_tokens, max_tokens)
+
+
+def _too_long(sample: Sample, length: str, num_image_tokens: int, max_tokens: int) -> None:
+    raise DataError(
+        f"sample {sample.uid!r} is too long: {length} with {num_image_tokens} image tokens, while the model "
+        f"reads at most {max_tokens} tokens (model.max_position_embeddings)",
+        where=sample.source or f"domain {sample.domain}",
+        hint="raise model.max_position_embeddings in the config, or shorten the sample",
     )
 
 

@@ -17,6 +17,7 @@ class Sample:
     image: np.ndarray  # (H, W, 3) uint8
     question: str
     answer: str
+    source: str | None = None  # where it came from, e.g. "train.jsonl:12", for error messages
 
     def content_key(self) -> bytes:
         """What makes two samples the same, whatever their uid: image, question, answer."""

@@ -12,8 +12,9 @@ Image paths are relative to the JSONL file's folder. The matching
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,8 +23,12 @@ from PIL import Image, UnidentifiedImageError
 
 from dmo.data.sample import Sample
 from dmo.errors import DataError
+from dmo.files import atomic_writer
 
 IMAGE_PLACEHOLDER = "<image>"
+SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# A ShareGPT line of a short-answer SFT sample is a few KB; anything near this is not a sample.
+MAX_LINE_CHARS = 1_000_000
 
 
 def dataset_info_entry(file_name: str) -> dict:
@@ -41,16 +46,35 @@ def dataset_info_entry(file_name: str) -> dict:
     }
 
 
-def write_jsonl(samples: Iterable[Sample], path: Path, *, image_dir: str) -> int:
-    """Write samples and their PNG images; the file appears only when complete."""
+def image_file_name(uid: str) -> str:
+    """A file name for a sample's image: its id when that is a plain name, else a hash of it.
+
+    Ids come from users' files; ``../../outside/evil`` or ``x/y`` must never become a path.
+    """
+    if SAFE_NAME.fullmatch(uid) and not uid.startswith("."):
+        return f"{uid}.png"
+    return f"id-{hashlib.sha256(uid.encode()).hexdigest()[:24]}.png"
+
+
+def write_jsonl(samples: Iterable[Sample], path: Path, *, image_dir: str, force: bool = True) -> int:
+    """Write samples and their PNG images; the file appears only when complete.
+
+    Image names come from :func:`image_file_name`, so two samples with one id would
+    share an image: ids must be unique in a file (``read_jsonl`` refuses duplicates).
+    """
     path = Path(path)
     images = path.parent / image_dir
     images.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as out:
+    seen: set[str] = set()
+    with atomic_writer(path, force=force) as out:
         for sample in samples:
-            rel = f"{image_dir}/{sample.uid}.png"
+            name = image_file_name(sample.uid)
+            if name in seen:
+                raise DataError(f"two samples share the id {sample.uid!r}", where=sample.source or str(path),
+                                hint="ids name image files: give every sample its own id")
+            seen.add(name)
+            rel = f"{image_dir}/{name}"
             Image.fromarray(sample.image).save(path.parent / rel, optimize=False)
             record = {
                 "id": sample.uid,
@@ -62,9 +86,6 @@ def write_jsonl(samples: Iterable[Sample], path: Path, *, image_dir: str) -> int
             }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
     return count
 
 
@@ -74,12 +95,22 @@ def read_jsonl(path: Path, *, domain: str, image_size: int | None = None) -> tup
     if not path.is_file():
         raise DataError("JSONL file not found", where=str(path))
     samples = []
+    first_line_of: dict[str, int] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            samples.append(_parse_line(line, where=where, base=path.parent, domain=domain, image_size=image_size, index=len(samples)))
+            if len(line) > MAX_LINE_CHARS:
+                raise DataError(f"line of {len(line):,} characters; a sample line holds at most {MAX_LINE_CHARS:,}",
+                                where=where, hint="a question this long cannot fit any model's context")
+            sample = _parse_line(line, where=where, base=path.parent, domain=domain, image_size=image_size,
+                                 index=len(samples))
+            if sample.uid in first_line_of:
+                raise DataError(f"id {sample.uid!r} is used twice (first on line {first_line_of[sample.uid]})",
+                                where=where, hint="give every sample of a file its own id")
+            first_line_of[sample.uid] = number
+            samples.append(sample)
     if not samples:
         raise DataError("no samples in file", where=str(path), hint="a domain needs at least one sample per split")
     return tuple(samples)
@@ -114,6 +145,7 @@ def _parse_line(line: str, *, where: str, base: Path, domain: str, image_size: i
         image=image,
         question=question.replace(IMAGE_PLACEHOLDER, "").strip(),
         answer=assistant["content"].strip(),
+        source=where,
     )
 
 

@@ -73,11 +73,14 @@ def evaluate(
 
 def _exact_matches(model, split: EncodedSplit, indices: list[int], pad: int, eos: int, max_new_tokens: int) -> int:
     batch = prompt_batch(split, indices, pad)
+    # A prompt near the end of the context leaves room for fewer new tokens (the answer itself
+    # fit when the data was encoded, so the score is unaffected).
+    room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
     generated = model.generate_greedy(
         batch["input_ids"],
         batch["pixel_values"],
         batch["attention_mask"],
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max(0, min(max_new_tokens, room)),
         eos_token_id=eos,
     ).tolist()
     hits = 0

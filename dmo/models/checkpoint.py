@@ -11,7 +11,6 @@ checkpoint from a shared cluster directory must not be able to run code.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -27,6 +26,7 @@ from safetensors.torch import load_file
 from transformers.utils import logging as hf_logging
 
 from dmo.errors import CheckpointError, ConfigError
+from dmo.files import file_mode, file_sha256, total_sha256, write_failure
 from dmo.models.configuration_mod_mllm import ModMLLMConfig
 from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
 
@@ -34,7 +34,6 @@ MANIFEST_NAME = "dmo_manifest.json"
 MANIFEST_FORMAT = 1
 # Formats that unpickle on load (torch.load, pickle): refused whatever their hash.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class Manifest:
 
     @classmethod
     def of(cls, files: Mapping[str, str]) -> Manifest:
-        return cls(dict(sorted(files.items())), _total_sha256(files))
+        return cls(dict(sorted(files.items())), total_sha256(files))
 
     def to_json(self) -> str:
         payload = {"format": MANIFEST_FORMAT, "files": dict(self.files), "total_sha256": self.total_sha256}
@@ -52,22 +51,6 @@ class Manifest:
 
 
 # --------------------------------------------------------------------------- hashing
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _total_sha256(files: Mapping[str, str]) -> str:
-    """One hash for the checkpoint: over sorted (name, file hash) pairs, so renames count too."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(f"{name}\0{files[name]}\n".encode())
-    return digest.hexdigest()
 
 
 def _content_files(directory: Path) -> list[str]:
@@ -82,13 +65,13 @@ def _content_files(directory: Path) -> list[str]:
 
 
 def _hash_directory(directory: Path) -> dict[str, str]:
-    return {name: _file_sha256(directory / name) for name in _content_files(directory)}
+    return {name: file_sha256(directory / name) for name in _content_files(directory)}
 
 
 def checkpoint_sha256(path: str | Path) -> str:
     """Fingerprint of a checkpoint's content (the manifest's total), computed from disk."""
     directory = _existing_directory(path)
-    return _total_sha256(_hash_directory(directory))
+    return total_sha256(_hash_directory(directory))
 
 
 # --------------------------------------------------------------------------- checks
@@ -136,7 +119,7 @@ def verify_checkpoint(path: str | Path) -> Manifest:
     """Check every file against the manifest; raise CheckpointError naming the first bad one."""
     directory = _existing_directory(path)
     manifest = read_manifest(directory)
-    if _total_sha256(manifest.files) != manifest.total_sha256:
+    if total_sha256(manifest.files) != manifest.total_sha256:
         raise CheckpointError(
             "manifest total does not match its file list", where=str(directory / MANIFEST_NAME)
         )
@@ -144,7 +127,7 @@ def verify_checkpoint(path: str | Path) -> Manifest:
     for name, expected in manifest.files.items():
         if name not in on_disk:
             raise CheckpointError("file listed in the manifest is missing", where=str(directory / name))
-        if _file_sha256(directory / name) != expected:
+        if file_sha256(directory / name) != expected:
             raise CheckpointError(
                 "sha256 does not match the manifest (corrupt, truncated or modified)",
                 where=str(directory / name),
@@ -168,14 +151,6 @@ def _quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def write_failure(error: BaseException) -> str:
-    """What went wrong in a failed write, e.g. ``File too large``, from OSError or safetensors."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    text = str(error)  # safetensors: "Error while serializing: I/O error: File too large (os error 27)"
-    return text.split("I/O error: ", 1)[-1] if "I/O error: " in text else text
 
 
 def _fsync_path(path: Path) -> None:
@@ -265,6 +240,10 @@ def save_checkpoint(
             else:
                 target.write_bytes(content)
         refuse_pickles(staged)
+        mode = file_mode()  # safetensors writes 0600; the checkpoint's files read like any other
+        for written in staged.rglob("*"):
+            if written.is_file():
+                os.chmod(written, mode)
         manifest = Manifest.of(_hash_directory(staged))
         (staged / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         _fsync_tree(staged)
@@ -360,5 +339,4 @@ __all__ = [
     "refuse_pickles",
     "save_checkpoint",
     "verify_checkpoint",
-    "write_failure",
 ]

@@ -8,10 +8,12 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "export_recipe": "dmo.recipes.export",
+        "ExportOptions": "dmo.recipes.export",
         "FORMATS": "dmo.recipes.export",
         "interleave_probs": "dmo.recipes.formats",
-        "llamafactory_yaml": "dmo.recipes.formats",
+        "llamafactory_recipe": "dmo.recipes.formats",
+        "RunLength": "dmo.recipes.formats",
     },
 )
 
-__all__ = ["export_recipe", "FORMATS", "interleave_probs", "llamafactory_yaml"]
+__all__ = ["export_recipe", "ExportOptions", "FORMATS", "interleave_probs", "llamafactory_recipe", "RunLength"]

@@ -1,17 +1,28 @@
-"""Recipe renderers: a mixture in the formats trainers read. Pure: text in, text out."""
+"""Recipe renderers: a mixture in the formats trainers read. Pure: values in, text out."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 import yaml
 
 from dmo.data.mixture import mixture_counts
+from dmo.recipes.selection import DomainShare
 
 PROB_DIGITS = 6
+# What LLaMA-Factory needs that a data recipe cannot know: the user's model and run.
+MODEL_KEYS = (
+    ("model_name_or_path", "/path/to/your/base/checkpoint"),
+    ("template", "the chat template of that model (e.g. qwen2_vl, llava)"),
+    ("stage", "sft"),
+    ("do_train", "true"),
+    ("finetuning_type", "lora (or full)"),
+    ("output_dir", "saves/dmo-recipe"),
+)
 
 
 def interleave_probs(weights: Sequence[float]) -> str:
@@ -23,24 +34,65 @@ def interleave_probs(weights: Sequence[float]) -> str:
     return text
 
 
-def llamafactory_yaml(
-    *, datasets: Sequence[str], weights: Sequence[float], budget: int, batch_size: int, header: str
-) -> str:
-    """A LLaMA-Factory training fragment: the mixture as `interleave_under` probabilities.
+@dataclass(frozen=True)
+class RunLength:
+    """How many optimiser steps make a budget of N samples on G GPUs with batch b and accumulation a."""
 
-    `interleave_under` stops when the first dataset runs out; `max_steps` caps
-    the run at the budget so every mixture sees the same number of samples.
+    budget: int
+    gpus: int
+    per_device_batch: int
+    grad_accum: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.gpus * self.per_device_batch * self.grad_accum
+
+    @property
+    def max_steps(self) -> int:
+        return math.ceil(self.budget / self.global_batch)
+
+    @property
+    def samples_seen(self) -> int:
+        return self.max_steps * self.global_batch
+
+    def describe(self) -> str:
+        text = (f"max_steps {self.max_steps} × global batch {self.global_batch} "
+                f"({self.gpus} GPU × {self.per_device_batch} per device × {self.grad_accum} accumulation)")
+        extra = self.samples_seen - self.budget
+        if extra:
+            text += f" = {self.samples_seen:,} samples: {extra} more than the budget, as the last step is a full batch"
+        return text
+
+
+def llamafactory_recipe(
+    *, dataset_dir: str, datasets: Sequence[str], shares_: Sequence[DomainShare], run: RunLength,
+    strategy: str, header: Sequence[str], run_command: str,
+) -> str:
+    """A LLaMA-Factory training YAML: the data keys, and a header naming the keys to add.
+
+    ``exact`` (default): each domain's file holds exactly its share, ``mix_strategy: concat``.
+    ``interleave``: the reference study's ``interleave_under`` with ``interleave_probs``, where
+    the mixture holds only in expectation and stops when the first dataset runs out.
     """
-    fragment = {
-        "dataset": ",".join(datasets),
-        "mix_strategy": "interleave_under",
-        "interleave_probs": interleave_probs(weights),
-        "per_device_train_batch_size": batch_size,
-        "max_steps": math.ceil(budget / batch_size),
+    keys: dict[str, object] = {"dataset_dir": dataset_dir, "dataset": ",".join(datasets)}
+    if strategy == "interleave":
+        keys |= {"mix_strategy": "interleave_under", "interleave_probs": interleave_probs([s.weight for s in shares_])}
+    else:
+        keys |= {"mix_strategy": "concat"}
+    keys |= {
+        "per_device_train_batch_size": run.per_device_batch,
+        "gradient_accumulation_steps": run.grad_accum,
+        "max_steps": run.max_steps,
     }
-    body = yaml.safe_dump(fragment, sort_keys=False)
-    return "".join(f"# {line}\n" for line in header.splitlines()) + body
+    lines = [*header, "", "Before training, add the keys of your model and run, for example:"]
+    lines += [f"  {key}: {value}" for key, value in MODEL_KEYS]
+    lines += ["  cutoff_len: 2048  # raise it for long samples", "", f"Then: {run_command}"]
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in lines)
+    return comment + yaml.safe_dump(keys, sort_keys=False)
 
 
 def json_recipe(payload: dict) -> str:
     return json.dumps(payload, indent=2, sort_keys=False) + "\n"
+
+
+__all__ = ["MODEL_KEYS", "RunLength", "interleave_probs", "json_recipe", "llamafactory_recipe"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,14 +101,10 @@ def efficiency_settings(model_config: ModMLLMConfig) -> dict:
     }
 
 
-def initial_model(config: DmoConfig, data: PreparedData, init: Path | None, seed: int) -> ModMLLMForCausalLM:
-    if init is not None:
-        return load_checkpoint(init)
-    import torch
-
-    torch.manual_seed(seed)
+def model_config(config: DmoConfig, data: PreparedData) -> ModMLLMConfig:
+    """The model config of a project, with the token ids of its tokenizer."""
     ids = data.token_ids
-    model_config = ModMLLMConfig.from_settings(
+    return ModMLLMConfig.from_settings(
         config.model,
         vocab_size=len(data.tokenizer),
         image_token_id=ids.image,
@@ -114,7 +112,15 @@ def initial_model(config: DmoConfig, data: PreparedData, init: Path | None, seed
         bos_token_id=ids.bos,
         eos_token_id=ids.eos,
     )
-    return ModMLLMForCausalLM(model_config)
+
+
+def initial_model(config: DmoConfig, data: PreparedData, init: Path | None, seed: int) -> ModMLLMForCausalLM:
+    if init is not None:
+        return load_checkpoint(init)
+    import torch
+
+    torch.manual_seed(seed)
+    return ModMLLMForCausalLM(model_config(config, data))
 
 
 def ensure_model(
@@ -126,56 +132,109 @@ def ensure_model(
     data: PreparedData | None = None,
     on_step: OnStep | None = None,
 ) -> ModelRecord:
-    """The finished model for `spec`: from the store when cached, else trained now."""
+    """The finished model for `spec`: from the store when cached, else trained now, once.
+
+    Training is claimed in the store: a second caller (another search, another
+    process or Ray node) waits for the trainer that holds the claim and reuses
+    its model; it takes the claim over only when that trainer's heartbeat has
+    gone stale (it died), and then resumes from its resumable checkpoint.
+    """
     data = data or prepare_data(config)
     if spec.kind != "base" and base is None:
         raise ValueError(f"a {spec.kind} model starts from a base model")
     init = Path(base.checkpoint_uri) if base is not None else None
     key = cache_key(config, spec, data, base.checkpoint_sha256 if base is not None else None)
-    cached = store.find_model(key)
-    if cached is not None and cached.checkpoint_uri and Path(cached.checkpoint_uri).is_dir():
-        if checkpoint_sha256(Path(cached.checkpoint_uri)) == cached.checkpoint_sha256:
-            return cached
-
-    model = initial_model(config, data, init, seed=config.project.seed)
     settings = stage_settings(config, spec.kind)
-    record = store.start_model(
-        kind=spec.kind,
-        config_hash=key,
-        domain=spec.domain,
-        base_id=base.id if base is not None else None,
-        training={"settings": settings.model_dump(mode="json"), "weights": spec.mixture.as_dict(), "seed": config.project.seed},
-        finetune=settings.finetune,
-        efficiency=efficiency_settings(model.config),
-    )
+    for name, weight in zip(data.names, spec.mixture.weights):
+        if weight > 0:
+            data.encoded(name, "train")  # a sample that cannot fit the model is refused before any claim
+    heartbeat_s = config.training.heartbeat_s
+    claim = uuid.uuid4().hex
+    while True:
+        cached = store.find_model(key)
+        if cached is not None and _intact(cached):
+            return cached
+        record = store.start_model(
+            kind=spec.kind,
+            config_hash=key,
+            domain=spec.domain,
+            base_id=base.id if base is not None else None,
+            training={"settings": settings.model_dump(mode="json"), "weights": spec.mixture.as_dict(),
+                      "seed": config.project.seed},
+            finetune=settings.finetune,
+            efficiency=efficiency_settings(model_config(config, data)),
+            claim=claim,
+            stale_after_s=STALE_HEARTBEATS * heartbeat_s,
+            retrain=cached is not None,  # finished, but its checkpoint is gone or changed
+        )
+        if record.claim_token == claim:
+            break
+        time.sleep(min(float(heartbeat_s), 5.0))  # another trainer holds it: wait for its model
+
     out_dir = config.project.workdir / "models" / f"{spec.name}-{key[:12]}"
     started = time.perf_counter()
-    try:
-        run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
-        result = train(run, model, data, out_dir, on_step=on_step)
-        trained = load_checkpoint(out_dir)
-        dev = evaluate(
-            trained,
-            data,
-            benchmarks_for(data.names, "dev"),
-            max_new_tokens=config.evaluation.max_new_tokens,
-            batch_size=config.evaluation.batch_size,
-            limit=config.evaluation.dev_limit,
+    with Heartbeat(store, record.id, claim, every_s=heartbeat_s):
+        try:
+            model = initial_model(config, data, init, seed=config.project.seed)
+            run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
+            result = train(run, model, data, out_dir, on_step=on_step)
+            dev = evaluate(
+                load_checkpoint(out_dir),
+                data,
+                benchmarks_for(data.names, "dev"),
+                max_new_tokens=config.evaluation.max_new_tokens,
+                batch_size=config.evaluation.batch_size,
+                limit=config.evaluation.dev_limit,
+            )
+        except BaseException as error:
+            store.fail_model(record.id, f"{type(error).__name__}: {error}", claim=claim)
+            raise
+        return store.finish_model(
+            record.id,
+            checkpoint_uri=str(out_dir.resolve()),
+            checkpoint_sha256=result.sha256,
+            metrics={
+                "final_loss": result.final_loss,
+                "train_seconds": result.seconds,
+                "samples_per_second": result.samples_per_second,
+                "resumed_from_step": result.resumed_from_step,
+                "loss_curve": [list(point) for point in result.loss_curve],
+                "dev": dev.to_dict(),
+            },
+            duration_s=time.perf_counter() - started,
+            claim=claim,
         )
-    except BaseException as error:
-        store.fail_model(record.id, f"{type(error).__name__}: {error}")
-        raise
-    return store.finish_model(
-        record.id,
-        checkpoint_uri=str(out_dir.resolve()),
-        checkpoint_sha256=result.sha256,
-        metrics={
-            "final_loss": result.final_loss,
-            "train_seconds": result.seconds,
-            "samples_per_second": result.samples_per_second,
-            "resumed_from_step": result.resumed_from_step,
-            "loss_curve": [list(point) for point in result.loss_curve],
-            "dev": dev.to_dict(),
-        },
-        duration_s=time.perf_counter() - started,
-    )
+
+
+# A trainer silent for this many heartbeats is presumed dead and its claim is taken over.
+STALE_HEARTBEATS = 3
+
+
+def _intact(record: ModelRecord) -> bool:
+    directory = Path(record.checkpoint_uri) if record.checkpoint_uri else None
+    return directory is not None and directory.is_dir() and checkpoint_sha256(directory) == record.checkpoint_sha256
+
+
+class Heartbeat:
+    """Beats a model's claim every ``every_s`` seconds from a daemon thread while its block runs."""
+
+    def __init__(self, store: Store, model_id: int, claim: str, *, every_s: float):
+        self.store, self.model_id, self.claim, self.every_s = store, model_id, claim, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-model-{model_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                if not self.store.beat_model(self.model_id, self.claim):
+                    return  # taken over: finish_model will refuse this trainer's result
+            except Exception:  # a store outage: the next beat tries again
+                continue
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

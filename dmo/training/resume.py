@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dmo.errors import CheckpointError
-from dmo.models.checkpoint import write_failure
+from dmo.files import write_failure
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 import optuna
 import pytest
@@ -53,6 +55,25 @@ def test_dashboard_and_optuna_dashboard_share_the_store_and_stop_on_ctrl_c(tmp_p
         with urllib.request.urlopen(f"{optuna_url}/api/studies", timeout=10) as reply:
             studies = json.loads(reply.read())["study_summaries"]
         assert [s["study_name"] for s in studies] == ["dmo-side-by-side"]
+        # read-only: the database refuses optuna-dashboard's writes, so nothing is deleted
+        delete = urllib.request.Request(f"{optuna_url}/api/studies/{studies[0]['study_id']}", method="DELETE")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(delete, timeout=10)
+        assert refused.value.code >= 400
+        assert optuna.get_all_study_names(storage=url) == ["dmo-side-by-side"]
+        # the store URL travels in the children's environment, never on a command line ps shows
+        children = [cmd for cmd in _command_lines() if "optuna_server" in cmd or "streamlit" in cmd]
+        assert len(children) == 2 and not [cmd for cmd in children if str(tmp_path) in cmd]
     assert f"dmo dashboard: http://127.0.0.1:{port}" in dashboard.output
     assert f"optuna-dashboard: http://127.0.0.1:{port + 1}" in dashboard.output
     assert not listening(port) and not listening(port + 1)  # both stopped
+
+
+def _command_lines() -> list[str]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        try:
+            lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return lines

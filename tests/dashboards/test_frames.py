@@ -93,6 +93,8 @@ def model(
         metrics=metrics or {},
         error=error,
         attempts=1,
+        claim_token=None,
+        heartbeat_at=None,
         created_at=NOW,
         started_at=NOW,
         finished_at=None,

@@ -134,6 +134,9 @@ def test_search_picker_defaults_to_the_newest_and_warns_on_an_unknown_id(run_pag
     app = run_page(SEARCH, seeded.url, search="99")
     assert app.selectbox[0].value == seeded.pareto
     assert any("No search with id '99'" in w for w in texts(app.warning))
+    for odd in ("²", "abc", "-1", " 7 "):  # what int() or str.isdigit() would stumble on
+        app = run_page(SEARCH, seeded.url, search=odd)
+        assert not app.exception and app.selectbox[0].value == seeded.pareto, odd
     app.selectbox[0].set_value(seeded.live).run()
     assert texts(app.subheader)[0] == f"{seeded.live} · live"
     assert app.query_params["search"] == str(seeded.live)

@@ -1,19 +1,26 @@
+"""Recipes: exact mixtures in a directory LLaMA-Factory reads as it stands, JSON, mergekit, JSONL.
+
+LLaMA-Factory itself reading these recipes is tests/recipes/test_llamafactory.py.
+"""
+
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import stat
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 
-from dmo.data import read_jsonl
-from dmo.errors import DmoError
-from dmo.recipes import export_recipe, interleave_probs
-
-
-
+from dmo.errors import DataError, DmoError
+from dmo.files import tree_sha256
+from dmo.recipes import ExportOptions, RunLength, export_recipe, interleave_probs
+from dmo.recipes.selection import domain_order, interleaved_domains, shares
 
 
 @pytest.mark.parametrize("weights", [[1 / 3] * 3, [0.1, 0.2, 0.7], [0.123456789, 0.5, 0.376543211], [1.0, 0.0]])
@@ -25,68 +32,151 @@ def test_interleave_probs_sum_exactly_to_one(weights):
     assert all(abs(float(p) - w) <= 1e-6 for p, w in zip(parts, weights))
 
 
-def test_llamafactory_recipe(tmp_path, tiny_config, tiny_store, finished_search):
+def test_max_steps_count_every_gpu_and_accumulation_and_say_the_rounding():
+    run = RunLength(budget=2000, gpus=8, per_device_batch=4, grad_accum=2)
+    assert (run.global_batch, run.max_steps, run.samples_seen) == (64, 32, 2048)
+    assert "48 more than the budget" in run.describe()
+    exact = RunLength(budget=2048, gpus=8, per_device_batch=4, grad_accum=2)
+    assert exact.max_steps == 32 and "more than" not in exact.describe()
+
+
+def test_a_domain_order_is_distinct_while_it_can_be_and_even_when_it_repeats():
+    assert sorted(domain_order(10, 10, seed=1)) == list(range(10))
+    assert len(set(domain_order(10, 7, seed=1))) == 7
+    uses = Counter(domain_order(10, 25, seed=1))
+    assert set(uses) == set(range(10)) and set(uses.values()) == {2, 3}
+
+
+def test_interleaving_keeps_exact_counts_and_mixes_domains():
+    order = list(interleaved_domains([3, 50_000, 7], seed=0))
+    assert Counter(order) == {0: 3, 1: 50_000, 2: 7}
+    first_half = Counter(order[: len(order) // 2])
+    assert 20_000 < first_half[1] < 30_000  # spread over the file, not one domain after another
+
+
+def _lf(search, store, out, *, budget=300, force=False, **options):
+    return export_recipe(store, search.id, fmt="llamafactory", out=out,
+                         options=ExportOptions(budget=budget, **options), force=force)
+
+
+def _jsonl_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_llamafactory_recipe_directory_holds_exact_counts_of_distinct_samples(tmp_path, tiny_store, finished_search):
     search, _ = finished_search
-    path = Path(export_recipe(tiny_store, search.id, fmt="llamafactory", budget=1000, out=tmp_path / "train.yaml").path)
-    recipe = yaml.safe_load(path.read_text())
-    assert recipe["mix_strategy"] == "interleave_under"
-    datasets = recipe["dataset"].split(",")
-    probs = [float(p) for p in recipe["interleave_probs"].split(",")]
-    assert len(probs) == len(datasets) == 3
-    assert sum(Decimal(p) for p in recipe["interleave_probs"].split(",")) == 1
+    out = tmp_path / "recipe"
+    result = _lf(search, tiny_store, out, budget=300, gpus=2, per_device_batch=4, grad_accum=3)
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     best = tiny_store.best_trials(search.id, top_k=1)[0]
+    counts = {s.domain: s.count for s in shares(search.domains, [best.weights[d] for d in search.domains], 300,
+                                                 [256] * 3)}
+    assert sum(counts.values()) == 300 and {s.domain: s.count for s in result.shares} == counts
+    assert recipe["mix_strategy"] == "concat" and "interleave_probs" not in recipe
+    assert recipe["dataset_dir"] == str(out.resolve())
+    assert (recipe["per_device_train_batch_size"], recipe["gradient_accumulation_steps"], recipe["max_steps"]) == (4, 3, 13)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert recipe["dataset"].split(",") == [f"dmo_{d}" for d in search.domains] == list(info)
+    for domain in search.domains:
+        lines = _jsonl_lines(out / info[f"dmo_{domain}"]["file_name"])
+        assert len(lines) == counts[domain]
+        assert len({line["id"] for line in lines}) == min(counts[domain], 256)  # distinct while there are enough
+        assert all((out / image).is_file() for line in lines for image in line["images"])  # media_dir = dataset_dir
+    header = (out / "recipe.yaml").read_text().split("dataset_dir")[0]
+    for key in ("model_name_or_path", "template", "stage", "do_train", "finetuning_type", "output_dir"):
+        assert f"#   {key}:" in header
+    assert f"llamafactory-cli train {out.resolve() / 'recipe.yaml'}" in header
+    assert result.record.sha256 == tree_sha256(out)
+
+
+def test_a_domain_smaller_than_its_share_repeats_and_is_named(tmp_path, tiny_store, finished_search):
+    search, _ = finished_search
+    result = _lf(search, tiny_store, tmp_path / "big", budget=2000)
+    repeated = [s for s in result.shares if s.repeated]
+    assert repeated and all(s.count > 256 for s in repeated)
+    assert all(s.domain in " ".join(result.notes) for s in repeated)
+    for share in repeated:
+        ids = Counter(line["id"] for line in _jsonl_lines(tmp_path / "big" / "data" / f"{share.domain}.jsonl"))
+        assert len(ids) == 256 and max(ids.values()) - min(ids.values()) <= 1
+
+
+def test_interleave_strategy_is_the_reference_study_s(tmp_path, tiny_store, finished_search):
+    search, _ = finished_search
+    out = tmp_path / "interleave"
+    _lf(search, tiny_store, out, strategy="interleave")
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    best = tiny_store.best_trials(search.id, top_k=1)[0]
+    assert recipe["mix_strategy"] == "interleave_under"
+    probs = [float(p) for p in recipe["interleave_probs"].split(",")]
     assert probs == pytest.approx([best.weights[d] for d in search.domains], abs=1e-6)
-    info = json.loads((tmp_path / "dataset_info.json").read_text())
-    for name in datasets:
-        assert (tmp_path / info[name]["file_name"]).is_file()
-        assert info[name]["formatting"] == "sharegpt"
-    assert recipe["max_steps"] * recipe["per_device_train_batch_size"] >= 1000
+    assert all(len(_jsonl_lines(out / "data" / f"{d}.jsonl")) == 256 for d in search.domains)  # whole domains
 
 
-def test_json_recipe_counts_sum_to_budget(tmp_path, tiny_config, tiny_store, finished_search):
+def test_an_existing_dataset_info_is_merged_and_the_user_s_entries_kept(tmp_path, tiny_store, finished_search):
     search, _ = finished_search
-    recipe_row = export_recipe(tiny_store, search.id, fmt="json", budget=1001, out=tmp_path / "m.json")
-    path = Path(recipe_row.path)
-    recipe = json.loads(path.read_text())
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"my_data": {"file_name": "my.jsonl", "formatting": "sharegpt"}}
+    (out / "dataset_info.json").write_text(json.dumps(mine))
+    (out / "notes.txt").write_text("keep me")
+    _lf(search, tiny_store, out)
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["my_data"] == mine["my_data"] and len(info) == 1 + len(search.domains)
+    assert (out / "notes.txt").read_text() == "keep me"
+    with pytest.raises(DataError, match="already holds a recipe"):
+        _lf(search, tiny_store, out)  # a second export needs --force ...
+    _lf(search, tiny_store, out, force=True, budget=120)  # ... and keeps the user's entry
+    assert json.loads((out / "dataset_info.json").read_text())["my_data"] == mine["my_data"]
+    assert sum(len(_jsonl_lines(p)) for p in (out / "data").glob("*.jsonl")) == 120
+
+
+def test_relative_recipes_can_be_moved(tmp_path, tiny_store, finished_search):
+    search, _ = finished_search
+    _lf(search, tiny_store, tmp_path / "a" / "recipe", relative=True)
+    os.rename(tmp_path / "a" / "recipe", tmp_path / "moved")
+    recipe = yaml.safe_load((tmp_path / "moved" / "recipe.yaml").read_text())
+    assert recipe["dataset_dir"] == "."
+    for path in (tmp_path / "moved" / "data").glob("*.jsonl"):
+        assert all((tmp_path / "moved" / image).is_file() for line in _jsonl_lines(path) for image in line["images"])
+
+
+def test_json_recipe_counts_sum_to_budget(tmp_path, tiny_store, finished_search):
+    search, _ = finished_search
+    result = export_recipe(tiny_store, search.id, fmt="json", out=tmp_path / "m.json", options=ExportOptions(budget=1001))
+    recipe = json.loads((tmp_path / "m.json").read_text())
     assert sum(recipe["counts"].values()) == 1001
-    assert recipe["provenance"]["search_id"] == search.id
-    assert len(recipe["provenance"]["experts"]) == 3
+    assert recipe["provenance"]["search_id"] == search.id and recipe["provenance"]["metric"] == search.metric
     assert all("flops_ratio" in e["efficiency"] for e in recipe["provenance"]["experts"])
-    assert recipe_row.search_id == search.id and recipe_row.budget == 1001
-    assert recipe_row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.record.budget == 1001
+    assert result.record.sha256 == hashlib.sha256((tmp_path / "m.json").read_bytes()).hexdigest()
 
 
-def test_jsonl_mixture_has_the_counts_it_claims(tmp_path, tiny_config, tiny_store, finished_search):
-    search, _ = finished_search
-    counts = json.loads(Path(export_recipe(tiny_store, search.id, fmt="json", budget=300, out=tmp_path / "m.json").path).read_text())["counts"]
-    path = Path(export_recipe(tiny_store, search.id, fmt="jsonl", budget=300, out=tmp_path / "mix.jsonl").path)
-    questions = {d: {s.question for s in tiny_config_domain(tiny_config, d)} for d in search.domains}
-    samples = read_jsonl(path, domain="mix")
-    assert len(samples) == 300
-    got = {d: sum(s.question in questions[d] for s in samples) for d in search.domains}
-    assert got == counts
-
-
-def tiny_config_domain(config, name):
+def test_jsonl_mixture_has_the_counts_it_claims_and_its_dataset_info(tmp_path, tiny_config, tiny_store, finished_search):
     from dmo.data import load_domains
 
-    return load_domains(config)[name].train
+    search, _ = finished_search
+    out = tmp_path / "mix"
+    result = export_recipe(tiny_store, search.id, fmt="jsonl", out=out, options=ExportOptions(budget=300))
+    info = json.loads((out / "dataset_info.json").read_text())
+    lines = _jsonl_lines(out / info["dmo_mixture"]["file_name"])
+    domains = load_domains(tiny_config)
+    domain_of = {s.uid: d for d in search.domains for s in domains[d].train}
+    assert Counter(domain_of[line["id"]] for line in lines) == {s.domain: s.count for s in result.shares}
+    assert all((out / image).is_file() for line in lines for image in line["images"])
 
 
-def test_mergekit_recipe_reproduces_the_proxy(tmp_path, tiny_config, tiny_store, finished_search):
-
-    from dmo.models.checkpoint import read_state_dict
-
-    search, evaluator = finished_search
-    path = Path(export_recipe(tiny_store, search.id, fmt="mergekit", budget=10, out=tmp_path / "proxy.yml").path)
+def test_mergekit_recipe_reproduces_the_proxy(tmp_path, tiny_store, finished_search):
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
     from dmo.models.auto import register_auto
 
+    search, evaluator = finished_search
+    export_recipe(tiny_store, search.id, fmt="mergekit", out=tmp_path / "proxy.yml", options=ExportOptions(budget=10))
     register_auto()
-    run_merge(MergeConfiguration.model_validate(yaml.safe_load(path.read_text())), str(tmp_path / "out"), options=MergeOptions(device="cpu", copy_tokenizer=False))
-    merged = read_state_dict(tmp_path / "out", verify=False) if (tmp_path / "out" / "dmo_manifest.json").exists() else _load_plain(tmp_path / "out")
+    run_merge(MergeConfiguration.model_validate(yaml.safe_load((tmp_path / "proxy.yml").read_text())),
+              str(tmp_path / "out"), options=MergeOptions(device="cpu", copy_tokenizer=False))
+    merged = _load_plain(tmp_path / "out")
     best = tiny_store.best_trials(search.id, top_k=1)[0]
     ours = evaluator.bank.merged_state_dict([best.weights[d] for d in search.domains], evaluator.method)
     assert set(ours) <= set(merged)
@@ -102,10 +192,30 @@ def _load_plain(folder):
     return tensors
 
 
-def test_existing_output_needs_force(tmp_path, tiny_config, tiny_store, finished_search):
+def test_existing_output_needs_force(tmp_path, tiny_store, finished_search):
     search, _ = finished_search
     out = tmp_path / "m.json"
     out.write_text("keep me")
     with pytest.raises(DmoError, match="exists"):
-        export_recipe(tiny_store, search.id, fmt="json", budget=10, out=out)
+        export_recipe(tiny_store, search.id, fmt="json", out=out, options=ExportOptions(budget=10))
     assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "symlink"])
+@pytest.mark.parametrize("fmt", ["json", "llamafactory"])
+def test_a_target_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path, tiny_store, finished_search, kind, fmt):
+    search, _ = finished_search
+    target = tmp_path / "target"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "socket":
+        holder = socket.socket(socket.AF_UNIX)
+        holder.bind(str(target))
+    else:
+        (tmp_path / "real").write_text("x")
+        target.symlink_to(tmp_path / "real")
+    with pytest.raises(DataError, match=f"is a {'symbolic link' if kind == 'symlink' else kind.upper() if kind == 'fifo' else kind}"):
+        export_recipe(tiny_store, search.id, fmt=fmt, out=target, options=ExportOptions(budget=10), force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["target", *(["real"] if kind == "symlink" else [])])
+    still = {"fifo": stat.S_ISFIFO, "socket": stat.S_ISSOCK, "symlink": stat.S_ISLNK}[kind]
+    assert still(os.lstat(target).st_mode)  # still there, still what it was

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
+import yaml
 from pg_support import fresh_database
-from reliability_support import Project, small_project, write_yaml
+from reliability_support import REPO, Project, Result, small_project, write_yaml
+from search_support import mixture, search_row
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -74,3 +75,49 @@ def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards (skips, or fails in CI, without a server)."""
     with fresh_database("dmo_t_rel") as url:
         yield url
+
+
+@pytest.fixture()
+def dmo(capsys, monkeypatch):
+    """Run `dmo ARGS...` through the CLI's own entry point; return exit code and output."""
+    from dmo.cli.main import main
+
+    def run(*args: str | Path) -> Result:
+        monkeypatch.setattr(sys, "argv", ["dmo", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture()
+def tiny_yaml(tmp_path) -> Path:
+    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data["project"]["workdir"] = str(tmp_path / "workdir")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture()
+def searched_store(tmp_path) -> str:
+    from storage import Store
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with Store.open(url) as store:
+        experts = [store.start_model(kind="expert", config_hash=f"h{d}", domain=d, base_id=None, training={}, finetune="full",
+                                     efficiency={}).id for d in ("general", "ocr", "counting")]
+        from dmo.config import load_config
+
+        config = load_config(REPO / "configs" / "tiny.yaml")
+        search = search_row(store, config, study_name="st", expert_ids=tuple(experts), with_study=False)
+        store.record_trial(search_id=search.id, number=0, mixture=mixture(general=0.5, ocr=0.25, counting=0.25),
+                           merge_method="task_arithmetic", params={}, scores={"general": 1.0}, objective=[1.0],
+                           state="complete", duration_s=1.0)
+    return url

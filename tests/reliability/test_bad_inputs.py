@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,56 +21,9 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from reliability_support import REPO
-from search_support import mixture, search_row
-
-from dmo.config import load_config
+from reliability_support import REPO, Result
 
 ROOTS = ("dmo", "workers", "storage")
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def refused(self, *fragments: str, code: int = 2) -> None:
-        """Exited with `code`, no traceback, and stderr names every fragment."""
-        text = self.out + self.err
-        assert self.code == code, f"exit {self.code}:\n{text[-2000:]}"
-        assert "Traceback" not in text
-        flat = " ".join(self.err.split())  # rich may wrap long lines
-        for fragment in fragments:
-            assert fragment in flat, f"{fragment!r} not in:\n{self.err}"
-
-
-@pytest.fixture()
-def dmo(capsys, monkeypatch):
-    """Run `dmo ARGS...` through the CLI's own entry point; return exit code and output."""
-    from dmo.cli.main import main
-
-    def run(*args: str | Path) -> Result:
-        monkeypatch.setattr(sys, "argv", ["dmo", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
-
-
-@pytest.fixture()
-def tiny_yaml(tmp_path) -> Path:
-    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    data["project"]["workdir"] = str(tmp_path / "workdir")
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 # --------------------------------------------------------------------------- weights
@@ -301,22 +253,6 @@ def test_every_torch_load_is_weights_only():
 
 
 # --------------------------------------------------------------------------- export and store
-
-
-@pytest.fixture()
-def searched_store(tmp_path) -> str:
-    from storage import Store
-
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    with Store.open(url) as store:
-        experts = [store.start_model(kind="expert", config_hash=f"h{d}", domain=d, base_id=None, training={}, finetune="full",
-                                     efficiency={}).id for d in ("general", "ocr", "counting")]
-        config = load_config(REPO / "configs" / "tiny.yaml")
-        search = search_row(store, config, study_name="st", expert_ids=tuple(experts), with_study=False)
-        store.record_trial(search_id=search.id, number=0, mixture=mixture(general=0.5, ocr=0.25, counting=0.25),
-                           merge_method="task_arithmetic", params={}, scores={"general": 1.0}, objective=[1.0],
-                           state="complete", duration_s=1.0)
-    return url
 
 
 def test_export_to_an_existing_path_needs_force(dmo, searched_store, tiny_yaml, tmp_path):

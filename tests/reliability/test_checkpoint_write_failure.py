@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from reliability_support import small_project, write_yaml
 
 pytestmark = pytest.mark.slow

@@ -25,12 +25,12 @@ WAIT_S = 300
 
 def _one_search(url: str, config_json: str, base_id: int, expert_ids: list[int], start, index: int) -> None:
     import torch
+    from search_support import configured
 
     from dmo.config import DmoConfig
     from dmo.search.pool import LocalPool
     from dmo.search.proxy import ProxyEvaluator
     from dmo.search.searches import create_search, proxy_source, run_search
-    from search_support import configured
 
     torch.set_num_threads(1)
     config = DmoConfig.model_validate_json(config_json)
@@ -45,9 +45,10 @@ def _one_search(url: str, config_json: str, base_id: int, expert_ids: list[int],
 
 
 def test_four_searches_at_once_lose_and_duplicate_no_trial(pg_url, tmp_path):
+    from reliability_support import small_project, write_yaml
+
     from dmo.config import load_config
     from dmo.training.jobs import base_spec, ensure_model, expert_spec
-    from reliability_support import small_project, write_yaml
 
     project = small_project(tmp_path / "wd")
     project["evaluation"]["dev_limit"] = 4  # the store is under load here, not the proxies

@@ -14,11 +14,11 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from reliability_support import TcpProxy
+from search_support import project_config, search_row
 from sqlalchemy.engine import make_url
 
 from dmo.errors import StoreError
-from reliability_support import TcpProxy
-from search_support import project_config, search_row
 from storage import Store
 
 pytestmark = pytest.mark.postgres

@@ -17,8 +17,8 @@ import time
 
 import pytest
 import yaml
-
 from reliability_support import end_session
+
 from storage import Store
 
 pytestmark = pytest.mark.slow

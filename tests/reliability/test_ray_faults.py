@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from reliability_support import cpu_seconds, holders_of, small_project, write_yaml
 
 pytestmark = pytest.mark.slow
@@ -77,9 +76,9 @@ def test_killed_training_worker_is_retried_and_resumes_from_its_checkpoint(tmp_p
 
 def test_killed_evaluator_is_restarted_and_its_trial_retried(trained_project, local_ray):
     import ray
+    from search_support import configured
 
     from dmo.search.searches import create_search, proxy_source, run_search
-    from search_support import configured
     from dmo.training.jobs import base_spec, ensure_model, expert_spec
     from storage import Store
     from workers.evaluators import RayPool

@@ -251,3 +251,28 @@ def test_records_serialise_to_json(store: Store, make_search: MakeSearch) -> Non
     data = to_json(search)
     assert data["domains"] == ["a", "b", "c"] and isinstance(data["created_at"], str)
     assert data["created_at"].endswith("+00:00")
+
+
+# --------------------------------------------------------------------------- training claims
+
+
+def test_a_model_is_claimed_by_one_trainer_and_taken_over_only_when_it_goes_silent(store: Store) -> None:
+    first = _model(store, "claimed", claim="A", stale_after_s=60)
+    assert first.claim_token == "A" and first.heartbeat_at is not None
+    second = _model(store, "claimed", claim="B", stale_after_s=60)
+    assert second.claim_token == "A" and second.attempts == 1  # B must wait for A
+    assert store.beat_model(first.id, "A") and not store.beat_model(first.id, "B")
+    taken = _model(store, "claimed", claim="B", stale_after_s=0.0)  # A went silent
+    assert (taken.claim_token, taken.attempts) == ("B", 2)
+    assert not store.beat_model(first.id, "A")  # A learns it lost the claim
+    with pytest.raises(StoreError, match="being trained by another process"):
+        store.finish_model(first.id, checkpoint_uri="/a", checkpoint_sha256="a" * 64, metrics={},
+                           duration_s=1.0, claim="A")
+    store.fail_model(first.id, "A's late failure", claim="A")  # ignored: not A's any more
+    assert store.get_model(first.id).status == "running"
+    done = store.finish_model(first.id, checkpoint_uri="/b", checkpoint_sha256="b" * 64, metrics={},
+                              duration_s=1.0, claim="B")
+    assert done.status == "finished" and done.checkpoint_uri == "/b"
+    assert _model(store, "claimed", claim="C", stale_after_s=0.0).claim_token == "B"  # finished: kept
+    again = _model(store, "claimed", claim="C", retrain=True)  # its checkpoint is gone: train again
+    assert (again.status, again.claim_token, again.attempts) == ("running", "C", 3)

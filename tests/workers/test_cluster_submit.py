@@ -70,3 +70,13 @@ def test_submit_a_search_to_a_two_node_cluster(tiny_yaml, cluster, pg_store_url,
     assert best and abs(sum(best[0].weights.values()) - 1) < 1e-9
     assert store.trial_counts(search.id)["complete"] == 3
     store.dispose()
+
+    # A job that fails on the cluster (its store does not exist there) fails the command: exit 4.
+    missing = pg_store_url.rsplit("/", 1)[0] + "/dmo_no_such_database"
+    failed = subprocess.run(
+        [sys.executable, "-m", "dmo", "search", "submit", str(tiny_yaml), "--address", dashboard,
+         "--store-url", missing, "--trials", "1", "--wait", "--ray-address", gcs],
+        env=cli_env, capture_output=True, text=True, timeout=600,
+    )
+    assert failed.returncode == 4 and "Traceback (most recent call last)" not in failed.stderr, failed.stderr[-2000:]
+    assert "FAILED" in failed.stdout and "failed" in failed.stderr

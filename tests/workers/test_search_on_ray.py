@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from search_support import search_row
 from storage import Store
 
 pytestmark = pytest.mark.slow
@@ -111,14 +112,16 @@ def test_a_read_command_on_a_missing_store_creates_nothing(demo_project, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_search_reuses_every_cached_model(demo_project):
+def test_a_second_search_reuses_every_cached_model_and_says_so(demo_project):
     root, env = demo_project
     with Store.open_existing(f"sqlite:///{root / '.dmo/demo/dmo.sqlite'}") as store:
         models_before = {m.id for m in store.list_models()}
-    second = _dmo("search", "run", "--trials", "2", "--json", cwd=root, env=env)
+    second = _dmo("search", "run", "--trials", "2", cwd=root, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
-    report = json.loads(second.stdout)
-    assert report["search"]["trials"] == {"complete": 2} and report["search"]["id"] == 2
+    announced = [line for line in second.stdout.splitlines() if "ready" in line]
+    assert len(announced) == 4 and all("(cached, trained" in line for line in announced), announced
+    report = json.loads(_dmo("search", "status", "2", "--json", cwd=root, env=env).stdout)
+    assert report["search"]["trials"] == {"complete": 2}
     with Store.open_existing(f"sqlite:///{root / '.dmo/demo/dmo.sqlite'}") as store:
         assert {m.id for m in store.list_models()} == models_before, "the second search reuses every cached model"
 
@@ -141,3 +144,22 @@ def test_an_unknown_sampler_is_refused_before_ray_starts(tmp_path, demo_project)
     flat = " ".join(result.stderr.split())
     assert "--sampler: unknown sampler 'foo'; known: tpe, gp, cmaes, qmc, random, grid" in flat
     assert "search.sampler" not in flat
+
+
+def test_a_search_whose_trials_all_fail_exits_4(demo_project, tmp_path):
+    """Its experts' checkpoints are gone: every evaluator fails, so every trial does."""
+    root, env = demo_project
+    url = f"sqlite:///{tmp_path / 'copy.sqlite'}"
+    shutil.copy(root / ".dmo/demo/dmo.sqlite", tmp_path / "copy.sqlite")
+    with Store.open_existing(url) as store:
+        search = store.get_search(1)
+        broken = [store.start_model(kind="expert", config_hash=f"gone-{d}", domain=d, base_id=None, training={},
+                                    finetune="full", efficiency={}) for d in search.domains]
+        for model in broken:
+            store.finish_model(model.id, checkpoint_uri=str(tmp_path / "gone" / model.domain), checkpoint_sha256="0" * 64,
+                               metrics={}, duration_s=0.0)
+        config = search.config.model_copy(update={"search": search.config.search.model_copy(update={"trials": 2})})
+        failing = search_row(store, config, base_id=search.snapshot.base_id, expert_ids=tuple(m.id for m in broken))
+    done = _dmo("search", "resume", str(failing.id), "--store-url", url, cwd=root, env=env)
+    assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"search {failing.id} failed" in " ".join(done.stderr.split())

@@ -1,0 +1,78 @@
+"""LLaMA-Factory itself reads each exported recipe: every sample loads, every image opens, and the
+per-domain counts are the recipe's.
+
+LLaMA-Factory 0.9.5 pins transformers <= 5.6, so it lives in a virtualenv of its own
+(`make llamafactory-venv`, which .ci/run builds): $DMO_LLAMAFACTORY_PYTHON, default
+.venv-lf/bin/python. Without it these tests skip, saying why; with DMO_REQUIRE_LLAMAFACTORY=1
+(CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dmo.recipes import ExportOptions, export_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = Path(os.environ.get("DMO_LLAMAFACTORY_PYTHON", REPO / ".venv-lf" / "bin" / "python"))
+# PyPI's torchaudio does not load beside the CPU torch pin, and LLaMA-Factory imports it at start-up
+# (for audio, which image recipes never touch): this stand-in answers the import, nothing more.
+STUBS = Path(__file__).with_name("llamafactory_stubs")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def llamafactory() -> Path:
+    if not PYTHON.is_file():
+        message = f"no LLaMA-Factory virtualenv at {PYTHON} (`make llamafactory-venv` builds it)"
+        if os.environ.get("DMO_REQUIRE_LLAMAFACTORY") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return PYTHON
+
+
+def _probe(python: Path, recipe: Path, model_dir: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(STUBS), "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"}
+    done = subprocess.run([str(python), str(Path(__file__).with_name("llamafactory_probe.py")), str(recipe),
+                           str(model_dir)], capture_output=True, text=True, timeout=600, env=env, cwd=recipe.parent.parent)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_llamafactory_reads_the_exact_recipe_with_its_counts(llamafactory, tmp_path, tiny_store, finished_search):
+    search, _ = finished_search
+    result = export_recipe(tiny_store, search.id, fmt="llamafactory", out=tmp_path / "recipe",
+                           options=ExportOptions(budget=400, gpus=2, per_device_batch=4, grad_accum=2))
+    seen = _probe(llamafactory, tmp_path / "recipe" / "recipe.yaml", tmp_path / "tiny-llava")
+    counts = {s.domain: s.count for s in result.shares if s.count}
+    assert seen["mix_strategy"] == "concat" and seen["merged"] == seen["tokenized"] == 400
+    assert seen["images_opened"] == 400 and seen["domains"] == counts
+    assert seen["tokenized_with_answer"] == 400 and seen["max_steps"] == result.run.max_steps == 25
+
+
+def test_llamafactory_reads_the_interleaved_recipe(llamafactory, tmp_path, tiny_store, finished_search):
+    search, _ = finished_search
+    export_recipe(tiny_store, search.id, fmt="llamafactory", out=tmp_path / "recipe",
+                  options=ExportOptions(budget=400, strategy="interleave"))
+    seen = _probe(llamafactory, tmp_path / "recipe" / "recipe.yaml", tmp_path / "tiny-llava")
+    assert seen["mix_strategy"] == "interleave_under"
+    assert seen["merged"] == seen["images_opened"] == seen["tokenized"] > 0
+
+
+def test_llamafactory_reads_the_jsonl_mixture_through_its_dataset_info(llamafactory, tmp_path, tiny_store,
+                                                                        finished_search):
+    search, _ = finished_search
+    result = export_recipe(tiny_store, search.id, fmt="jsonl", out=tmp_path / "mix", options=ExportOptions(budget=300))
+    recipe = tmp_path / "mix" / "train.yaml"  # what a user writes: the dataset the directory declares
+    recipe.write_text(yaml.safe_dump({"dataset_dir": str(tmp_path / "mix"), "dataset": "dmo_mixture",
+                                      "per_device_train_batch_size": 4, "max_steps": 1}))
+    seen = _probe(llamafactory, recipe, tmp_path / "tiny-llava")
+    assert seen["merged"] == seen["tokenized"] == seen["images_opened"] == 300
+    assert seen["domains"] == {s.domain: s.count for s in result.shares if s.count}
