@@ -43,3 +43,26 @@ def _dmo(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "120"})
     assert done.returncode == 0, done.stderr
     return done
+
+
+def test_a_cached_model_is_announced_as_cached_not_as_trained(capsys):
+    from datetime import UTC, datetime, timedelta
+
+    from dmo.cli.search_cmd import model_announcer
+    from storage import ModelRecord
+
+    started = datetime(2026, 12, 2, 5, 0, tzinfo=UTC)
+
+    def model(finished: datetime) -> ModelRecord:
+        return ModelRecord(id=1, kind="base", config_hash="h", domain=None, base_id=None, status="finished",
+                           training={}, finetune="full", efficiency={}, mod_schedule=None, flops_ratio=None,
+                           kv_ratio=None, checkpoint_uri="/c", checkpoint_sha256="0" * 64,
+                           metrics={"train_seconds": 4.0}, error=None, attempts=1, claim_token=None,
+                           heartbeat_at=None, created_at=finished, started_at=finished, finished_at=finished,
+                           duration_s=4.0)
+
+    announce = model_announcer(started)
+    announce(model(started - timedelta(days=1)))
+    announce(model(started + timedelta(seconds=30)))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["✓ base ready (cached, trained 2026-12-01 05:00 UTC)", "✓ base ready (trained in 4 s)"]

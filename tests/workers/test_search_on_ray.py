@@ -112,20 +112,6 @@ def test_a_read_command_on_a_missing_store_creates_nothing(demo_project, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_search_reuses_every_cached_model_and_says_so(demo_project):
-    root, env = demo_project
-    with Store.open_existing(f"sqlite:///{root / '.dmo/demo/dmo.sqlite'}") as store:
-        models_before = {m.id for m in store.list_models()}
-    second = _dmo("search", "run", "--trials", "2", cwd=root, env=env)
-    assert second.returncode == 0, second.stderr[-3000:]
-    announced = [line for line in second.stdout.splitlines() if "ready" in line]
-    assert len(announced) == 4 and all("(cached, trained" in line for line in announced), announced
-    report = json.loads(_dmo("search", "status", "2", "--json", cwd=root, env=env).stdout)
-    assert report["search"]["trials"] == {"complete": 2}
-    with Store.open_existing(f"sqlite:///{root / '.dmo/demo/dmo.sqlite'}") as store:
-        assert {m.id for m in store.list_models()} == models_before, "the second search reuses every cached model"
-
-
 def test_bad_config_exits_with_a_message_not_a_traceback(tmp_path, demo_project):
     _, env = demo_project
     bad = tmp_path / "bad.yaml"
