@@ -31,6 +31,7 @@ from harness import emit
 from dmo.config import DmoConfig, load_config
 from dmo.data.prepared import prepare_data
 from dmo.mixture import Mixture
+from dmo.models.backends import backend_for
 from dmo.search.pool import ProxySource
 from dmo.search.proxy import ProxyEvaluator
 from dmo.training.jobs import expert_spec, initial_model, mixture_spec, training_run
@@ -93,7 +94,8 @@ def measure_now(config_path: Path, store: Store, search, validation) -> dict:
     seconds = {}
     with tempfile.TemporaryDirectory(prefix="dmo-bench-decision-") as scratch:
         for name, run in runs.items():
-            result = train(run, initial_model(config, data, base_dir, seed=run.seed), data, Path(scratch) / name)
+            result = train(run, initial_model(config, data, base_dir, seed=run.seed), data, Path(scratch) / name,
+                           backend=backend_for(config))
             seconds[name] = result.seconds
     evaluator = ProxyEvaluator(ProxySource(config, base_dir, tuple(Path(e.checkpoint_uri) for e in experts)), data=data)
     proxy_times = []

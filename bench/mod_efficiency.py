@@ -25,6 +25,7 @@ from dmo.config import load_config
 from dmo.data.prepared import prepare_data
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.mixture import Mixture
+from dmo.models.backends import get_backend
 from dmo.models.checkpoint import load_checkpoint
 from dmo.models.efficiency import efficiency_vs_dense, probe_batch
 from dmo.training.jobs import initial_model
@@ -75,8 +76,10 @@ def main() -> None:
     for name, cfg in (("mod", mod_config), ("dense", dense_config)):
         mixture = Mixture.one_hot(data.names, args.domain)
         settings = cfg.training.expert.model_copy(update={"steps": args.steps, "freeze_vision": False})
-        result = train(TrainingRun(name, mixture, settings, seed=0), models[name].train(), data, workdir / name)
-        scores = evaluate(load_checkpoint(workdir / name), data, benchmarks_for(data.names, "dev")).scores("exact_match")
+        result = train(TrainingRun(name, mixture, settings, seed=0), models[name].train(), data, workdir / name,
+                       backend=get_backend("mod_mllm"))
+        scores = evaluate(load_checkpoint(workdir / name), data, benchmarks_for(data.names, "dev"),
+                          backend=get_backend("mod_mllm")).scores("exact_match")
         rows[name] = {"forward_s": forward_s[name], "train_s": result.seconds, "accuracy": scores[args.domain]}
 
     report = efficiency_vs_dense(initial_model(mod_config, data, None, seed=0).config, n_text=TEXT_TOKENS, n_vis=mod_config.model.num_image_tokens)

@@ -106,12 +106,14 @@ def evaluate_command(
 
     from dmo.data.prepared import prepare_for_checkpoint
     from dmo.evaluation import benchmarks_for, evaluate
-    from dmo.models.checkpoint import load_checkpoint
+    from dmo.models.backends import backend_of_checkpoint
 
     settings = load_project(config)
-    model = load_checkpoint(checkpoint)
-    data = prepare_for_checkpoint(settings, checkpoint, model.config)
-    result = evaluate(model, data, benchmarks_for(data.names, split.value), max_new_tokens=settings.evaluation.max_new_tokens,
+    backend = backend_of_checkpoint(checkpoint)
+    model = backend.load(checkpoint)
+    data = prepare_for_checkpoint(settings, checkpoint)
+    result = evaluate(model, data, benchmarks_for(data.names, split.value), backend=backend,
+                      max_new_tokens=settings.evaluation.max_new_tokens,
                       batch_size=settings.evaluation.batch_size, limit=limit)
     if as_json:
         print_json(result.to_dict())

@@ -65,6 +65,9 @@ def _describe(error: ValidationError, node: yaml.Node | None, source: str) -> st
             message = "unknown field" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
         elif issue["type"] == "missing":
             message = "required field is missing"
+        elif issue["type"] == "union_tag_invalid":
+            context = issue.get("ctx", {})
+            message = f"unknown kind {context.get('tag')!r}; known: {context.get('expected_tags')}"
         lines.append(f"{where}: field '{field}': {message}")
     return "invalid config\n  " + "\n  ".join(lines)
 
@@ -117,8 +120,8 @@ def with_overrides(config: DmoConfig, flags: dict[str, tuple[str, Any]]) -> DmoC
 
 
 def _is_union_tag(part: Any) -> bool:
-    # Discriminated unions add the tag ("synthetic", "jsonl") to the location.
-    return part in ("synthetic", "jsonl")
+    # Discriminated unions add the tag (a domain's kind, a model's backend) to the location.
+    return part in ("synthetic", "jsonl", "mod_mllm", "hf")
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -176,7 +179,10 @@ def _model_of(annotation: Any) -> Any:
 
 
 def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Make JSONL source paths relative to the config file, not the working directory."""
+    """Make JSONL source paths and a checkpoint path relative to the config file, not the working directory."""
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str) and not Path(model["path"]).is_absolute():
+        model["path"] = str(base_dir / model["path"])
     domains = data.get("domains")
     if isinstance(domains, list):
         for domain in domains:

@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from dmo.config import names
-from dmo.config.names import VISION_TOWER_PATTERN
 
 DOMAIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_IMAGE_SIZE = 1024
@@ -112,9 +111,10 @@ class ModSettings(Frozen):
         return self
 
 
-class ModelSettings(Frozen):
-    """A tiny LLaVA-shaped MoD MLLM, built from config (nothing is downloaded)."""
+class ModMllmSettings(Frozen):
+    """dmo's own tiny LLaVA-shaped MoD MLLM, built from config and trained from scratch (``mod_mllm``)."""
 
+    backend: Literal["mod_mllm"] = "mod_mllm"
     image_size: int = Field(32, ge=8, le=MAX_IMAGE_SIZE)
     patch_size: int = Field(4, ge=1)
     vision_hidden_size: int = Field(64, ge=8)
@@ -129,7 +129,7 @@ class ModelSettings(Frozen):
     mod: ModSettings = ModSettings()
 
     @model_validator(mode="after")
-    def _shapes_divide(self) -> ModelSettings:
+    def _shapes_divide(self) -> ModMllmSettings:
         if self.image_size % self.patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
         if self.hidden_size % self.num_heads:
@@ -149,6 +149,32 @@ class ModelSettings(Frozen):
     @property
     def num_image_tokens(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+
+class HfModelSettings(Frozen):
+    """A local Hugging Face checkpoint directory (``hf``): LLaVA or Qwen2-VL, with its tokenizer and image
+    processor. It is the pretrained base as it is: experts fine-tune it directly, nothing is downloaded."""
+
+    backend: Literal["hf"]
+    path: Path = Field(description="Checkpoint directory (config.json, weights, tokenizer, preprocessor_config.json).")
+    image_size: int = Field(
+        32, ge=8, le=MAX_IMAGE_SIZE, description="Side of the domains' images before the checkpoint's processor."
+    )
+    mod: ModSettings = ModSettings()
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights in memory while training and scoring.")
+
+
+def _model_backend(value: object) -> str:
+    """The backend a model section names; a section without one is dmo's own model."""
+    if isinstance(value, dict):
+        return str(value.get("backend", "mod_mllm"))
+    return str(getattr(value, "backend", "mod_mllm"))
+
+
+ModelSettings = Annotated[
+    Annotated[ModMllmSettings, Tag("mod_mllm")] | Annotated[HfModelSettings, Tag("hf")],
+    Discriminator(_model_backend),
+]
 
 
 class TokenizerSettings(Frozen):
@@ -231,7 +257,9 @@ class ObjectiveSettings(Frozen):
 class MergeSettings(Frozen):
     method: str = Field("task_arithmetic", description="A name from dmo.merging's registry.")
     params: dict[str, float] = Field(default_factory=dict, description="Method parameters, e.g. lambda.")
-    exclude: tuple[str, ...] = Field((VISION_TOWER_PATTERN,), description="Parameters that keep base values.")
+    exclude: tuple[str, ...] | None = Field(
+        None, description="Parameters that keep base values (globs); default the model's frozen vision tower."
+    )
     dtype: Literal["float32", "bfloat16"] = "float32"
 
     @field_validator("method")
@@ -297,7 +325,7 @@ class RaySettings(Frozen):
 class DmoConfig(Frozen):
     project: ProjectSettings = ProjectSettings()
     domains: tuple[DomainSettings, ...] = Field(min_length=1)
-    model: ModelSettings = ModelSettings()
+    model: ModelSettings = ModMllmSettings()
     tokenizer: TokenizerSettings = TokenizerSettings()
     training: TrainingStages = TrainingStages()
     evaluation: EvaluationSettings = EvaluationSettings()

@@ -1,15 +1,21 @@
-"""Samples → model inputs, following the layout in docs/architecture.md.
+"""Samples → model inputs: an encoded split, and the batches training and evaluation cut from it.
 
-    [BOS] <image>×n_img question [SEP] answer [EOS]
+A domain's split is encoded once (`EncodedSplit`): prompt token ids (the
+image placeholders already expanded), answer token ids (the answer and the
+end of the turn) and the images as the model wants them. Training batches
+are right-padded with labels only on the answer; generation batches are
+left-padded prompts. How a sample becomes a prompt is the model backend's
+(`dmo.models.backends`): dmo's own model uses the layout below, a Hugging
+Face checkpoint its own tokenizer, processor and chat template.
 
-A domain's split is encoded once into tensors (`EncodedSplit`); training and
-evaluation then only index into them.
+    mod_mllm:  [BOS] <image>×n_img question [SEP] answer [EOS]
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,6 +26,74 @@ from dmo.data.tokenizer import IMAGE
 from dmo.errors import DataError
 
 IGNORE = -100
+
+
+class ImageInputs(Protocol):
+    """A split's images in the form the model takes; ``select`` gives a batch's keyword arguments."""
+
+    def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StackedImages:
+    """One (3, H, W) tensor per sample (dmo's model, LLaVA): ``pixel_values`` (B, 3, H, W)."""
+
+    pixel_values: torch.Tensor  # (N, 3, H, W)
+
+    def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return {"pixel_values": self.pixel_values[list(indices)]}
+
+    def __len__(self) -> int:
+        return self.pixel_values.shape[0]
+
+    @staticmethod
+    def concat(parts: Sequence[StackedImages]) -> StackedImages:
+        return StackedImages(torch.cat([p.pixel_values for p in parts]))
+
+
+@dataclass(frozen=True)
+class PatchedImages:
+    """Flattened patches of each image and its (t, h, w) grid (Qwen2-VL): a batch concatenates
+    the patches (``pixel_values``) and stacks the grids (``image_grid_thw``)."""
+
+    patches: tuple[torch.Tensor, ...]  # per sample (n_i, patch_dim)
+    grids: torch.Tensor  # (N, 3)
+
+    def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        rows = list(indices)
+        return {"pixel_values": torch.cat([self.patches[i] for i in rows]), "image_grid_thw": self.grids[rows]}
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    @staticmethod
+    def concat(parts: Sequence[PatchedImages]) -> PatchedImages:
+        return PatchedImages(tuple(p for part in parts for p in part.patches), torch.cat([p.grids for p in parts]))
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A split as token ids and images, ready to be cut into batches."""
+
+    prompts: list[list[int]]  # the prompt, image placeholders expanded, ending where the answer starts
+    answers: list[list[int]]  # the answer and the end-of-turn token
+    images: ImageInputs
+    # Qwen2-VL locates images by token type (1 on image tokens): the id whose positions get type 1.
+    image_token_type_id: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @staticmethod
+    def concat(parts: Sequence[EncodedSplit]) -> EncodedSplit:
+        images = type(parts[0].images).concat([p.images for p in parts])  # type: ignore[attr-defined]
+        return EncodedSplit([x for p in parts for x in p.prompts], [x for p in parts for x in p.answers], images,
+                            parts[0].image_token_type_id)
+
+
+# --------------------------------------------------------------------------- dmo's own layout
 
 
 @dataclass(frozen=True)
@@ -41,18 +115,6 @@ class TokenIds:
         )
 
 
-@dataclass(frozen=True)
-class EncodedSplit:
-    """A split as tensors: images, prompts (left-aligned ids), answers."""
-
-    pixel_values: torch.Tensor  # (N, 3, H, W) float32 in [-1, 1]
-    prompts: list[list[int]]  # [BOS] <image>×n question [SEP]
-    answers: list[list[int]]  # answer [EOS]
-
-    def __len__(self) -> int:
-        return len(self.prompts)
-
-
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     array = np.stack(images).astype(np.float32) / 127.5 - 1.0  # (N, H, W, 3)
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
@@ -62,27 +124,28 @@ def encode_split(
     samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast, num_image_tokens: int, *,
     max_tokens: int | None = None,
 ) -> EncodedSplit:
-    """Tokenize a split; with ``max_tokens``, a sample longer than the model's context is refused
+    """dmo's own layout; with ``max_tokens``, a sample longer than the model's context is refused
     naming its file and line — before tokenizing text that cannot fit, which could take minutes."""
     ids = TokenIds.of(tokenizer)
     if max_tokens is not None:
-        _refuse_text_that_cannot_fit(samples, tokenizer, num_image_tokens, max_tokens)
+        refuse_text_that_cannot_fit(samples, tokenizer, num_image_tokens, max_tokens)
     questions = tokenizer([s.question for s in samples], add_special_tokens=False)["input_ids"]
     answers = tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"]
     split = EncodedSplit(
-        pixel_values=images_to_tensor([s.image for s in samples]),
         prompts=[[ids.bos] + [ids.image] * num_image_tokens + q + [ids.sep] for q in questions],
         answers=[a + [ids.eos] for a in answers],
+        images=StackedImages(images_to_tensor([s.image for s in samples])),
     )
     if max_tokens is not None:
-        for sample, prompt, answer in zip(samples, split.prompts, split.answers):
-            if len(prompt) + len(answer) > max_tokens:
-                _too_long(sample, f"{len(prompt) + len(answer)} tokens", num_image_tokens, max_tokens)
+        check_lengths(samples, split, num_image_tokens, max_tokens)
     return split
 
 
-def _refuse_text_that_cannot_fit(samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast,
-                                 num_image_tokens: int, max_tokens: int) -> None:
+# --------------------------------------------------------------------------- lengths
+
+
+def refuse_text_that_cannot_fit(samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast,
+                                num_image_tokens: int, max_tokens: int) -> None:
     # No token spans more bytes than the longest vocabulary entry, so text longer than this
     # many bytes needs more tokens than the context holds, whatever it says.
     longest = max((len(token.encode()) for token in tokenizer.get_vocab()), default=1)
@@ -91,6 +154,12 @@ def _refuse_text_that_cannot_fit(samples: Sequence[Sample], tokenizer: PreTraine
         size = len(sample.question.encode()) + len(sample.answer.encode())
         if size > limit:
             _too_long(sample, f"{size:,} bytes of text", num_image_tokens, max_tokens)
+
+
+def check_lengths(samples: Sequence[Sample], split: EncodedSplit, num_image_tokens: int, max_tokens: int) -> None:
+    for sample, prompt, answer in zip(samples, split.prompts, split.answers):
+        if len(prompt) + len(answer) > max_tokens:
+            _too_long(sample, f"{len(prompt) + len(answer)} tokens", num_image_tokens, max_tokens)
 
 
 def _too_long(sample: Sample, length: str, num_image_tokens: int, max_tokens: int) -> None:
@@ -102,8 +171,11 @@ def _too_long(sample: Sample, length: str, num_image_tokens: int, max_tokens: in
     )
 
 
+# --------------------------------------------------------------------------- batches
+
+
 def training_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded prompt+answer sequences; the loss sees only the answer and [EOS]."""
+    """Right-padded prompt+answer sequences; the loss sees only the answer and its end of turn."""
     sequences = [split.prompts[i] + split.answers[i] for i in indices]
     width = max(len(s) for s in sequences)
     input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
@@ -115,12 +187,8 @@ def training_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> 
         input_ids[row, :n] = torch.tensor(prompt + answer)
         labels[row, len(prompt) : n] = torch.tensor(answer)
         attention_mask[row, :n] = 1
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": labels,
-        "pixel_values": split.pixel_values[list(indices)],
-    }
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return _with_images(split, indices, batch)
 
 
 def prompt_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
@@ -132,8 +200,11 @@ def prompt_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> di
     for row, prompt in enumerate(prompts):
         input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
         attention_mask[row, width - len(prompt) :] = 1
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "pixel_values": split.pixel_values[list(indices)],
-    }
+    return _with_images(split, indices, {"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def _with_images(split: EncodedSplit, indices: Sequence[int], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    batch.update(split.images.select(indices))
+    if split.image_token_type_id is not None:
+        batch["mm_token_type_ids"] = (batch["input_ids"] == split.image_token_type_id).long()
+    return batch

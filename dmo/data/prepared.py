@@ -1,53 +1,69 @@
-"""A project's data made ready for models: samples, the tokenizer, encoded splits.
+"""A project's data made ready for a model: samples, the model's encoder, encoded splits.
 
-The tokenizer is trained once per data fingerprint and saved under the
-workdir, so every worker (and every later run) encodes with the same one.
-Splits are encoded lazily: a worker that trains one expert encodes one domain.
+How samples become token ids and image tensors belongs to the model backend
+(dmo's own model trains a tokenizer on the project's text; a Hugging Face
+checkpoint brings its tokenizer, processor and chat template): the backend
+hands over a :class:`SampleEncoder`. Splits are encoded lazily: a worker that
+trains one expert encodes one domain.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-
-from transformers import PreTrainedTokenizerFast
+from typing import Protocol
 
 from dmo.config.schema import DmoConfig
-from dmo.data.domains import load_domains
-from dmo.data.encoding import EncodedSplit, TokenIds, encode_split
-from dmo.data.sample import DomainData
-from dmo.data.tokenizer import load_tokenizer, train_tokenizer
+from dmo.data.encoding import EncodedSplit
+from dmo.data.sample import DomainData, Sample
+
+
+class SampleEncoder(Protocol):
+    """A model's way from samples to inputs (see dmo.models.backends)."""
+
+    pad_id: int
+    eos_id: int
+
+    def encode(self, samples: Sequence[Sample]) -> EncodedSplit: ...
+
+    def fingerprint(self) -> bytes:
+        """What identifies the encoding (the tokenizer, the processor): part of every cache key."""
+        ...
+
+    def save(self, directory: Path) -> None:
+        """Write what a checkpoint needs to encode like this (tokenizer, processor files)."""
+        ...
 
 
 class PreparedData:
-    def __init__(self, domains: dict[str, DomainData], tokenizer: PreTrainedTokenizerFast, num_image_tokens: int,
-                 max_tokens: int | None = None):
+    def __init__(self, domains: dict[str, DomainData], encoder: SampleEncoder):
         self.domains = domains
-        self.tokenizer = tokenizer
-        self.token_ids = TokenIds.of(tokenizer)
-        self.num_image_tokens = num_image_tokens
-        self.max_tokens = max_tokens  # the model's context: longer samples are refused when encoded
+        self.encoder = encoder
         self._encoded: dict[tuple[str, str], EncodedSplit] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.domains)
 
+    @property
+    def pad_id(self) -> int:
+        return self.encoder.pad_id
+
+    @property
+    def eos_id(self) -> int:
+        return self.encoder.eos_id
+
     def encoded(self, domain: str, split: str) -> EncodedSplit:
         key = (domain, split)
         if key not in self._encoded:
-            self._encoded[key] = encode_split(
-                self.domains[domain].split(split), self.tokenizer, self.num_image_tokens, max_tokens=self.max_tokens
-            )
+            self._encoded[key] = self.encoder.encode(self.domains[domain].split(split))
         return self._encoded[key]
 
     def fingerprint(self) -> str:
-        """Hash of every sample and the tokenizer: part of every model's cache key."""
+        """Hash of every sample and the encoder: part of every model's cache key."""
         digest = hashlib.sha256(data_hash(self.domains).encode())
-        digest.update(self.tokenizer.backend_tokenizer.to_str().encode())
+        digest.update(self.encoder.fingerprint())
         return digest.hexdigest()
 
 
@@ -59,55 +75,22 @@ def data_hash(domains: dict[str, DomainData]) -> str:
 
 
 def prepare_data(config: DmoConfig, *, domains: dict[str, DomainData] | None = None) -> PreparedData:
+    """The project's domains with the encoder of its model backend."""
+    from dmo.data.domains import load_domains
+    from dmo.models.backends import backend_for
+
     domains = domains if domains is not None else load_domains(config)
-    folder = config.project.workdir / "tokenizers" / f"{data_hash(domains)[:16]}-v{config.tokenizer.vocab_size}"
-    if (folder / "tokenizer.json").is_file():
-        tokenizer = load_tokenizer(folder)
-    else:
-        texts = [text for data in domains.values() for s in data.train for text in (s.question, s.answer)]
-        tokenizer = train_tokenizer(texts, vocab_size=config.tokenizer.vocab_size)
-        _save_atomically(tokenizer, folder)
-    return PreparedData(domains, tokenizer, config.model.num_image_tokens, config.model.max_position_embeddings)
+    return PreparedData(domains, backend_for(config).encoder(config, domains))
 
 
-def prepare_for_checkpoint(config: DmoConfig, checkpoint: Path, model_config) -> PreparedData:
-    """The project's domains encoded with a checkpoint's own tokenizer, for scoring that checkpoint.
+def prepare_for_checkpoint(config: DmoConfig, checkpoint: Path) -> PreparedData:
+    """The project's domains encoded the way a checkpoint encodes (its own tokenizer and processor),
+    for scoring that checkpoint: another project's tokenizer would give wrong scores silently."""
+    from dmo.data.domains import load_domains
+    from dmo.models.backends import backend_of_checkpoint
 
-    A checkpoint scored with another tokenizer gives wrong scores silently (0.0 everywhere),
-    so its tokenizer is used, and a checkpoint whose token ids or image size do not fit the
-    project's data is refused.
-    """
-    from dmo.errors import CheckpointError
-
-    if not (Path(checkpoint) / "tokenizer.json").is_file():
-        raise CheckpointError("the checkpoint has no tokenizer.json to encode the data with", where=str(checkpoint),
-                              hint="score checkpoints written by dmo, which carry their tokenizer")
-    tokenizer = load_tokenizer(Path(checkpoint))
-    ids = TokenIds.of(tokenizer)
-    expected = {"image_token_id": ids.image, "pad_token_id": ids.pad, "bos_token_id": ids.bos, "eos_token_id": ids.eos}
-    wrong = [f"{k} {getattr(model_config, k)} (tokenizer: {v})" for k, v in expected.items()
-             if getattr(model_config, k) != v]
-    if wrong or model_config.vocab_size < len(tokenizer):
-        raise CheckpointError(f"its tokenizer does not match its model: {', '.join(wrong) or 'vocabulary size'}",
-                              where=str(checkpoint))
-    if model_config.image_size != config.model.image_size:
-        raise CheckpointError(
-            f"the checkpoint reads {model_config.image_size}-pixel images, the config's domains are "
-            f"{config.model.image_size}-pixel", where=str(checkpoint),
-            hint="pass the -c CONFIG the checkpoint was trained with")
-    return PreparedData(load_domains(config), tokenizer, model_config.num_image_tokens,
-                        model_config.max_position_embeddings)
+    backend = backend_of_checkpoint(checkpoint)
+    return PreparedData(load_domains(config), backend.checkpoint_encoder(config, Path(checkpoint)))
 
 
-def _save_atomically(tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
-    try:
-        tokenizer.save_pretrained(str(tmp))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another worker saved the same tokenizer first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+__all__ = ["PreparedData", "SampleEncoder", "data_hash", "prepare_data", "prepare_for_checkpoint"]

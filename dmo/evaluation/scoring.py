@@ -10,6 +10,7 @@ import torch
 from dmo.data.encoding import IGNORE, EncodedSplit, prompt_batch, training_batch
 from dmo.data.prepared import PreparedData
 from dmo.evaluation.benchmarks import Benchmark, check_metric
+from dmo.models.backends.base import ModelBackend
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def evaluate(
     data: PreparedData,
     benchmarks: Sequence[Benchmark],
     *,
+    backend: ModelBackend,
     max_new_tokens: int = 8,
     batch_size: int = 128,
     limit: int | None = None,
@@ -62,8 +64,8 @@ def evaluate(
         hits, likelihood = 0.0, 0.0
         for start in range(0, n, batch_size):
             indices = list(range(start, min(n, start + batch_size)))
-            hits += _exact_matches(model, split, indices, data.token_ids.pad, data.token_ids.eos, max_new_tokens)
-            likelihood += _answer_likelihoods(model, split, indices, data.token_ids.pad)
+            hits += _exact_matches(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
+            likelihood += _answer_likelihoods(model, split, indices, data.pad_id)
         results[benchmark.name] = BenchmarkScore(
             exact_match=100.0 * hits / n, likelihood=100.0 * likelihood / n, samples=n
         )
@@ -71,21 +73,13 @@ def evaluate(
     return EvaluationResult(split=splits.pop(), benchmarks=results)
 
 
-def _exact_matches(model, split: EncodedSplit, indices: list[int], pad: int, eos: int, max_new_tokens: int) -> int:
+def _exact_matches(model, backend: ModelBackend, split: EncodedSplit, indices: list[int], pad: int, eos: int,
+                   max_new_tokens: int) -> int:
     batch = prompt_batch(split, indices, pad)
-    # A prompt near the end of the context leaves room for fewer new tokens (the answer itself
-    # fit when the data was encoded, so the score is unaffected).
-    room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
-    generated = model.generate_greedy(
-        batch["input_ids"],
-        batch["pixel_values"],
-        batch["attention_mask"],
-        max_new_tokens=max(0, min(max_new_tokens, room)),
-        eos_token_id=eos,
-    ).tolist()
+    generated = backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
     hits = 0
     for row, i in zip(generated, indices):
-        answer = split.answers[i]  # ends with EOS
+        answer = split.answers[i]  # ends with the end of the turn
         hits += row[: len(answer)] == answer
     return hits
 
@@ -93,12 +87,8 @@ def _exact_matches(model, split: EncodedSplit, indices: list[int], pad: int, eos
 def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> float:
     """Sum over samples of exp(−mean NLL of the answer tokens)."""
     batch = training_batch(split, indices, pad)
-    logits = model(
-        input_ids=batch["input_ids"],
-        pixel_values=batch["pixel_values"],
-        attention_mask=batch["attention_mask"],
-    ).logits[:, :-1]  # (B, T-1, V): predicts token t+1
-    labels = batch["labels"][:, 1:]
+    labels = batch.pop("labels")[:, 1:]
+    logits = model(**batch).logits[:, :-1]  # (B, T-1, V): predicts token t+1
     mask = labels != IGNORE
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)

@@ -9,6 +9,7 @@ models are trained is passed in, so this runs with or without Ray.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from dmo.config.schema import DmoConfig
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.fidelity.ranking import fidelity_summary
 from dmo.mixture import Mixture
-from dmo.models.checkpoint import load_checkpoint
+from dmo.models.backends import backend_for
 from dmo.search.pool import Evaluator
 from dmo.search.proxy import SEARCH_SPLIT
 from dmo.training.jobs import ModelSpec, mixture_spec
@@ -78,7 +79,9 @@ def _real_scores(config: DmoConfig, model: ModelRecord, metric: str) -> dict[str
     from dmo.data.prepared import prepare_data
 
     data = prepare_data(config)
-    result = evaluate(load_checkpoint(model.checkpoint_uri), data, benchmarks_for(data.names, SEARCH_SPLIT),
+    backend = backend_for(config)
+    result = evaluate(backend.load(Path(model.checkpoint_uri)), data, benchmarks_for(data.names, SEARCH_SPLIT),
+                      backend=backend,
                       max_new_tokens=config.evaluation.max_new_tokens, batch_size=config.evaluation.batch_size,
                       limit=config.evaluation.dev_limit)
     return result.scores(metric)

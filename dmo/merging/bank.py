@@ -25,15 +25,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from dmo.config.names import VISION_TOWER_PATTERN
 from dmo.errors import MergeError
-from dmo.merging.compat import check_checkpoints, check_state_dict
+from dmo.merging.compat import check_state_dict
 from dmo.merging.methods import MergeMethod, get_method
 from dmo.mixture import check_weights
+
+if TYPE_CHECKING:
+    from dmo.models.backends.base import ModelBackend
 
 DEFAULT_EXCLUDE: tuple[str, ...] = (VISION_TOWER_PATTERN,)
 STORAGE_DTYPES = (torch.float32, torch.bfloat16)
@@ -175,7 +179,8 @@ class TaskVectorBank:
         base_dir: str | Path,
         expert_dirs: Sequence[str | Path],
         *,
-        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        backend: ModelBackend | None = None,
+        exclude: Sequence[str] | None = None,
         include: Sequence[str] | None = None,
         storage_dtype: torch.dtype = torch.float32,
         verify: bool = True,
@@ -183,14 +188,17 @@ class TaskVectorBank:
         """Build from checkpoint directories, reading one expert at a time.
 
         Refuses experts trained from another base or with other MoD settings
-        (see :mod:`dmo.merging.compat`) before reading any weights.
+        (the backend's guard, :mod:`dmo.merging.compat` for dmo's model) before
+        reading any weights. ``exclude`` defaults to the backend's frozen vision tower.
         """
-        from dmo.models.checkpoint import read_state_dict
+        from dmo.models.backends import backend_of_checkpoint
 
         base_dir, expert_dirs = Path(base_dir), [Path(d) for d in expert_dirs]
-        check_checkpoints(base_dir, expert_dirs)
-        base = read_state_dict(base_dir, verify=verify)
-        experts = (read_state_dict(d, verify=verify) for d in expert_dirs)
+        backend = backend or backend_of_checkpoint(base_dir)
+        backend.check_compatible(base_dir, expert_dirs)
+        base = backend.state_dict(base_dir, verify=verify, like=expert_dirs[0] if expert_dirs else None)
+        experts = (backend.state_dict(d, verify=verify) for d in expert_dirs)
+        exclude = backend.merge_exclude(base_dir) if exclude is None else exclude
         return cls.from_state_dicts(
             base,
             _Sized(experts, len(expert_dirs)),

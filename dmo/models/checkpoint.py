@@ -214,6 +214,7 @@ def save_checkpoint(
     *,
     tokenizer: Any | None = None,
     extra_files: Mapping[str, bytes | str] | None = None,
+    save_kwargs: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Write `model` (+ tokenizer, + extra files) to `out_dir` atomically; return its manifest.
 
@@ -229,7 +230,7 @@ def save_checkpoint(
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staged.mkdir()
         with _quiet_progress_bars():
-            model.save_pretrained(staged)
+            model.save_pretrained(staged, **dict(save_kwargs or {}))
         if tokenizer is not None:
             tokenizer.save_pretrained(staged)
         for name, content in extra_files.items():

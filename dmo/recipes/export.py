@@ -99,9 +99,13 @@ def export_recipe(
 
         base = store.get_model(search.snapshot.base_id)
         experts = [store.get_model(i).checkpoint_uri for i in search.expert_ids]
+        from dmo.models.backends import backend_for
+
         merge = search.config.search.merge
+        exclude = merge.exclude if merge.exclude is not None else backend_for(search.config).merge_exclude(
+            Path(base.checkpoint_uri))
         write_text(out, mergekit_yaml(base.checkpoint_uri, experts, weights, merge.method, merge.params,
-                                      exclude=merge.exclude), force=force)
+                                      exclude=exclude), force=force)
         return ExportResult(_record(store, search, trial, "mergekit", out, None), (), None)
     return _export_directory(store, search, trial, fmt, out, weights, run, options, force)
 

@@ -17,7 +17,7 @@ from dmo.errors import SearchError
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.merging import TaskVectorBank
 from dmo.merging.methods import get_method
-from dmo.models.checkpoint import load_checkpoint
+from dmo.models.backends import backend_for
 from dmo.search.pool import ProxyResult, ProxySource
 
 SEARCH_SPLIT = "dev"  # searches never see test splits
@@ -32,16 +32,18 @@ class ProxyEvaluator:
                 hint="train one expert per configured domain first",
             )
         self.config = config
+        self.backend = backend_for(config)
         self.data = data or prepare_data(config)
         merge = config.search.merge
         self.method = get_method(merge.method, merge.params)
         self.bank = TaskVectorBank.from_checkpoints(
             source.base_checkpoint,
             source.expert_checkpoints,
+            backend=self.backend,
             exclude=merge.exclude,
             storage_dtype=torch.bfloat16 if merge.dtype == "bfloat16" else torch.float32,
         )
-        self.model = load_checkpoint(source.base_checkpoint).float().eval()
+        self.model = self.backend.proxy_model(config, source.base_checkpoint).float().eval()
         self.bank.bind(self.model)
         self.benchmarks = benchmarks_for(self.data.names, SEARCH_SPLIT)
 
@@ -54,6 +56,7 @@ class ProxyEvaluator:
             self.model,
             self.data,
             self.benchmarks,
+            backend=self.backend,
             max_new_tokens=evaluation.max_new_tokens,
             batch_size=evaluation.batch_size,
             limit=limit if limit is not None else evaluation.dev_limit,
@@ -73,20 +76,6 @@ class ProxyEvaluator:
         from dmo.data.encoding import training_batch
 
         split = self.data.encoded(self.data.names[0], SEARCH_SPLIT)
-        batch = training_batch(split, list(range(min(16, len(split)))), self.data.token_ids.pad)
-        with torch.no_grad():
-            output = self.model(
-                input_ids=batch["input_ids"],
-                pixel_values=batch["pixel_values"],
-                attention_mask=batch["attention_mask"],
-                output_routing=True,
-            )
-        routing = getattr(output, "routing", None) or []
-        summary = {}
-        for index, layer in enumerate(routing):
-            if layer is None:
-                continue
-            gate = layer.get("mean_gate") if isinstance(layer, dict) else getattr(layer, "mean_gate", None)
-            if gate is not None:
-                summary[f"layer{index}_mean_gate"] = float(gate)
-        return summary
+        batch = training_batch(split, list(range(min(16, len(split)))), self.data.pad_id)
+        batch.pop("labels")
+        return self.backend.mean_gates(self.model, batch)

@@ -1,10 +1,12 @@
 """Train-or-reuse a base, expert or mixture model, recorded in the store.
 
 A model's cache key hashes everything that determines its weights (data,
-tokenizer, model and training settings, seed, initial checkpoint), so asking
+encoder, model and training settings, seed, initial checkpoint), so asking
 for the same expert twice is a store lookup, and a retried task that finds
-its own running row resumes from the checkpoint the loop left behind.
-This module runs without Ray; `workers/training.py` only wraps it.
+its own running row resumes from the checkpoint the loop left behind. What
+is model-specific (building, saving, scoring) is the backend's
+(:mod:`dmo.models.backends`). This module runs without Ray;
+`workers/training.py` only wraps it.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from dmo.config.schema import DmoConfig, TrainingSettings
 from dmo.data.prepared import PreparedData, prepare_data
 from dmo.evaluation import benchmarks_for, evaluate
-from dmo.models.checkpoint import checkpoint_sha256, load_checkpoint
-from dmo.models.configuration_mod_mllm import ModMLLMConfig
-from dmo.models.efficiency import efficiency_vs_dense
-from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
 from dmo.mixture import Mixture
+from dmo.models.backends import backend_for
+from dmo.models.backends.base import ModelBackend
 from dmo.training.loop import OnStep, TrainingRun, train
 from storage import ModelRecord, Store
 
-TYPICAL_TEXT_TOKENS = 16  # question + answer + specials of the synthetic domains
+# A trainer silent for this many heartbeats is presumed dead and its claim is taken over.
+STALE_HEARTBEATS = 3
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,14 @@ def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None) ->
 
 
 def cache_key(config: DmoConfig, spec: ModelSpec, data: PreparedData, init_sha256: str | None) -> str:
+    # dmo's own model is keyed as it was before backends existed, so trained models stay cached.
+    model = config.model.model_dump(mode="json", exclude={"backend"} if config.model.backend == "mod_mllm" else None)
     payload = {
         "format": 1,
         "kind": spec.kind,
         "weights": [round(w, 12) for w in spec.mixture.weights],
         "data": data.fingerprint(),
-        "model": config.model.model_dump(mode="json"),
+        "model": model,
         "training": stage_settings(config, spec.kind).model_dump(mode="json"),
         "seed": config.project.seed,
         "init": init_sha256,
@@ -90,37 +95,9 @@ def cache_key(config: DmoConfig, spec: ModelSpec, data: PreparedData, init_sha25
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def efficiency_settings(model_config: ModMLLMConfig) -> dict:
-    report = efficiency_vs_dense(model_config, n_text=TYPICAL_TEXT_TOKENS, n_vis=model_config.num_image_tokens)
-    return {
-        **model_config.mod_settings(),
-        "flops_ratio": report.flops_ratio,
-        "kv_ratio": report.kv_ratio,
-        "n_text": TYPICAL_TEXT_TOKENS,
-        "n_vis": model_config.num_image_tokens,
-    }
-
-
-def model_config(config: DmoConfig, data: PreparedData) -> ModMLLMConfig:
-    """The model config of a project, with the token ids of its tokenizer."""
-    ids = data.token_ids
-    return ModMLLMConfig.from_settings(
-        config.model,
-        vocab_size=len(data.tokenizer),
-        image_token_id=ids.image,
-        pad_token_id=ids.pad,
-        bos_token_id=ids.bos,
-        eos_token_id=ids.eos,
-    )
-
-
-def initial_model(config: DmoConfig, data: PreparedData, init: Path | None, seed: int) -> ModMLLMForCausalLM:
-    if init is not None:
-        return load_checkpoint(init)
-    import torch
-
-    torch.manual_seed(seed)
-    return ModMLLMForCausalLM(model_config(config, data))
+def initial_model(config: DmoConfig, data: PreparedData, init: Path | None, seed: int) -> nn.Module:
+    """The model a run of this project starts from (its backend's)."""
+    return backend_for(config).initial_model(config, data.encoder, init, seed=seed)
 
 
 def ensure_model(
@@ -137,12 +114,16 @@ def ensure_model(
     Training is claimed in the store: a second caller (another search, another
     process or Ray node) waits for the trainer that holds the claim and reuses
     its model; it takes the claim over only when that trainer's heartbeat has
-    gone stale (it died), and then resumes from its resumable checkpoint.
+    gone stale (it died), and then resumes from its resumable checkpoint. A
+    pretrained base (a Hugging Face checkpoint) is registered, not trained.
     """
+    backend = backend_for(config)
+    if spec.kind == "base" and not backend.trains_base:
+        return register_base(config, store, backend)
     data = data or prepare_data(config)
     if spec.kind != "base" and base is None:
         raise ValueError(f"a {spec.kind} model starts from a base model")
-    init = Path(base.checkpoint_uri) if base is not None else None
+    init = Path(base.checkpoint_uri) if base is not None and backend.trains_base else None
     key = cache_key(config, spec, data, base.checkpoint_sha256 if base is not None else None)
     settings = stage_settings(config, spec.kind)
     for name, weight in zip(data.names, spec.mixture.weights):
@@ -152,7 +133,8 @@ def ensure_model(
     claim = uuid.uuid4().hex
     while True:
         cached = store.find_model(key)
-        if cached is not None and _intact(cached):
+        if cached is not None and cached.checkpoint_uri and backend.intact(Path(cached.checkpoint_uri),
+                                                                           cached.checkpoint_sha256):
             return cached
         record = store.start_model(
             kind=spec.kind,
@@ -162,7 +144,7 @@ def ensure_model(
             training={"settings": settings.model_dump(mode="json"), "weights": spec.mixture.as_dict(),
                       "seed": config.project.seed},
             finetune=settings.finetune,
-            efficiency=efficiency_settings(model_config(config, data)),
+            efficiency=backend.efficiency(backend.model_config(config, data.encoder)),
             claim=claim,
             stale_after_s=STALE_HEARTBEATS * heartbeat_s,
             retrain=cached is not None,  # finished, but its checkpoint is gone or changed
@@ -175,13 +157,14 @@ def ensure_model(
     started = time.perf_counter()
     with Heartbeat(store, record.id, claim, every_s=heartbeat_s):
         try:
-            model = initial_model(config, data, init, seed=config.project.seed)
+            model = backend.initial_model(config, data.encoder, init, seed=config.project.seed)
             run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
-            result = train(run, model, data, out_dir, on_step=on_step)
+            result = train(run, model, data, out_dir, backend=backend, on_step=on_step)
             dev = evaluate(
-                load_checkpoint(out_dir),
+                backend.load(out_dir),
                 data,
                 benchmarks_for(data.names, "dev"),
+                backend=backend,
                 max_new_tokens=config.evaluation.max_new_tokens,
                 batch_size=config.evaluation.batch_size,
                 limit=config.evaluation.dev_limit,
@@ -206,13 +189,25 @@ def ensure_model(
         )
 
 
-# A trainer silent for this many heartbeats is presumed dead and its claim is taken over.
-STALE_HEARTBEATS = 3
-
-
-def _intact(record: ModelRecord) -> bool:
-    directory = Path(record.checkpoint_uri) if record.checkpoint_uri else None
-    return directory is not None and directory.is_dir() and checkpoint_sha256(directory) == record.checkpoint_sha256
+def register_base(config: DmoConfig, store: Store, backend: ModelBackend) -> ModelRecord:
+    """A pretrained base (a Hugging Face checkpoint) as the project's base row: nothing is trained.
+    Its fingerprint keys it, and experts record it, so experts of another base are refused."""
+    path = Path(config.model.path).resolve()
+    fingerprint = backend.fingerprint(path)
+    key = hashlib.sha256(json.dumps({"format": 1, "kind": "base", "pretrained": fingerprint,
+                                     "model": config.model.model_dump(mode="json")}, sort_keys=True).encode()).hexdigest()
+    cached = store.find_model(key)
+    if cached is not None:
+        return cached
+    claim = uuid.uuid4().hex
+    record = store.start_model(kind="base", config_hash=key, domain=None, base_id=None,
+                               training={"pretrained": str(path)}, finetune="none",
+                               efficiency=backend.efficiency(backend.model_config(config, backend.encoder(config, {}))),
+                               claim=claim)
+    if record.claim_token != claim:
+        return store.find_model(key) or record
+    return store.finish_model(record.id, checkpoint_uri=str(path), checkpoint_sha256=fingerprint, metrics={},
+                              duration_s=0.0, claim=claim)
 
 
 class Heartbeat:

@@ -24,9 +24,8 @@ from dmo.config.schema import TrainingSettings
 from dmo.data.encoding import EncodedSplit, training_batch
 from dmo.data.mixture import MixtureStream
 from dmo.data.prepared import PreparedData
-from dmo.models.checkpoint import save_checkpoint
 from dmo.mixture import Mixture
-from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
+from dmo.models.backends.base import ModelBackend
 from dmo.training.lora import add_lora, fold_lora
 from dmo.training.resume import ResumeState, load_resume_state, resume_dir_for, save_resume_state
 from dmo.training.schedule import lr_at
@@ -74,20 +73,16 @@ def mixture_split(data: PreparedData, weights: Sequence[float]) -> tuple[Encoded
         else:  # never drawn: a placeholder keeps domain indices aligned with the weights
             offsets.append(offset)
             sizes.append(1)
-    combined = EncodedSplit(
-        pixel_values=torch.cat([p.pixel_values for p in parts]),
-        prompts=[x for p in parts for x in p.prompts],
-        answers=[x for p in parts for x in p.answers],
-    )
-    return combined, offsets, sizes
+    return EncodedSplit.concat(parts), offsets, sizes
 
 
 def train(
     run: TrainingRun,
-    model: ModMLLMForCausalLM,
+    model: torch.nn.Module,
     data: PreparedData,
     out_dir: Path,
     *,
+    backend: ModelBackend,
     on_step: OnStep | None = None,
 ) -> TrainingResult:
     """Train ``model`` on ``run``'s mixture and save it atomically to ``out_dir``.
@@ -106,8 +101,12 @@ def train(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     if settings.freeze_vision:
-        model.model.vision_tower.requires_grad_(False)
-    trainable_model = add_lora(model, settings.lora) if settings.finetune == "lora" else model
+        backend.freeze_vision(model)
+    if settings.finetune == "lora":
+        targets, trained_in_full = backend.lora_targets(settings.lora)
+        trainable_model = add_lora(model, settings.lora, targets=targets, modules_to_save=trained_in_full)
+    else:
+        trainable_model = model
     parameters = [p for p in trainable_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         parameters, lr=settings.lr, betas=(0.9, 0.95), weight_decay=settings.weight_decay
@@ -130,7 +129,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             indices = [offsets[d] + i for d, i in stream.take(settings.batch_size)]
-            batch = training_batch(split, indices, data.token_ids.pad)
+            batch = training_batch(split, indices, data.pad_id)
             loss = trainable_model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -157,10 +156,10 @@ def train(
         "final_loss": loss_value,
         "train_seconds": seconds,
     }
-    manifest = save_checkpoint(
+    sha256 = backend.save(
         dense,
         out_dir,
-        tokenizer=data.tokenizer,
+        encoder=data.encoder,
         extra_files={
             "dmo_training.json": json.dumps(summary, indent=2),
             "training_metrics.jsonl": metrics_path.read_text(encoding="utf-8"),
@@ -170,7 +169,7 @@ def train(
     trained_steps = settings.steps - start_step
     return TrainingResult(
         checkpoint=out_dir,
-        sha256=manifest.total_sha256,
+        sha256=sha256,
         steps=settings.steps,
         resumed_from_step=start_step,
         final_loss=loss_value,

@@ -12,19 +12,15 @@ from torch import nn
 from dmo.config.schema import LoraSettings
 
 
-def decoder_target_regex(modules: tuple[str, ...]) -> str:
-    """LoRA only on the decoder's projections: the vision tower stays frozen and untouched."""
-    return rf"model\.layers\.\d+\.(self_attn|mlp)\.({'|'.join(modules)})"
-
-
-def add_lora(model: nn.Module, settings: LoraSettings) -> PeftModel:
+def add_lora(model: nn.Module, settings: LoraSettings, *, targets: str, modules_to_save: list[str]) -> PeftModel:
+    """LoRA on the linear layers ``targets`` matches (the backend's: the decoder's projections, so the
+    vision tower stays frozen and untouched); ``modules_to_save`` are trained in full beside it."""
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=decoder_target_regex(settings.target_modules),
-        # Routers and the projector are small and trained in full, as in LLaVA SFT.
-        modules_to_save=["router", "projector"],
+        target_modules=targets,
+        modules_to_save=modules_to_save,
         bias="none",
     )
     return get_peft_model(model, config)

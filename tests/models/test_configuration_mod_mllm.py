@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dmo.config.schema import ModelSettings, ModSettings
+from dmo.config.schema import ModMllmSettings, ModSettings
 from dmo.errors import ConfigError
 from dmo.models import ModMLLMConfig, register_auto
 
@@ -29,7 +29,7 @@ def test_mod_settings_names_schedule_retention_and_tanh():
 
 
 def test_from_settings_maps_the_project_config():
-    settings = ModelSettings(num_layers=4, num_heads=2, hidden_size=32, mod=ModSettings(schedule="linear", floor=0.25))
+    settings = ModMllmSettings(num_layers=4, num_heads=2, hidden_size=32, mod=ModSettings(schedule="linear", floor=0.25))
     config = ModMLLMConfig.from_settings(
         settings, vocab_size=100, image_token_id=5, pad_token_id=0, bos_token_id=1, eos_token_id=2
     )

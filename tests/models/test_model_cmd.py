@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from dmo.cli.model_cmd import app, model_info
-from dmo.config.schema import DmoConfig, DomainSettings, ModelSettings, ModSettings, SyntheticSource
+from dmo.config.schema import DmoConfig, DomainSettings, ModMllmSettings, ModSettings, SyntheticSource
 from dmo.models import ModMLLMConfig, ModMLLMForCausalLM
 from dmo.models.checkpoint import save_checkpoint
 
@@ -32,7 +32,7 @@ def test_model_info_reports_the_default_model_against_dense():
 
 
 def test_model_info_of_a_dense_model_saves_nothing():
-    config = DmoConfig(domains=DOMAINS, model=ModelSettings(mod=ModSettings(schedule="dense")))
+    config = DmoConfig(domains=DOMAINS, model=ModMllmSettings(mod=ModSettings(schedule="dense")))
     info = model_info(config, n_text=10)
     assert info["flops_ratio"] == 1.0 and info["kv_ratio"] == 1.0
 

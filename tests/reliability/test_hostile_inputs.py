@@ -178,6 +178,8 @@ def test_eval_scores_a_checkpoint_with_its_own_tokenizer_whatever_the_config(dmo
     from dmo.data.prepared import PreparedData, prepare_data
     from dmo.data.tokenizer import load_tokenizer
     from dmo.evaluation import benchmarks_for, evaluate
+    from dmo.models.backends import get_backend
+    from dmo.models.backends.mod_mllm import ProjectTokenizerEncoder
     from dmo.models.checkpoint import load_checkpoint
     from dmo.training.jobs import base_spec, ensure_model
     from reliability_support import small_project, write_yaml
@@ -195,10 +197,11 @@ def test_eval_scores_a_checkpoint_with_its_own_tokenizer_whatever_the_config(dmo
     config, model = load_config(other_path), load_checkpoint(checkpoint)
 
     def score(data: PreparedData) -> dict:
-        return evaluate(model, data, benchmarks_for(data.names, "dev"),
+        return evaluate(model, data, benchmarks_for(data.names, "dev"), backend=get_backend("mod_mllm"),
                         max_new_tokens=config.evaluation.max_new_tokens).to_dict()
 
-    own = PreparedData(load_domains(config), load_tokenizer(checkpoint), model.config.num_image_tokens)
+    own = PreparedData(load_domains(config), ProjectTokenizerEncoder(load_tokenizer(checkpoint),
+                                                                     model.config.num_image_tokens))
     assert json.loads(shown.out) == score(own)  # the checkpoint's own tokenizer over the config's data
     assert score(prepare_data(config)) != score(own)  # what the config's tokenizer gave: wrong, silently
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dmo.models.backends import get_backend
+
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.models.checkpoint import load_checkpoint
 from dmo.training.jobs import base_spec, ensure_model
@@ -8,9 +10,9 @@ from dmo.training.jobs import base_spec, ensure_model
 def test_expert_gains_most_on_its_own_domain(tiny_models, tiny_data):
     base, experts = tiny_models
     benchmarks = benchmarks_for(tiny_data.names, "dev")
-    base_scores = evaluate(load_checkpoint(base.checkpoint_uri), tiny_data, benchmarks).scores("likelihood")
+    base_scores = evaluate(load_checkpoint(base.checkpoint_uri), tiny_data, benchmarks, backend=get_backend("mod_mllm")).scores("likelihood")
     for domain, expert in experts.items():
-        scores = evaluate(load_checkpoint(expert.checkpoint_uri), tiny_data, benchmarks).scores("likelihood")
+        scores = evaluate(load_checkpoint(expert.checkpoint_uri), tiny_data, benchmarks, backend=get_backend("mod_mllm")).scores("likelihood")
         gains = {d: scores[d] - base_scores[d] for d in scores}
         assert max(gains, key=gains.get) == domain, f"{domain} expert gains {gains}"
 

@@ -1,0 +1,457 @@
+"""``hf``: a local Hugging Face checkpoint (LLaVA, Qwen2-VL) fine-tuned as it is, with p-MoD routing.
+
+The checkpoint is the pretrained base: there is no base-training step, and
+nothing is downloaded (``local_files_only``). Samples are encoded with the
+checkpoint's own tokenizer, image processor and chat template — the image
+placeholder expanded to as many image tokens as the vision tower makes, the
+labels only on the answer and its end-of-turn token. Qwen2-VL's processor
+wants a video processor, which needs torchvision (whose PyPI build does not
+load beside the pinned CPU torch here), so images go through its image
+processor and the tokens are expanded here, as the processor would.
+
+Experts are written as dmo checkpoints (a sha256 manifest), with the MoD
+settings in ``config.json`` (``dmo_mod``) and the routers as
+``…language_model.layers.{i}.router.{weight,bias}``; everything else keeps the
+names transformers, peft and mergekit know.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dmo.config.schema import DmoConfig, LoraSettings, ModSettings
+from dmo.data.encoding import EncodedSplit, PatchedImages, StackedImages, check_lengths, refuse_text_that_cannot_fit
+from dmo.data.sample import DomainData, Sample
+from dmo.errors import CheckpointError, ConfigError, MergeError
+from dmo.files import file_sha256, total_sha256
+from dmo.models.backends.base import ModelBackend
+from dmo.models.schedules import retention_schedule
+
+MANIFEST = "dmo_manifest.json"
+MOD_KEY = "dmo_mod"  # the MoD settings of a routed checkpoint, in its config.json
+TYPICAL_TEXT_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What differs between the supported model families."""
+
+    name: str
+    vision_prefix: str  # the frozen vision tower's parameters
+    trained_in_full: tuple[str, ...]  # beside LoRA: routers and the projector
+    patched_images: bool  # Qwen2-VL: flattened patches + grids; LLaVA: one (3, H, W) per image
+    token_types: bool  # Qwen2-VL locates images by mm_token_type_ids
+
+    def image_tokens(self, config: Any, images: Mapping[str, torch.Tensor], processor: Any) -> int:
+        """Image tokens one image becomes in the sequence."""
+        if self.patched_images:
+            merge = int(getattr(processor, "merge_size", 2))
+            return int(images["image_grid_thw"][0].prod()) // (merge * merge)
+        height, width = images["pixel_values"].shape[-2:]
+        patch = config.vision_config.patch_size
+        tokens = (height // patch) * (width // patch) + 1  # + CLIP's class token
+        return tokens - 1 if getattr(config, "vision_feature_select_strategy", "default") == "default" else tokens
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    arch.name: arch
+    for arch in (
+        Architecture("LlavaForConditionalGeneration", "model.vision_tower.", ("router", "multi_modal_projector"),
+                     patched_images=False, token_types=False),
+        Architecture("Qwen2VLForConditionalGeneration", "model.visual.", ("router",), patched_images=True,
+                     token_types=True),
+    )
+}
+
+
+# --------------------------------------------------------------------------- reading a checkpoint
+
+
+def _hf_config(path: Path) -> Any:
+    from transformers import AutoConfig
+
+    if not (path / "config.json").is_file():
+        raise CheckpointError("no config.json: not a Hugging Face checkpoint directory", where=str(path))
+    try:
+        return AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except (ValueError, OSError, KeyError) as error:
+        raise CheckpointError(f"cannot read its config: {str(error).splitlines()[0]}", where=str(path)) from None
+
+
+def architecture(config: Any, path: Path) -> Architecture:
+    names = list(getattr(config, "architectures", None) or [])
+    for name in names:
+        if name in ARCHITECTURES:
+            return ARCHITECTURES[name]
+    raise CheckpointError(f"unsupported architecture {', '.join(names) or type(config).__name__}", where=str(path),
+                          hint=f"supported: {', '.join(ARCHITECTURES)}")
+
+
+def _is_dmo_checkpoint(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def _refuse_pickles(path: Path) -> None:
+    from dmo.models.checkpoint import refuse_pickles
+
+    refuse_pickles(path)
+
+
+@dataclass(frozen=True)
+class HfModConfig:
+    """A routed Hugging Face model's shape and MoD settings, for merging guards and cost accounting."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    retention: tuple[float, ...]
+    tanh_alpha: float
+    tanh_beta: float
+    schedule: str
+    num_image_tokens: int
+
+    def layer_retention(self) -> tuple[float, ...]:
+        return self.retention
+
+    def mod_settings(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "retention": list(self.retention), "tanh_alpha": self.tanh_alpha,
+                "tanh_beta": self.tanh_beta}
+
+
+def mod_settings_for(settings: ModSettings, num_layers: int) -> dict[str, Any]:
+    """The ``dmo_mod`` entry of a project's MoD settings for a decoder of ``num_layers`` layers."""
+    if settings.retention is not None and len(settings.retention) != num_layers:
+        raise ConfigError(f"has {len(settings.retention)} values for the checkpoint's {num_layers} decoder layers",
+                          where="model.mod.retention", hint="give one value per decoder layer")
+    retention = retention_schedule(settings.schedule, num_layers, constant=settings.constant,
+                                   dense_above=settings.dense_above, floor=settings.floor, retention=settings.retention)
+    return {"schedule": settings.schedule, "retention": list(retention), "tanh_alpha": settings.tanh_alpha,
+            "tanh_beta": settings.tanh_beta}
+
+
+def _route(model: nn.Module, mod: Mapping[str, Any]) -> None:
+    from dmo.models.hf_routing import attach_routers
+
+    attach_routers(model, mod["retention"], image_token_id=model.config.image_token_id,
+                   tanh_alpha=mod["tanh_alpha"], tanh_beta=mod["tanh_beta"])
+    setattr(model.config, MOD_KEY, dict(mod))
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+class HfEncoder:
+    """A checkpoint's tokenizer, image processor and chat template, as LLaMA-Factory would use them."""
+
+    def __init__(self, path: Path, image_size: int, max_tokens: int | None = None):
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        self.path = Path(path)
+        config = _hf_config(self.path)
+        self.config, self.arch = config, architecture(config, self.path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"no tokenizer in the checkpoint: {str(error).splitlines()[0]}", where=str(self.path),
+                                  hint="save the tokenizer beside the model (tokenizer.json, tokenizer_config.json)") from None
+        if not (self.path / "preprocessor_config.json").is_file():
+            raise CheckpointError("no image processor in the checkpoint (preprocessor_config.json)", where=str(self.path),
+                                  hint="save the processor beside the model (processor.save_pretrained)")
+        self.processor = AutoImageProcessor.from_pretrained(str(self.path), local_files_only=True)
+        if not self.tokenizer.chat_template:
+            raise CheckpointError("the tokenizer has no chat template", where=str(self.path),
+                                  hint="save a chat template with the tokenizer (its turns make the prompts)")
+        self.image_size = image_size
+        self.image_token_id = int(config.image_token_id)
+        self.image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
+        text = config.get_text_config()
+        self.max_tokens = max_tokens or int(getattr(text, "max_position_embeddings", 0) or 0) or None
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise CheckpointError("the tokenizer has no end-of-sequence token", where=str(self.path))
+        self.eos_id = int(eos)
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos)
+
+    def _images(self, sample: Sample) -> dict[str, torch.Tensor]:
+        from PIL import Image
+
+        image = Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).convert("RGB")
+        return dict(self.processor(images=[image], return_tensors="pt"))
+
+    def _prompt(self, question: str, image_tokens: int) -> list[int]:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if self.image_token not in text:
+            raise CheckpointError(f"its chat template does not place the image token {self.image_token!r}",
+                                  where=str(self.path))
+        text = text.replace(self.image_token, self.image_token * image_tokens, 1)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and (not ids or ids[0] != bos) and getattr(self.tokenizer, "add_bos_token", True):
+            ids = [bos, *ids]
+        return ids
+
+    def encode(self, samples: Sequence[Sample]) -> EncodedSplit:
+        if not samples:
+            raise ValueError("no samples to encode")
+        vision = [self._images(s) for s in samples]
+        counts = [self.arch.image_tokens(self.config, v, self.processor) for v in vision]
+        if self.max_tokens is not None:
+            refuse_text_that_cannot_fit(samples, self.tokenizer, max(counts), self.max_tokens)
+        prompts = [self._prompt(s.question, n) for s, n in zip(samples, counts)]
+        answers = [self.tokenizer(s.answer, add_special_tokens=False)["input_ids"] + [self.eos_id] for s in samples]
+        if self.arch.patched_images:
+            images: Any = PatchedImages(tuple(v["pixel_values"] for v in vision),
+                                        torch.cat([v["image_grid_thw"] for v in vision]))
+        else:
+            images = StackedImages(torch.cat([v["pixel_values"] for v in vision]))
+        split = EncodedSplit(prompts, answers, images, self.image_token_id if self.arch.token_types else None)
+        if self.max_tokens is not None:
+            check_lengths(samples, split, max(counts), self.max_tokens)
+        return split
+
+    def fingerprint(self) -> bytes:
+        digest = [self.tokenizer.backend_tokenizer.to_str() if hasattr(self.tokenizer, "backend_tokenizer") else "",
+                  self.tokenizer.chat_template or "", json.dumps(self.processor.to_dict(), sort_keys=True, default=str),
+                  str(self.image_size)]
+        return "\0".join(digest).encode()
+
+    def save(self, directory: Path) -> None:
+        self.tokenizer.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+
+    save_pretrained = save  # what dmo.models.checkpoint.save_checkpoint calls
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class HfBackend(ModelBackend):
+    name = "hf"
+    trains_base = False
+
+    # ------------------------------------------------------------------ data
+
+    def encoder(self, config: DmoConfig, domains: Mapping[str, DomainData]) -> HfEncoder:
+        return HfEncoder(Path(config.model.path), config.model.image_size)
+
+    def checkpoint_encoder(self, config: DmoConfig, checkpoint: Path) -> HfEncoder:
+        return HfEncoder(checkpoint, config.model.image_size)
+
+    # ------------------------------------------------------------------ models
+
+    def model_config(self, config: DmoConfig, encoder: HfEncoder | None) -> HfModConfig:
+        path = Path(config.model.path)
+        hf = _hf_config(path)
+        architecture(hf, path)
+        text = hf.get_text_config()
+        mod = mod_settings_for(config.model.mod, text.num_hidden_layers)
+        tokens = 0
+        if encoder is not None:
+            probe = Sample("probe", "probe", np.zeros((config.model.image_size,) * 2 + (3,), np.uint8), "", "")
+            tokens = encoder.arch.image_tokens(encoder.config, encoder._images(probe), encoder.processor)
+        return HfModConfig(text.hidden_size, text.intermediate_size, text.num_hidden_layers, tuple(mod["retention"]),
+                           mod["tanh_alpha"], mod["tanh_beta"], mod["schedule"], tokens)
+
+    def initial_model(self, config: DmoConfig, encoder: Any, init: Path | None, *, seed: int) -> nn.Module:
+        path = Path(init or config.model.path)
+        model = self.load(path)
+        if getattr(model, "_dmo_routing", None) is None:
+            _route(model, mod_settings_for(config.model.mod, model.config.get_text_config().num_hidden_layers))
+        if config.model.dtype == "bfloat16":
+            model = model.to(torch.bfloat16)
+        return model
+
+    def load(self, path: Path, *, verify: bool = True) -> nn.Module:
+        """A dmo checkpoint (verified, routers restored) or a user's pretrained checkpoint."""
+        from transformers import AutoModelForImageTextToText
+
+        path = Path(path)
+        config = _hf_config(path)
+        architecture(config, path)
+        _refuse_pickles(path)
+        if not _is_dmo_checkpoint(path):
+            try:
+                model = AutoModelForImageTextToText.from_pretrained(str(path), config=config, local_files_only=True,
+                                                                    dtype=torch.float32)
+            except (OSError, ValueError) as error:
+                raise CheckpointError(f"cannot load its weights: {str(error).splitlines()[0]}", where=str(path)) from None
+            return model.eval()
+        state = self.state_dict(path, verify=verify)
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+        mod = getattr(config, MOD_KEY, None)
+        if mod:
+            _route(model, mod)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
+        missing = [name for name in missing if name not in tied]
+        if missing or unexpected:
+            raise CheckpointError(f"weights do not match config.json: {(missing + unexpected)[:3]}", where=str(path),
+                                  hint="the config and the weights come from different models")
+        if tied:
+            model.tie_weights()
+        return model.eval()
+
+    def state_dict(self, path: Path, *, verify: bool = True, like: Path | None = None) -> dict[str, torch.Tensor]:
+        """Every tensor in float32 (merges are float32). A pretrained base gets the zero routers the
+        experts it is merged with (``like``) have, so both name the same tensors."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        _refuse_pickles(path)
+        if _is_dmo_checkpoint(path):
+            if verify:
+                from dmo.models.checkpoint import verify_checkpoint
+
+                verify_checkpoint(path)
+            shards = sorted(path.glob("*.safetensors"))
+            if not shards:
+                raise CheckpointError("no .safetensors weights", where=str(path))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load_file(str(shard)))  # saved under the in-memory names (see save)
+        else:  # a user's checkpoint, maybe sharded, maybe in transformers' legacy key format
+            state = dict(self.load(path).state_dict())
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        mod = getattr(_hf_config(like), MOD_KEY, None) if like is not None else None
+        if mod and not any(".router." in name for name in state):
+            hidden = _hf_config(path).get_text_config().hidden_size
+            prefix = _layers_prefix(state)
+            for layer, rho in enumerate(mod["retention"]):
+                if rho < 1.0:
+                    state[f"{prefix}.{layer}.router.weight"] = torch.zeros(1, hidden)
+                    state[f"{prefix}.{layer}.router.bias"] = torch.zeros(1)
+        return state
+
+    def proxy_model(self, config: DmoConfig, base: Path) -> nn.Module:
+        return self.initial_model(config, None, None, seed=0)
+
+    def save(self, model: nn.Module, out_dir: Path, *, encoder: HfEncoder, extra_files: Mapping[str, str | bytes]) -> str:
+        from dmo.models.checkpoint import save_checkpoint
+
+        # In-memory parameter names (transformers would rename LLaVA's to its legacy layout), so
+        # dmo reads its own checkpoints without transformers' key conversion.
+        return save_checkpoint(model, out_dir, tokenizer=encoder, extra_files=extra_files,
+                               save_kwargs={"save_original_format": False}).total_sha256
+
+    def fingerprint(self, path: Path) -> str:
+        path = Path(path)
+        if _is_dmo_checkpoint(path):
+            from dmo.models.checkpoint import read_manifest
+
+            return read_manifest(path).total_sha256
+        return _content_fingerprint(path, _signature(path))
+
+    # ------------------------------------------------------------------ parameters
+
+    def _arch(self, model: nn.Module) -> Architecture:
+        return architecture(model.config, Path(str(getattr(model.config, "_name_or_path", "model"))))
+
+    def freeze_vision(self, model: nn.Module) -> None:
+        prefix = self._arch(model).vision_prefix
+        for name, parameter in model.named_parameters():
+            if name.startswith(prefix):
+                parameter.requires_grad_(False)
+
+    def lora_targets(self, settings: LoraSettings) -> tuple[str, list[str]]:
+        modules = "|".join(settings.target_modules)
+        return rf"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.({modules})", ["router", "multi_modal_projector"]
+
+    def merge_exclude(self, path: Path) -> tuple[str, ...]:
+        return (f"{architecture(_hf_config(Path(path)), Path(path)).vision_prefix}*",)
+
+    # ------------------------------------------------------------------ merging
+
+    def check_compatible(self, base: Path, experts: Sequence[Path]) -> None:
+        from dmo.merging.compat import check_fingerprint, recorded_base_fingerprint
+
+        base = Path(base)
+        base_config = _hf_config(base)
+        fingerprint = self.fingerprint(base)
+        reference = _comparable(base_config)
+        mods = set()
+        for expert in map(Path, experts):
+            config = _hf_config(expert)
+            check_fingerprint(fingerprint, recorded_base_fingerprint(expert, config), expert=str(expert))
+            for key, value in reference.items():
+                got = _comparable(config).get(key)
+                if got != value:
+                    raise MergeError(f"config setting {key}: expected {value!r}, got {got!r}", where=str(expert),
+                                     hint="experts must share the base's model config")
+            mods.add(json.dumps(getattr(config, MOD_KEY, None), sort_keys=True))
+        if len(mods) > 1:
+            raise MergeError("the experts have different MoD settings", where=", ".join(map(str, experts)),
+                             hint="experts must keep one MoD schedule, retention and TanhNorm")
+
+    # ------------------------------------------------------------------ inference
+
+    def generate(self, model: nn.Module, batch: Mapping[str, torch.Tensor], *, max_new_tokens: int,
+                 eos_id: int, pad_id: int) -> torch.Tensor:
+        """Greedy decoding by transformers' generate(), without a KV cache (routed layers keep none)."""
+        inputs = dict(batch)
+        width = inputs["input_ids"].shape[1]
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=False,
+                                 eos_token_id=eos_id, pad_token_id=pad_id,
+                                 suppress_tokens=[int(model.config.image_token_id)])
+        return out[:, width:]
+
+    def mean_gates(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        from dmo.models.hf_routing import routing_of
+
+        if getattr(model, "_dmo_routing", None) is None:
+            return {}
+        with torch.no_grad():
+            routing = routing_of(model, lambda: model(**batch))
+        layers = [i for i, rho in enumerate(getattr(model.config, MOD_KEY)["retention"]) if rho < 1.0]
+        return {f"layer{i}_mean_gate": float(r.mean_gate) for i, r in zip(layers, routing) if r.mean_gate is not None}
+
+    # ------------------------------------------------------------------ efficiency
+
+    def efficiency(self, model_config: HfModConfig) -> dict[str, Any]:
+        from dmo.models.efficiency import efficiency_vs_dense
+
+        n_vis = model_config.num_image_tokens
+        report = efficiency_vs_dense(model_config, n_text=TYPICAL_TEXT_TOKENS, n_vis=n_vis)
+        return {**model_config.mod_settings(), "flops_ratio": report.flops_ratio, "kv_ratio": report.kv_ratio,
+                "n_text": TYPICAL_TEXT_TOKENS, "n_vis": n_vis}
+
+
+def _layers_prefix(state: Mapping[str, torch.Tensor]) -> str:
+    for name in state:
+        if ".language_model.layers." in name:
+            return name.split(".layers.")[0] + ".layers"
+    raise CheckpointError("no language-model decoder layers among the tensors")
+
+
+def _comparable(config: Any) -> dict[str, Any]:
+    """A config's fields that decide whether weights can be interpolated (not names, dtypes or paths)."""
+    data = config.to_dict()
+    for key in (MOD_KEY, "_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures",
+                "use_cache"):
+        data.pop(key, None)
+    for sub in ("text_config", "vision_config"):
+        if isinstance(data.get(sub), dict):
+            for key in ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "use_cache"):
+                data[sub].pop(key, None)
+    return data
+
+
+def _signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    return tuple(sorted((p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in path.rglob("*") if p.is_file()))
+
+
+@functools.lru_cache(maxsize=16)
+def _content_fingerprint(path: Path, signature: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 over every file of a pretrained checkpoint, once per process while it is unchanged."""
+    return total_sha256({name: file_sha256(path / name) for name, _, _ in signature})
