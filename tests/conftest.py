@@ -66,3 +66,35 @@ def tiny_models(tiny_config, tiny_store, tiny_data):
         for d in tiny_config.domain_names
     }
     return base, experts
+
+
+@pytest.fixture()
+def dmo_cli(capsys, monkeypatch):
+    """Run `dmo ARGS...` through the CLI's own entry point in this process: exit code and output."""
+    import sys
+
+    from dmo.cli.main import main
+
+    class Result:
+        def __init__(self, code: int, out: str, err: str):
+            self.code, self.out, self.err = code, out, err
+
+        def refused(self, *fragments: str, code: int = 2) -> None:
+            assert self.code == code, f"exit {self.code}:\n{(self.out + self.err)[-2000:]}"
+            assert "Traceback" not in self.out + self.err
+            flat = " ".join(self.err.split())
+            for fragment in fragments:
+                assert fragment in flat, f"{fragment!r} not in:\n{self.err}"
+
+    def run(*args) -> Result:
+        monkeypatch.setattr(sys, "argv", ["dmo", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,213 @@
+"""The hf backend on tiny random LLaVA and Qwen2-VL checkpoints made here (nothing downloaded).
+
+Each checkpoint is read back the way a user's is (``model: {backend: hf, path: DIR}``,
+``local_files_only``): p-MoD routing on its decoder layers, exact equality with the unrouted
+model when routers are zero and ρ = 1, scheduled kept-token counts, generation equal to a
+reference loop, and clear refusals of what cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dmo.errors import CheckpointError, MergeError
+from dmo.models.backends import backend_of_checkpoint, get_backend
+from hf_support import BUILDERS, hf_project
+
+REPO = Path(__file__).resolve().parents[2]
+ARCHS = list(BUILDERS)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf")
+    return {arch: build(root / arch) for arch, build in BUILDERS.items()}
+
+
+def _config(checkpoint: Path, workdir: Path):
+    from dmo.config import parse_config
+
+    return parse_config(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoint, workdir), source="hf.yaml")
+
+
+def _batch(config, prompts: bool = False):
+    from dmo.data.encoding import prompt_batch, training_batch
+    from dmo.data.prepared import prepare_data
+
+    data = prepare_data(config)
+    split = data.encoded("counting", "dev")
+    cut = prompt_batch if prompts else training_batch
+    batch = cut(split, [0, 1, 2], data.pad_id)
+    batch.pop("labels", None)
+    return data, split, batch
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_checkpoint_loads_through_the_user_path_with_its_own_tokenizer_and_processor(checkpoints, tmp_path, arch):
+    config = _config(checkpoints[arch], tmp_path)
+    backend = get_backend("hf")
+    assert backend_of_checkpoint(checkpoints[arch]).name == "hf"
+    data, split, batch = _batch(config)
+    encoder = data.encoder
+    n_image = int((torch.tensor(split.prompts[0]) == encoder.image_token_id).sum())
+    expected = 16 if arch == "llava" else 4  # 32-pixel images: 4×4 CLIP patches; Qwen2-VL merges 2×2 of 4×4
+    assert n_image == expected
+    assert split.answers[0][-1] == encoder.eos_id  # labels end with the end of the turn
+    model = backend.initial_model(config, data.encoder, None, seed=0)
+    assert {n for n, _ in model.named_parameters() if ".router." in n} == {
+        f"model.language_model.layers.{i}.router.{p}" for i in (1, 2) for p in ("weight", "bias")}
+    assert model(**batch).logits.shape[:2] == batch["input_ids"].shape
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_zero_routers_at_retention_one_give_the_unrouted_model_s_logits(checkpoints, tmp_path, arch):
+    config = _config(checkpoints[arch], tmp_path)
+    backend = get_backend("hf")
+    _, _, batch = _batch(config)
+    plain = backend.load(checkpoints[arch])
+    with torch.no_grad():
+        reference = plain(**batch, use_cache=False).logits
+        routed = backend.initial_model(config, None, None, seed=0)
+        for layer in routed._dmo_routing.layers:  # the routed code path, keeping every token
+            layer.mod_retention = 1.0
+        got = routed(**batch).logits
+    assert torch.allclose(got, reference, atol=1e-5)
+    with torch.no_grad():  # at the scheduled retention the same weights compute something else
+        for layer, rho in zip(routed._dmo_routing.layers, (0.5, 0.25)):
+            layer.mod_retention = rho
+        assert not torch.allclose(routed(**batch).logits, reference, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_routed_layer_keeps_exactly_its_scheduled_count(checkpoints, tmp_path, arch):
+    from dmo.models.hf_routing import routing_of
+    from dmo.models.schedules import kept_vision_tokens
+
+    config = _config(checkpoints[arch], tmp_path)
+    backend = get_backend("hf")
+    _, _, batch = _batch(config)
+    model = backend.initial_model(config, None, None, seed=0)
+    with torch.no_grad():
+        for layer in model._dmo_routing.layers:
+            layer.router.weight.normal_(0, 1.0)  # a trained router: the choice depends on the tokens
+        records = routing_of(model, lambda: model(**batch))
+    vision = batch["input_ids"] == model.config.image_token_id
+    n_vis = int(vision[0].sum())
+    n_text = int(batch["attention_mask"].shape[1]) - n_vis
+    for record, rho in zip(records, (0.5, 0.25), strict=True):
+        assert record.kept_vision == kept_vision_tokens(n_vis, rho)
+        kept = record.kept_mask
+        assert torch.equal((kept & vision).sum(1), torch.full((3,), record.kept_vision))  # in every sample
+        assert torch.equal((kept & ~vision).sum(1), torch.full((3,), n_text))  # text is always kept
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generation_equals_a_reference_loop_rerunning_the_routed_forward(checkpoints, tmp_path, arch):
+    config = _config(checkpoints[arch], tmp_path)
+    backend = get_backend("hf")
+    data, _, batch = _batch(config, prompts=True)
+    model = backend.initial_model(config, None, None, seed=0)
+    with torch.no_grad():
+        for layer in model._dmo_routing.layers:
+            layer.router.weight.normal_(0, 1.0)
+        generated = backend.generate(model, batch, max_new_tokens=5, eos_id=data.eos_id, pad_id=data.pad_id)
+        ids, mask, extra = batch["input_ids"], batch["attention_mask"], {k: v for k, v in batch.items()
+                                                                          if k not in ("input_ids", "attention_mask")}
+        reference = []
+        for _ in range(5):  # the whole sequence through the routed model again at every step
+            if "mm_token_type_ids" in extra:
+                extra["mm_token_type_ids"] = (ids == model.config.image_token_id).long()
+            logits = model(input_ids=ids, attention_mask=mask, **extra).logits[:, -1]
+            logits[:, model.config.image_token_id] = float("-inf")
+            token = logits.argmax(-1)
+            reference.append(token)
+            ids = torch.cat([ids, token[:, None]], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    expected = torch.stack(reference, dim=1)
+    for row, want in zip(generated.tolist(), expected.tolist()):
+        stop = want.index(data.eos_id) + 1 if data.eos_id in want else len(want)
+        assert row[:stop] == want[:stop]
+
+
+def test_an_unsupported_architecture_is_refused_by_name(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path / "llama")
+    with pytest.raises(CheckpointError) as caught:
+        get_backend("hf").load(tmp_path / "llama")
+    assert "unsupported architecture LlamaForCausalLM" in caught.value.render()
+    assert "LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration" in caught.value.render()
+
+
+@pytest.mark.parametrize(("removed", "message"), [
+    ("preprocessor_config.json", "no image processor"),
+    ("tokenizer.json", "no tokenizer"),
+])
+def test_a_directory_without_its_processor_or_tokenizer_is_refused_and_nothing_is_stored(
+    dmo_cli, checkpoints, tmp_path, removed, message,
+):
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoints["llava"], broken)
+    for name in [removed, *(["tokenizer_config.json"] if removed == "tokenizer.json" else [])]:
+        (broken / name).unlink()
+    project = tmp_path / "hf.yaml"
+    project.write_text(hf_project((REPO / "configs" / "tiny.yaml").read_text(), broken, tmp_path / "work"))
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    result = dmo_cli("train", "expert", "general", "-c", project, "--store-url", url)
+    result.refused(str(broken), message)
+    from storage import Store
+
+    with Store.open_existing(url) as store:
+        assert store.list_models() == []
+
+
+def test_an_expert_of_another_base_is_refused_naming_it(checkpoints, tmp_path):
+    from dmo.data.prepared import prepare_data
+    from dmo.merging import TaskVectorBank
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+    from hf_support import tiny_llava
+    from storage import Store
+
+    other = tiny_llava(tmp_path / "other-base", seed=1)
+    experts = {}
+    for name, base_dir in (("ours", checkpoints["llava"]), ("theirs", other)):
+        config = _config(base_dir, tmp_path / name)
+        with Store.open(f"sqlite:///{tmp_path / name / 'store.sqlite'}") as store:
+            base = ensure_model(config, store, base_spec(config))
+            experts[name] = Path(ensure_model(config, store, expert_spec(config, "general"), base=base,
+                                              data=prepare_data(config)).checkpoint_uri)
+    TaskVectorBank.from_checkpoints(checkpoints["llava"], [experts["ours"]])  # its own base: fine
+    with pytest.raises(MergeError) as caught:
+        TaskVectorBank.from_checkpoints(checkpoints["llava"], [experts["ours"], experts["theirs"]])
+    assert str(experts["theirs"]) in caught.value.render() and "not from this base" in caught.value.render()
+    recorded = json.loads((experts["theirs"] / "dmo_training.json").read_text())["base_sha256"]
+    assert recorded == get_backend("hf").fingerprint(other)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_saved_expert_loads_back_with_its_routers_and_mod_settings(checkpoints, tmp_path, arch):
+    from dmo.data.prepared import prepare_data
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+    from storage import Store
+
+    config = _config(checkpoints[arch], tmp_path)
+    data = prepare_data(config)
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        base = ensure_model(config, store, base_spec(config))
+        expert = ensure_model(config, store, expert_spec(config, "ocr"), base=base, data=data)
+    assert base.checkpoint_uri == str(checkpoints[arch].resolve()) and base.metrics == {}  # registered, not trained
+    saved = json.loads((Path(expert.checkpoint_uri) / "config.json").read_text())
+    assert saved["dmo_mod"]["retention"] == [1.0, 0.5, 0.25]
+    loaded = get_backend("hf").load(Path(expert.checkpoint_uri))
+    routers = {n: p for n, p in loaded.named_parameters() if ".router." in n}
+    assert len(routers) == 4 and any(p.abs().sum() > 0 for p in routers.values())  # trained, then restored
+    assert expert.efficiency["retention"] == [1.0, 0.5, 0.25] and expert.efficiency["flops_ratio"] < 1.0
+    data_config = yaml.safe_load(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoints[arch], tmp_path))
+    assert data_config["model"]["backend"] == "hf"
