@@ -29,4 +29,15 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
-__all__ = ["quiet_optuna", "set_torch_threads"]
+def quiet_transformers() -> None:
+    """No transformers progress bars or advisories in a worker: they would interleave with the CLI's bars.
+
+    Set in each Ray task and actor (a cluster's workers do not inherit the CLI's environment).
+    """
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+__all__ = ["quiet_optuna", "quiet_transformers", "set_torch_threads"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import RayError
 
-from dmo.runtime import set_torch_threads
+from dmo.runtime import quiet_transformers, set_torch_threads
 from dmo.search.pool import Outcome, ProxyResult, ProxySource
 from dmo.search.proxy import ProxyEvaluator
 
@@ -22,6 +22,7 @@ class ProxyEvaluatorActor:
 
     def __init__(self, source: ProxySource):
         set_torch_threads(source.threads)
+        quiet_transformers()
         self.evaluator = ProxyEvaluator(source)
 
     def evaluate(self, weights: Sequence[float], limit: int | None) -> ProxyResult:

@@ -14,7 +14,8 @@ from pathlib import Path
 import ray
 
 from dmo.config.schema import DmoConfig
-from dmo.runtime import set_torch_threads
+from dmo.models.backends import backend_for
+from dmo.runtime import quiet_transformers, set_torch_threads
 from dmo.training.jobs import ModelSpec, base_spec, ensure_model, expert_spec, stage_settings
 from storage import ModelRecord, Store
 
@@ -30,6 +31,7 @@ OnDone = Callable[[ModelRecord], None]
 @ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
 def ensure_model_task(config: DmoConfig, store_url: str, spec: ModelSpec, base: ModelRecord | None) -> ModelRecord:
     set_torch_threads(config.training.threads)
+    quiet_transformers()
     store = Store.open(store_url, upgrade=False)
     try:
         return ensure_model(config, store, spec, base=base)
@@ -42,7 +44,9 @@ def train_base_and_experts(
 ) -> tuple[ModelRecord, dict[str, ModelRecord]]:
     """The base first, then every expert in parallel (one CPU each)."""
     watch = _Watch(config, on_step, on_done)
-    (base,) = watch.run([base_spec(config)], lambda spec: ensure_model_task.remote(config, store_url, spec, None))
+    # A backend that takes the user's checkpoint as the base only registers it: no bar for it.
+    base_watch = watch if backend_for(config).trains_base else _Watch(config, None, on_done)
+    (base,) = base_watch.run([base_spec(config)], lambda spec: ensure_model_task.remote(config, store_url, spec, None))
     specs = [expert_spec(config, d) for d in config.domain_names]
     experts = watch.run(specs, lambda spec: ensure_model_task.remote(config, store_url, spec, base))
     return base, {record.domain: record for record in experts}

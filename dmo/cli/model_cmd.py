@@ -1,4 +1,4 @@
-"""`dmo model ...`: what a configured MoD model costs, and where its attention is redundant."""
+"""`dmo model ...`: what a configured MoD model costs (either backend), and where its attention is redundant."""
 
 from __future__ import annotations
 
@@ -23,29 +23,12 @@ app = typer.Typer(no_args_is_help=True)
 TYPICAL_TEXT_TOKENS = 16
 
 
-def accounting_config(config: DmoConfig) -> ModMLLMConfig:
-    """The model config of a project, for cost accounting only.
-
-    Token ids come from the tokenizer, which may not exist yet; they do not
-    change any count, so placeholders inside the vocabulary stand in.
-    """
-    from dmo.models.configuration_mod_mllm import ModMLLMConfig
-
-    return ModMLLMConfig.from_settings(
-        config.model,
-        vocab_size=config.tokenizer.vocab_size,
-        image_token_id=3,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-
-
 def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str, Any]:
     """Per-layer retention, kept tokens, FLOPs and KV ratios of the configured model vs dense."""
+    from dmo.models.backends import backend_for
     from dmo.models.efficiency import efficiency_vs_dense
 
-    model_config = accounting_config(config)
+    model_config = backend_for(config).accounting_config(config)
     n_vis = model_config.num_image_tokens
     report = efficiency_vs_dense(model_config, n_text, n_vis)
     retention = model_config.layer_retention()
@@ -101,12 +84,27 @@ def info(
     )
 
 
+def _samples(data: Path, n: int, *, image_size: int | None) -> list:
+    """The first ``n`` samples of a ShareGPT JSONL file, or of a folder of them."""
+    from dmo.data.sharegpt import read_jsonl
+    from dmo.errors import DataError
+
+    files = sorted(data.glob("*.jsonl")) if data.is_dir() else [data]
+    if not files:
+        raise DataError("no .jsonl file", where=str(data))
+    found: list = []
+    for path in files:
+        found.extend(read_jsonl(path, domain="probe", image_size=image_size))
+        if len(found) >= n:
+            break
+    return found[:n]
+
+
 def _data_batch(
     checkpoint: Path, data: Path, model_config: ModMLLMConfig, samples: int
 ) -> dict[str, torch.Tensor]:
     """A right-padded batch of real samples, encoded with the checkpoint's own tokenizer."""
     from dmo.data.encoding import encode_split, training_batch
-    from dmo.data.sharegpt import read_jsonl
     from dmo.data.tokenizer import load_tokenizer
     from dmo.errors import DataError
 
@@ -116,16 +114,9 @@ def _data_batch(
             where=str(checkpoint),
             hint="omit --data to measure on random inputs",
         )
-    files = sorted(data.glob("*.jsonl")) if data.is_dir() else [data]
-    if not files:
-        raise DataError("no .jsonl file", where=str(data))
-    found = []
-    for path in files:
-        found.extend(read_jsonl(path, domain="probe", image_size=model_config.image_size))
-        if len(found) >= samples:
-            break
+    found = _samples(data, samples, image_size=model_config.image_size)
     tokenizer = load_tokenizer(checkpoint)
-    split = encode_split(found[:samples], tokenizer, model_config.num_image_tokens)
+    split = encode_split(found, tokenizer, model_config.num_image_tokens)
     batch = training_batch(split, range(len(split)), tokenizer.pad_token_id)
     batch.pop("labels")
     return batch
@@ -133,7 +124,7 @@ def _data_batch(
 
 @app.command("arank")
 def arank(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory written by dmo.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint directory: dmo's, or a Hugging Face LLaVA or Qwen2-VL one.")],
     samples: Annotated[int, typer.Option("--samples", "-n", min=1, help="Samples to average over.")] = 16,
     data: Annotated[
         Path | None,
@@ -156,23 +147,37 @@ def arank(
     A routed layer is measured on the tokens it keeps; measure a dense
     checkpoint to choose which layers to route.
     """
+    from dmo.errors import DataError
     from dmo.models.arank import layer_aranks, layers_to_route
+    from dmo.models.backends import backend_of_checkpoint
     from dmo.models.checkpoint import load_checkpoint
     from dmo.models.efficiency import probe_batch
 
-    model = load_checkpoint(checkpoint)
-    if data is not None:
-        batch = _data_batch(checkpoint, data, model.config, samples)
+    if backend_of_checkpoint(checkpoint).name == "hf":
+        from dmo.models.backends.hf import attention_probe
+
+        if data is None:
+            raise DataError("a Hugging Face checkpoint is measured on real samples", where=str(checkpoint),
+                            hint="pass --data FILE.jsonl (ShareGPT with images)")
+        model, batch = attention_probe(checkpoint, _samples(data, samples, image_size=None))
+        mod = getattr(model.config, "dmo_mod", None)  # a dmo expert's schedule; a pretrained base is dense
+        retention = list(mod["retention"]) if mod else [1.0] * model.config.get_text_config().num_hidden_layers
         source = str(data)
     else:
-        batch = probe_batch(model.config, samples, n_text=text_tokens)
-        source = "random"
+        model = load_checkpoint(checkpoint)
+        if data is not None:
+            batch = _data_batch(checkpoint, data, model.config, samples)
+            source = str(data)
+        else:
+            batch = probe_batch(model.config, samples, n_text=text_tokens)
+            source = "random"
+        retention = list(model.config.layer_retention())
     aranks = layer_aranks(model, batch)
     payload: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "inputs": source,
         "samples": int(batch["input_ids"].shape[0]),
-        "retention": list(model.config.layer_retention()),
+        "retention": retention,
         "aranks": aranks,
     }
     routed = [layer for layer, rho in enumerate(payload["retention"]) if rho < 1.0]

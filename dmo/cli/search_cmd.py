@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from dmo.cli.common import console, experts_table, load_project, open_store, trials_table
 from dmo.cli.options import (
@@ -172,6 +173,10 @@ def model_announcer(started: datetime):
 
     def announce(model) -> None:
         what = f"{model.kind} {model.domain or ''}".strip()
+        pretrained = (model.training or {}).get("pretrained")
+        if pretrained:  # a Hugging Face checkpoint is the base as it is
+            console.print(f"[green]✓[/] base: the pretrained checkpoint {escape(str(pretrained))} (nothing to train)")
+            return
         if model.finished_at is not None and model.finished_at < started:
             console.print(f"[green]✓[/] {what} ready (cached, trained {model.finished_at:%Y-%m-%d %H:%M} UTC)")
             return

@@ -35,10 +35,11 @@ def _base(settings, store, as_json: bool):
 
 
 def _prepare(config: Path, store_url: str | None):
-    from dmo.runtime import set_torch_threads
+    from dmo.runtime import quiet_transformers, set_torch_threads
 
     settings = load_project(config)
     set_torch_threads(settings.training.threads)
+    quiet_transformers()
     return settings, open_store(store_url, settings, create=True)
 
 

@@ -211,3 +211,66 @@ def test_a_saved_expert_loads_back_with_its_routers_and_mod_settings(checkpoints
     assert expert.efficiency["retention"] == [1.0, 0.5, 0.25] and expert.efficiency["flops_ratio"] < 1.0
     data_config = yaml.safe_load(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoints[arch], tmp_path))
     assert data_config["model"]["backend"] == "hf"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_model_info_accounts_the_checkpoint_s_own_shapes_and_vision_tokens(dmo_cli, checkpoints, tmp_path, arch):
+    project = tmp_path / "hf.yaml"
+    project.write_text(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoints[arch], tmp_path / "w"))
+    result = dmo_cli("model", "info", "-c", project, "--json")
+    assert result.code == 0, result.err[-2000:]
+    info = json.loads(result.out)
+    n_vis = 16 if arch == "llava" else 4
+    assert info["vision_tokens"] == n_vis and info["mod"]["retention"] == [1.0, 0.5, 0.25]
+    assert [row["kept_vision"] for row in info["layers"]] == [n_vis, n_vis // 2, n_vis // 4]
+    assert 0 < info["flops_ratio"] < 1 and 0 < info["kv_ratio"] < 1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_arank_measures_every_decoder_layer_of_a_pretrained_checkpoint_on_real_samples(
+    dmo_cli, checkpoints, tmp_path, arch,
+):
+    from dmo.data.sharegpt import write_jsonl
+    from dmo.data.synthetic import generate_splits
+
+    samples = generate_splits("general", domain="general", sizes={"train": 4}, seed=0, image_size=32)["train"]
+    data = tmp_path / "probe.jsonl"
+    write_jsonl(samples, data, image_dir="images")
+    result = dmo_cli("model", "arank", checkpoints[arch], "--data", data, "-n", "4", "--route", "1", "--json")
+    assert result.code == 0, result.err[-2000:]
+    payload = json.loads(result.out)
+    assert payload["samples"] == 4 and payload["retention"] == [1.0, 1.0, 1.0]  # a pretrained base is dense
+    assert len(payload["aranks"]) == 3 and all(value > 1 for value in payload["aranks"])
+    assert len(payload["route"]) == 1
+    dmo_cli("model", "arank", checkpoints[arch]).refused("--data", str(checkpoints[arch]))
+
+
+def test_a_lora_expert_trains_routers_in_full_and_saves_dense_weights_with_the_vision_tower_untouched(
+    checkpoints, tmp_path,
+):
+    from safetensors.torch import load_file
+
+    from dmo.config import with_overrides
+    from dmo.data.prepared import prepare_data
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+    from storage import Store
+
+    config = with_overrides(_config(checkpoints["qwen2_vl"], tmp_path), {
+        "training.expert.finetune": ("finetune", "lora"), "training.expert.lora.r": ("r", 4)})
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        base = ensure_model(config, store, base_spec(config))
+        expert = ensure_model(config, store, expert_spec(config, "ocr"), base=base, data=prepare_data(config))
+    folder = Path(expert.checkpoint_uri)
+    saved = {}
+    for shard in folder.glob("*.safetensors"):
+        saved.update(load_file(str(shard)))
+    assert not [name for name in saved if "lora" in name]  # folded before saving
+    before = get_backend("hf").state_dict(checkpoints["qwen2_vl"], like=folder)
+    assert set(saved) == set(before)  # the base's names plus the routers, nothing else
+    changed = {name for name in saved if not torch.equal(saved[name].float(), before[name])}
+    # Layer 1's router learns. The last layer's cannot: its vision tokens' outputs feed no later layer
+    # and carry no label, so its gate gets no gradient (true of p-MoD's last layer too).
+    assert {n for n in changed if ".router." in n} == {
+        f"model.language_model.layers.1.router.{p}" for p in ("weight", "bias")}
+    assert any(".self_attn.q_proj." in n for n in changed)  # LoRA moved the adapted projections
+    assert not [n for n in changed if n.startswith("model.visual.")]  # the vision tower stays frozen

@@ -137,8 +137,8 @@ def test_ctrl_c_during_eval_exits_130(dmo, monkeypatch, tmp_path):
     def interrupted(*args, **kwargs):  # Ctrl-C, delivered where eval spends its time
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("dmo.models.checkpoint.load_checkpoint", interrupted)
-    assert train_cmd  # the command imports load_checkpoint when it runs, so the patch is what it calls
+    monkeypatch.setattr("dmo.models.backends.backend_of_checkpoint", interrupted)
+    assert train_cmd  # the command imports backend_of_checkpoint when it runs, so the patch is what it calls
     result = dmo("eval", tmp_path, "-c", REPO / "configs" / "tiny.yaml")
     assert result.code == 130 and "interrupted" in result.err and "Traceback" not in result.err
 

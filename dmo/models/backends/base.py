@@ -51,6 +51,10 @@ class ModelBackend(ABC):
         """The model config a project trains (cheap: no weights are read)."""
 
     @abstractmethod
+    def accounting_config(self, config: DmoConfig) -> Any:
+        """The model config for cost accounting only (``dmo model info``): no data, no tokenizer needed."""
+
+    @abstractmethod
     def initial_model(self, config: DmoConfig, encoder: SampleEncoder, init: Path | None, *, seed: int) -> nn.Module:
         """The model a training run starts from: ``init``'s checkpoint, else the project's base."""
 

@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from dmo.config.schema import DmoConfig, LoraSettings, ModSettings
-from dmo.data.encoding import EncodedSplit, PatchedImages, StackedImages, check_lengths, refuse_text_that_cannot_fit
+from dmo.data.encoding import (
+    EncodedSplit,
+    PatchedImages,
+    StackedImages,
+    check_lengths,
+    refuse_text_that_cannot_fit,
+)
 from dmo.data.sample import DomainData, Sample
 from dmo.errors import CheckpointError, ConfigError, MergeError
 from dmo.files import file_sha256, total_sha256
@@ -232,6 +238,20 @@ class HfEncoder:
     save_pretrained = save  # what dmo.models.checkpoint.save_checkpoint calls
 
 
+def attention_probe(path: Path, samples: Sequence[Sample]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A checkpoint with eager attention (the only kind that returns attention maps, for ARank) and
+    ``samples`` encoded with its own tokenizer, processor and chat template, right-padded."""
+    from dmo.data.encoding import training_batch
+
+    model = HfBackend().load(Path(path))
+    model.set_attn_implementation("eager")
+    encoder = HfEncoder(Path(path), image_size=0)
+    split = encoder.encode(samples)
+    batch = training_batch(split, range(len(samples)), encoder.pad_id)
+    batch.pop("labels")
+    return model, batch
+
+
 # --------------------------------------------------------------------------- the backend
 
 
@@ -261,6 +281,10 @@ class HfBackend(ModelBackend):
             tokens = encoder.arch.image_tokens(encoder.config, encoder._images(probe), encoder.processor)
         return HfModConfig(text.hidden_size, text.intermediate_size, text.num_hidden_layers, tuple(mod["retention"]),
                            mod["tanh_alpha"], mod["tanh_beta"], mod["schedule"], tokens)
+
+    def accounting_config(self, config: DmoConfig) -> HfModConfig:
+        """Shapes from config.json; vision tokens per image from the checkpoint's own processor."""
+        return self.model_config(config, self.encoder(config, {}))
 
     def initial_model(self, config: DmoConfig, encoder: Any, init: Path | None, *, seed: int) -> nn.Module:
         path = Path(init or config.model.path)

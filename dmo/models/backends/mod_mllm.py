@@ -110,6 +110,14 @@ class ModMllmBackend(ModelBackend):
         return ModMLLMConfig.from_settings(config.model, vocab_size=len(encoder.tokenizer), image_token_id=ids.image,
                                            pad_token_id=ids.pad, bos_token_id=ids.bos, eos_token_id=ids.eos)
 
+    def accounting_config(self, config: DmoConfig):
+        """Token ids come from the tokenizer, which may not exist yet; they change no count, so
+        placeholders inside the vocabulary stand in."""
+        from dmo.models.configuration_mod_mllm import ModMLLMConfig
+
+        return ModMLLMConfig.from_settings(config.model, vocab_size=config.tokenizer.vocab_size, image_token_id=3,
+                                           pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
     def initial_model(self, config: DmoConfig, encoder: ProjectTokenizerEncoder, init: Path | None, *,
                       seed: int) -> nn.Module:
         from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
