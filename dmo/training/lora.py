@@ -6,15 +6,24 @@ weights, never LoRA factors (their products do not interpolate linearly).
 
 from __future__ import annotations
 
-from peft import LoraConfig, PeftModel, get_peft_model
+import sys
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from dmo.config.schema import LoraSettings
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+# peft costs about 5 s to import (it pulls transformers' distributed stack): only runs that use LoRA pay it.
 
 
 def add_lora(model: nn.Module, settings: LoraSettings, *, targets: str, modules_to_save: list[str]) -> PeftModel:
     """LoRA on the linear layers ``targets`` matches (the backend's: the decoder's projections, so the
     vision tower stays frozen and untouched); ``modules_to_save`` are trained in full beside it."""
+    from peft import LoraConfig, get_peft_model
+
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -28,6 +37,7 @@ def add_lora(model: nn.Module, settings: LoraSettings, *, targets: str, modules_
 
 def fold_lora(model: nn.Module) -> nn.Module:
     """Return the dense model with LoRA deltas added into the base weights."""
-    if isinstance(model, PeftModel):
+    peft = sys.modules.get("peft")  # a model can only be a PeftModel once add_lora imported peft
+    if peft is not None and isinstance(model, peft.PeftModel):
         return model.merge_and_unload()
     return model
