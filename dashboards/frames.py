@@ -233,7 +233,10 @@ def mixture_label(weights: Mapping[str, float], domains: Sequence[str]) -> str:
 
 
 def validation_frame(validation: ValidationRecord, domains: Sequence[str]) -> pd.DataFrame:
-    """One row per validated mixture: weights, proxy and real score per benchmark and their means.
+    """One row per validated model: weights, proxy and real score per benchmark and their means.
+
+    A mixture trained twice (test–retest) has a row per run (``run`` 0, 1); ``set`` says where it
+    was drawn: ``draw`` (held out of the search), ``pick`` (the search's best), or a reference set.
 
     The means run over the benchmarks scored on both sides, as
     :func:`dmo.fidelity.fidelity_summary` ranks mixtures by.
@@ -248,6 +251,8 @@ def validation_frame(validation: ValidationRecord, domains: Sequence[str]) -> pd
             {
                 "mixture": mixture_label(result.weights, domains),
                 "trial id": result.trial_id,
+                "set": result.group or "",
+                "run": result.replicate,
                 **{weight_column(d): float(result.weights.get(d, 0.0)) for d in domains},
                 **{f"proxy {b}": _number(result.proxy_scores.get(b)) for b in shared},
                 **{f"real {b}": _number(result.real_scores.get(b)) for b in shared},
@@ -258,6 +263,8 @@ def validation_frame(validation: ValidationRecord, domains: Sequence[str]) -> pd
     columns = [
         "mixture",
         "trial id",
+        "set",
+        "run",
         *(weight_column(d) for d in domains),
         *(f"proxy {b}" for b in shared),
         *(f"real {b}" for b in shared),

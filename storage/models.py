@@ -244,16 +244,18 @@ class ValidationRow(Base):
 
 
 class MixtureResultRow(Base):
-    """Unique per (validation, mixture): a resumed validation replaces, never duplicates."""
+    """Unique per (validation, mixture, replicate): a resumed validation replaces, never duplicates."""
 
     __tablename__ = "dmo_mixture_results"
-    __table_args__ = (sa.UniqueConstraint("validation_id", "mixture_key"),)
+    __table_args__ = (sa.UniqueConstraint("validation_id", "mixture_key", "replicate"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     validation_id: Mapped[int] = mapped_column(
         sa.ForeignKey("dmo_validations.id", ondelete="CASCADE")
     )
     mixture_key: Mapped[str] = mapped_column(sa.String(512))
+    replicate: Mapped[int] = mapped_column(server_default="0")
+    mixture_group: Mapped[str | None] = mapped_column(sa.String(16))
     weights: Mapped[dict[str, Any]]
     trial_id: Mapped[int | None] = mapped_column(_trial_fk())
     model_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dmo_models.id"))
@@ -265,7 +267,8 @@ class MixtureResultRow(Base):
         return rec.MixtureResultRecord(
             id=self.id, validation_id=self.validation_id, weights=dict(self.weights),
             trial_id=self.trial_id, model_id=self.model_id, proxy_scores=dict(self.proxy_scores),
-            real_scores=dict(self.real_scores), created_at=self.created_at,
+            real_scores=dict(self.real_scores), created_at=self.created_at, replicate=self.replicate,
+            group=self.mixture_group,
         )
 
 

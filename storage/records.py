@@ -142,6 +142,8 @@ class MixtureResultRecord:
     proxy_scores: dict[str, float | None]
     real_scores: dict[str, float | None]
     created_at: datetime
+    replicate: int = 0  # the mixture's n-th model (another seed), for test–retest
+    group: str | None = None  # draw, pick, pairs, triples or simplex
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,22 +33,23 @@ class ValidationRows(StoreBase):
     def record_mixture_result(
         self, validation_id: int, *, mixture: Mixture, trial_id: int | None,
         model_id: int | None, proxy_scores: Mapping[str, float | None],
-        real_scores: Mapping[str, float | None]
+        real_scores: Mapping[str, float | None], replicate: int = 0, group: str | None = None,
     ) -> rec.MixtureResultRecord:
-        """One mixture's proxy and real scores; the same mixture again replaces its result."""
+        """One model of a mixture: proxy and real scores; the same mixture and replicate again replaces it."""
         key = mixture.key()
         fields = {
             "weights": mixture.as_dict(), "trial_id": trial_id, "model_id": model_id,
             "proxy_scores": plain_json(proxy_scores), "real_scores": plain_json(real_scores),
+            "mixture_group": group,
         }
 
         def work(session: Session) -> rec.MixtureResultRecord:
             self._get(session, ValidationRow, validation_id, "validation")
             query = sa.select(MixtureResultRow).filter_by(validation_id=validation_id,
-                                                          mixture_key=key)
+                                                          mixture_key=key, replicate=replicate)
             row = session.scalars(query).first()
             if row is None:
-                row = MixtureResultRow(validation_id=validation_id, mixture_key=key, **fields)
+                row = MixtureResultRow(validation_id=validation_id, mixture_key=key, replicate=replicate, **fields)
                 session.add(row)
             else:
                 for name, value in fields.items():

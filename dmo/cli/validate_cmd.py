@@ -2,30 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 
 from dmo.cli.common import console, open_store
-from dmo.cli.options import DEFAULT_CONFIG, AddressOption, ConfigOption, JsonFlag, StoreUrlOption, print_json
+from dmo.cli.options import (
+    DEFAULT_CONFIG,
+    AddressOption,
+    ConfigOption,
+    JsonFlag,
+    StoreUrlOption,
+    print_json,
+)
 from dmo.cli.progress import model_bars
+
+
+class Protocol(str, Enum):
+    held_out = "held-out"
+    reference = "reference"
 
 
 def validate(
     search_id: Annotated[int, typer.Argument(metavar="SEARCH_ID")],
-    mixtures: Annotated[int, typer.Option("--mixtures", "-m", min=2, help="Mixtures to train: the best 3 plus Dirichlet draws.")] = 10,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the Dirichlet draws.")] = 0,
+    mixtures: Annotated[int, typer.Option(
+        "--mixtures", "-m", min=2, help="Held-out Dirichlet(1) mixtures to train (disjoint from the search's trials).",
+    )] = 20,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the held-out draws (use one the search never saw).")] = 0,
+    protocol: Annotated[Protocol, typer.Option(
+        help="held-out: --mixtures draws; reference: the reference study's 7 two-domain + 21 three-domain "
+        "grid mixtures + 20 draws and the uniform mixture.",
+    )] = Protocol.held_out,
+    repeats: Annotated[int, typer.Option(
+        min=1, max=4, help="Models per held-out mixture, each on its own seed; 2 measures the real ranking's "
+        "test–retest ceiling.",
+    )] = 1,
+    picks: Annotated[int, typer.Option(min=0, help="The search's best trials to train too, reported apart.")] = 3,
     config: ConfigOption = DEFAULT_CONFIG,
     store_url: StoreUrlOption = None,
     address: AddressOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Spearman ρ, Kendall τ and top-1 regret of proxies vs mixture-trained models."""
-    from rich.table import Table
+    """Spearman ρ, Kendall τ and top-1 regret of proxies vs mixture-trained models, on held-out mixtures."""
+    from dmo.fidelity.validate import ValidationPlan
 
+    plan = ValidationPlan(protocol=protocol.value, mixtures=mixtures, seed=seed, repeats=repeats, picks=picks)
     store = open_store(store_url, config)
     search = store.get_search(search_id)
-    from dmo.fidelity.validate import summary_rows, validate_search
+    from dmo.fidelity.validate import validate_search
     from dmo.search.proxy import ProxyEvaluator
     from dmo.search.searches import proxy_source
     from workers import api
@@ -36,17 +61,52 @@ def validate(
     proxy = ProxyEvaluator(proxy_source(store, search))
     with model_bars(enabled=not as_json) as on_step:
         summary = validate_search(
-            store, search, mixtures=mixtures, proxy=proxy, seed=seed,
+            store, search, plan=plan, proxy=proxy,
             train_mixtures=lambda specs: api.train_mixture_models(settings, store, specs, base, on_step=on_step),
         )
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"Proxy fidelity of search {search_id} ({mixtures} mixtures, {summary['metric']})")
-    for column in ("benchmark", "spearman ρ", "kendall τ", "top-1 regret", "pick in top-3"):
+    print_summary(search_id, summary)
+
+
+def _interval(pair: Any) -> str:
+    return "" if not pair else f"{pair[0]:.2f} … {pair[1]:.2f}"
+
+
+def print_summary(search_id: int, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from dmo.fidelity.validate import summary_rows
+
+    title = (f"Proxy fidelity of search {search_id}: {summary['held_out']} {summary['protocol']} mixtures "
+             f"(seed {summary['seed']}, {summary['repeats']} model(s) each, {summary['metric']})")
+    table = Table(title=title)
+    for column in ("benchmark", "spearman ρ", "90% interval", "kendall τ", "90% interval", "top-1 regret",
+                   "pick in top-3"):
         table.add_column(column, justify="right")
     for name, row in summary_rows(summary):
-        table.add_row(name, f"{row['spearman']:.3f}", f"{row['kendall']:.3f}", f"{row['regret']:.2f}", str(row["in_top_3"]))
+        table.add_row(name, f"{row['spearman']:.3f}", _interval(row.get("spearman_90")), f"{row['kendall']:.3f}",
+                      _interval(row.get("kendall_90")), f"{row['regret']:.2f}", str(row["in_top_3"]))
     console.print(table)
+    retest = summary.get("retest")
+    if retest:
+        mean = retest["mean_score"]
+        console.print(f"real vs real (two seeds): spearman {mean['spearman']:.3f} ({_interval(mean['spearman_90'])}); "
+                      f"a perfect proxy would reach about {mean['ceiling_of_mean']:.2f} against the mean of the runs")
+    else:
+        console.print("[yellow]note:[/] no test–retest ceiling (run with --repeats 2 to measure it)")
+    for group, row in summary.get("groups", {}).items():
+        console.print(f"  {group}: spearman {row['spearman']:.3f} ({_interval(row['spearman_90'])}), "
+                      f"regret {row['regret']:.2f}, n {row['n']}")
+    calibration = summary.get("calibration")
+    if calibration:
+        raw, fitted = calibration["raw"], calibration["calibrated"]
+        console.print(f"monotone calibration fitted on {len(calibration['fit_on'])} mixtures, judged on the other "
+                      f"{calibration['judged_on']}: spearman {raw['spearman']:.3f} → {fitted['spearman']:.3f}, "
+                      f"regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
+    for pick in summary.get("search_picks", []):
+        console.print(f"search pick (trial {pick['trial']}): proxy {pick['proxy']:.3f}, real {pick['real']:.3f} "
+                      f"(best held-out real {pick['best_held_out_real']:.3f})")
     for note in summary["notes"]:
         console.print(f"[yellow]note:[/] {note}")

@@ -12,7 +12,7 @@ A correlation of constant scores is undefined: it comes back as nan, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,25 +102,35 @@ def pick_in_top_k(proxy: Sequence[float], real: Sequence[float], k: int) -> bool
     return bool(real_arr[_pick(proxy_arr)] >= kth_best)
 
 
-def spearman_interval(
-    x: Sequence[float], y: Sequence[float], *, level: float = 0.9, draws: int = 2000, seed: int = 0
+def rank_interval(
+    x: Sequence[float], y: Sequence[float], *, measure: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    level: float = 0.9, draws: int = 2000, seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of Spearman ρ over the paired mixtures.
+    """Percentile bootstrap interval of a rank correlation (Spearman ρ by default) over paired mixtures.
 
-    With ten mixtures one ρ says little on its own: this is how far it moves
-    when other mixtures of the same kind had been drawn. Resamples whose
-    scores are all tied (ρ undefined) are dropped; nan, nan if all are.
+    With a few dozen mixtures one ρ says little on its own: this is how far it
+    moves when other mixtures of the same kind had been drawn. Resamples whose
+    scores are all tied (undefined) are dropped; nan, nan if all are.
     """
     x_arr, y_arr = _paired(x, y)
+    measure = measure or spearman
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, x_arr.size, size=(draws, x_arr.size))
-    values = np.array([spearman(x_arr[p], y_arr[p]) for p in picks])
+    values = np.array([measure(x_arr[p], y_arr[p]) for p in picks])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(values, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+def spearman_interval(x: Sequence[float], y: Sequence[float], **options: Any) -> tuple[float, float]:
+    return rank_interval(x, y, measure=spearman, **options)
+
+
+def kendall_interval(x: Sequence[float], y: Sequence[float], **options: Any) -> tuple[float, float]:
+    return rank_interval(x, y, measure=kendall_tau, **options)
 
 
 def _metrics(proxy: Sequence[float], real: Sequence[float]) -> dict[str, float | bool | int]:
@@ -186,6 +196,7 @@ def fidelity_summary(
     real_mean = np.mean([np.asarray(real_scores[b], dtype=np.float64) for b in shared], axis=0)
     mean_row: dict[str, Any] = _metrics(proxy_mean, real_mean)
     mean_row["spearman_90"] = list(spearman_interval(proxy_mean, real_mean))
+    mean_row["kendall_90"] = list(kendall_interval(proxy_mean, real_mean))
     notes.extend(_notes_for("mean score", proxy_mean, real_mean))
 
     average: dict[str, float | bool | int] = {"n": int(lengths.pop())}
@@ -199,4 +210,31 @@ def fidelity_summary(
         "mean_score": mean_row,
         "average": average,
         "notes": notes,
+    }
+
+
+def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """How well the real ranking agrees with itself: the same mixtures trained twice on two seeds.
+
+    ``first[b][i]`` and ``second[b][i]`` score mixture i's two models on benchmark b. The
+    mean-score ρ between the runs is the test–retest reliability of the real ranking; no proxy
+    can be expected to correlate with one run better than about √ρ (the ceiling, classical test
+    theory: a perfect proxy correlates with a noisy measure at the square root of its reliability).
+    """
+    shared = [b for b in first if b in second]
+    if not shared:
+        raise ValueError("the two runs share no benchmark")
+    first_mean = np.mean([np.asarray(first[b], dtype=np.float64) for b in shared], axis=0)
+    second_mean = np.mean([np.asarray(second[b], dtype=np.float64) for b in shared], axis=0)
+    rho = spearman(first_mean, second_mean)
+    return {
+        "mean_score": {
+            "n": int(first_mean.size),
+            "spearman": rho,
+            "spearman_90": list(spearman_interval(first_mean, second_mean)),
+            "kendall": kendall_tau(first_mean, second_mean),
+            "ceiling": float(np.sqrt(rho)) if np.isfinite(rho) and rho > 0 else float("nan"),
+        },
+        "per_benchmark": {b: {"spearman": spearman(first[b], second[b]), "kendall": kendall_tau(first[b], second[b])}
+                          for b in shared},
     }

@@ -1,21 +1,31 @@
 """Validate a search: do proxies rank mixtures like models trained on them?
 
-Mixtures are the search's best few plus seeded Dirichlet(1) draws. Each gets
-a proxy score (merged in memory, as in the search) and a real score (a model
-trained on the mixture: same base, budget and schedule as the experts). How
-models are trained is passed in, so this runs with or without Ray.
+Held-out by default: the mixtures are Dirichlet(1) draws from a seed of
+their own, disjoint from the search's trials (``dmo.fidelity.draws``), or the
+reference study's 7 + 21 + 21 sets. The search's own best trials are trained
+too but reported apart: they were picked for high proxy scores, so counting
+them would flatter the proxy. Each mixture gets a proxy score (merged in
+memory, as in the search) and a real score (a model trained on the mixture:
+same base, budget and schedule as the experts); with ``repeats = 2`` every
+held-out mixture is trained twice on two seeds, which measures how well the
+real ranking agrees with itself (its test–retest ceiling). How models are
+trained is passed in, so this runs with or without Ray.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from dmo.config.schema import DmoConfig
 from dmo.evaluation import benchmarks_for, evaluate
-from dmo.fidelity.ranking import fidelity_summary
+from dmo.fidelity.calibration import MAX_FIT, judge
+from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
+from dmo.fidelity.ranking import fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
 from dmo.models.backends import backend_for
 from dmo.search.pool import Evaluator
@@ -24,51 +34,127 @@ from dmo.training.jobs import ModelSpec, mixture_spec
 from storage import ModelRecord, SearchRecord, Store
 
 TrainMixtures = Callable[[list[ModelSpec]], list[ModelRecord]]
+Scores = dict[str, float]
 
 
-def choose_mixtures(store: Store, search: SearchRecord, count: int, *, top: int = 3, seed: int = 0) -> list[tuple[Mixture, int | None]]:
-    """(mixture, trial id) pairs: the best `top` trials, then Dirichlet(1) draws up to `count`."""
-    names = search.domains
-    chosen: list[tuple[Mixture, int | None]] = [
-        (Mixture.of(names, t.weights), t.id) for t in store.best_trials(search.id, top_k=min(top, count))
-    ]
-    rng = np.random.default_rng(seed)
-    while len(chosen) < count:
-        chosen.append((Mixture.of(names, [float(x) for x in rng.dirichlet(np.ones(len(names)))]), None))
-    return chosen
+@dataclass(frozen=True)
+class ValidationPlan:
+    """What a validation trains. ``mixtures`` counts held-out draws (the reference protocol fixes its own)."""
+
+    protocol: Literal["held-out", "reference"] = "held-out"
+    mixtures: int = 20
+    seed: int = 0
+    repeats: int = 1  # models per held-out mixture, each on its own seed; 2 measures test–retest
+    picks: int = 3  # the search's best trials, trained and reported apart
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("held-out", "reference"):
+            raise ValueError(f"unknown protocol {self.protocol!r}")
+        if self.mixtures < 2 or self.repeats < 1 or self.picks < 0:
+            raise ValueError("a validation needs at least 2 mixtures, 1 repeat and 0 or more picks")
+
+
+@dataclass(frozen=True)
+class _Planned:
+    mixture: Mixture
+    group: str
+    trial_id: int | None = None
+    trial_number: int | None = None
+
+
+def plan_mixtures(store: Store, search: SearchRecord, plan: ValidationPlan) -> list[_Planned]:
+    """The held-out (or reference) mixtures first, then the search's picks."""
+    names = list(search.domains)
+    trials = store.trials(search.id)
+    if plan.protocol == "reference":
+        drawn: list[ValidationMixture] = reference_protocol(names, seed=plan.seed)
+    else:
+        drawn = held_out_draws(names, plan.mixtures, seed=plan.seed,
+                               avoid=[[t.weights[n] for n in names] for t in trials])
+    planned = [_Planned(v.mixture, v.group) for v in drawn]
+    keys = {p.mixture.key() for p in planned}
+    for trial in store.best_trials(search.id, top_k=plan.picks) if plan.picks else []:
+        mixture = Mixture.of(names, [trial.weights[n] for n in names])
+        if mixture.key() not in keys:  # a reference grid point the search also tried is scored once
+            planned.append(_Planned(mixture, "pick", trial.id, trial.number))
+    return planned
 
 
 def validate_search(
     store: Store,
     search: SearchRecord,
     *,
-    mixtures: int,
+    plan: ValidationPlan,
     proxy: Evaluator,
     train_mixtures: TrainMixtures,
-    seed: int = 0,
-) -> dict:
+) -> dict[str, Any]:
     config = search.config
     metric = search.metric
-    chosen = choose_mixtures(store, search, mixtures, seed=seed)
-    validation = store.create_validation(search.id, config={"mixtures": mixtures, "seed": seed, "metric": metric})
+    planned = plan_mixtures(store, search, plan)
+    validation = store.create_validation(search.id, config={**asdict(plan), "metric": metric})
     try:
-        proxy_scores = [proxy.evaluate(list(m.weights)).scores[metric] for m, _ in chosen]
-        models = train_mixtures([mixture_spec(m) for m, _ in chosen])
-        real_scores = [_real_scores(config, model, metric) for model in models]
-        for (mixture, trial_id), model, p, r in zip(chosen, models, proxy_scores, real_scores):
-            store.record_mixture_result(validation.id, mixture=mixture, trial_id=trial_id,
-                                        model_id=model.id, proxy_scores=p, real_scores=r)
-        names = list(search.domains)
-        summary = fidelity_summary(
-            {b: [p[b] for p in proxy_scores] for b in names},
-            {b: [r[b] for r in real_scores] for b in names},
-        )
+        proxy_scores = [proxy.evaluate(list(p.mixture.weights)).scores[metric] for p in planned]
+        jobs = [(i, r) for i, p in enumerate(planned) for r in range(plan.repeats if p.group != "pick" else 1)]
+        models = train_mixtures([mixture_spec(planned[i].mixture, r) for i, r in jobs])
+        real: dict[tuple[int, int], Scores] = {}
+        for (i, r), model in zip(jobs, models, strict=True):
+            real[i, r] = _real_scores(config, model, metric)
+            store.record_mixture_result(validation.id, mixture=planned[i].mixture, trial_id=planned[i].trial_id,
+                                        model_id=model.id, proxy_scores=proxy_scores[i], real_scores=real[i, r],
+                                        replicate=r, group=planned[i].group)
+        summary = summarise(planned, proxy_scores, real, list(search.domains), plan)
         summary["metric"] = metric
         store.finish_validation(validation.id, summary=summary)
         return summary
     except BaseException as error:
         store.fail_validation(validation.id, f"{type(error).__name__}: {error}")
         raise
+
+
+def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mapping[tuple[int, int], Scores],
+              names: list[str], plan: ValidationPlan) -> dict[str, Any]:
+    """Fidelity on the held-out mixtures (real = the mean of their runs), the test–retest ceiling,
+    per-set rows for the reference protocol, a calibration judged on mixtures it was not fitted on,
+    and the search's picks apart."""
+    held = [i for i, p in enumerate(planned) if p.group != "pick"]
+    runs = plan.repeats
+
+    def columns(indices: Sequence[int], scores: Callable[[int], Scores]) -> dict[str, list[float]]:
+        return {b: [float(scores(i)[b]) for i in indices] for b in names}
+
+    def run_mean(i: int) -> Scores:
+        return {b: float(np.mean([real[i, r][b] for r in range(runs)])) for b in names}
+
+    summary = fidelity_summary(columns(held, lambda i: proxy[i]), columns(held, run_mean))
+    summary.update(protocol=plan.protocol, seed=plan.seed, repeats=runs, held_out=len(held))
+    if runs >= 2:
+        retest = retest_agreement(columns(held, lambda i: real[i, 0]), columns(held, lambda i: real[i, 1]))
+        rho = retest["mean_score"]["spearman"]
+        # A mean of `runs` runs is more reliable than one (Spearman–Brown); the ceiling is its square root.
+        reliability = runs * rho / (1 + (runs - 1) * rho) if np.isfinite(rho) and rho > 0 else float("nan")
+        retest["mean_score"]["ceiling_of_mean"] = float(np.sqrt(reliability)) if np.isfinite(reliability) else reliability
+        summary["retest"] = retest
+    if plan.protocol == "reference":
+        summary["groups"] = {
+            group: fidelity_summary(columns(members, lambda i: proxy[i]), columns(members, run_mean))["mean_score"]
+            for group in ("pairs", "triples", "simplex")
+            if len(members := [i for i in held if planned[i].group == group]) >= 2
+        }
+    if len(held) >= MAX_FIT + 2:
+        rng = np.random.default_rng([plan.seed, 0xCA1])
+        fit = sorted(int(k) for k in rng.choice(len(held), size=MAX_FIT, replace=False))
+        judged = judge(columns(held, lambda i: proxy[i]), columns(held, run_mean), fit=fit)
+        judged["fit_on"] = [planned[held[k]].mixture.as_dict() for k in judged["fit_on"]]
+        judged["judged_on"] = len(judged["judged_on"])
+        summary["calibration"] = judged
+    best_real = max(float(np.mean(list(run_mean(i).values()))) for i in held)
+    summary["search_picks"] = [
+        {"trial": p.trial_number, "weights": p.mixture.as_dict(),
+         "proxy": float(np.mean([proxy[i][b] for b in names])), "real": float(np.mean([real[i, 0][b] for b in names])),
+         "best_held_out_real": best_real}
+        for i, p in enumerate(planned) if p.group == "pick"
+    ]
+    return summary
 
 
 def _real_scores(config: DmoConfig, model: ModelRecord, metric: str) -> dict[str, float]:

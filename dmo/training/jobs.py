@@ -41,14 +41,20 @@ class ModelSpec:
     kind: str  # "base" | "expert" | "mixture"
     mixture: Mixture
     domain: str | None = None  # experts only
+    # A second model of the same mixture on another seed (validation's test–retest); 0 is the model.
+    replicate: int = 0
 
     @property
     def name(self) -> str:
         if self.kind == "expert":
             return f"expert-{self.domain}"
         if self.kind == "mixture":
-            return "mixture-" + "-".join(f"{w:.3f}" for w in self.mixture.weights)
+            name = "mixture-" + "-".join(f"{w:.3f}" for w in self.mixture.weights)
+            return name + (f"-r{self.replicate}" if self.replicate else "")
         return "base"
+
+    def seed(self, config: DmoConfig) -> int:
+        return config.project.seed + self.replicate
 
 
 def base_spec(config: DmoConfig) -> ModelSpec:
@@ -59,8 +65,8 @@ def expert_spec(config: DmoConfig, domain: str) -> ModelSpec:
     return ModelSpec(kind="expert", mixture=Mixture.one_hot(config.domain_names, domain), domain=domain)
 
 
-def mixture_spec(mixture: Mixture) -> ModelSpec:
-    return ModelSpec(kind="mixture", mixture=mixture)
+def mixture_spec(mixture: Mixture, replicate: int = 0) -> ModelSpec:
+    return ModelSpec(kind="mixture", mixture=mixture, replicate=replicate)
 
 
 def stage_settings(config: DmoConfig, kind: str) -> TrainingSettings:
@@ -74,7 +80,7 @@ def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None) ->
         name=spec.name,
         mixture=spec.mixture,
         settings=stage_settings(config, spec.kind),
-        seed=config.project.seed,
+        seed=spec.seed(config),
         base_sha256=base_sha256,
     )
 
@@ -89,7 +95,7 @@ def cache_key(config: DmoConfig, spec: ModelSpec, data: PreparedData, init_sha25
         "data": data.fingerprint(),
         "model": model,
         "training": stage_settings(config, spec.kind).model_dump(mode="json"),
-        "seed": config.project.seed,
+        "seed": spec.seed(config),
         "init": init_sha256,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -142,7 +148,7 @@ def ensure_model(
             domain=spec.domain,
             base_id=base.id if base is not None else None,
             training={"settings": settings.model_dump(mode="json"), "weights": spec.mixture.as_dict(),
-                      "seed": config.project.seed},
+                      "seed": spec.seed(config)},
             finetune=settings.finetune,
             efficiency=backend.efficiency(backend.model_config(config, data.encoder)),
             claim=claim,
@@ -157,7 +163,7 @@ def ensure_model(
     started = time.perf_counter()
     with Heartbeat(store, record.id, claim, every_s=heartbeat_s):
         try:
-            model = backend.initial_model(config, data.encoder, init, seed=config.project.seed)
+            model = backend.initial_model(config, data.encoder, init, seed=spec.seed(config))
             run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
             result = train(run, model, data, out_dir, backend=backend, on_step=on_step)
             dev = evaluate(

@@ -150,3 +150,26 @@ def test_concurrent_first_upgrades_serialise(store_url: str) -> None:
         worker.join(60)
     assert [w.exitcode for w in workers] == [0, 0, 0]
     assert _version_rows(store_url) == [(SCHEMA_REVISION,)]
+
+
+def test_replicates_of_a_mixture_are_stored_apart_and_a_downgrade_keeps_the_first(store_url: str, tiny_config) -> None:
+    from alembic import command
+
+    from search_support import mixture, search_row
+    from storage.db import alembic_config
+
+    with Store.open(store_url, retry_s=2.0) as store:
+        search = search_row(store, tiny_config, with_study=False)
+        validation = store.create_validation(search.id, config={})
+        one = mixture(general=0.5, ocr=0.25, counting=0.25)
+        for replicate in (0, 1, 1):  # the same replicate again replaces, never duplicates
+            store.record_mixture_result(validation.id, mixture=one, trial_id=None, model_id=None,
+                                        proxy_scores={"ocr": 0.1}, real_scores={"ocr": 0.2 + replicate},
+                                        replicate=replicate, group="draw")
+        results = store.latest_validation(search.id).results
+    assert [(r.replicate, r.group, r.real_scores["ocr"]) for r in results] == [(0, "draw", 0.2), (1, "draw", 1.2)]
+    command.downgrade(alembic_config(store_url), "0003")
+    command.upgrade(alembic_config(store_url), "head")
+    with Store.open(store_url, retry_s=2.0) as store:
+        (kept,) = store.latest_validation(search.id).results
+    assert (kept.replicate, kept.group, kept.real_scores["ocr"]) == (0, None, 0.2)

@@ -1,0 +1,95 @@
+"""Validation mixtures, bootstrap intervals, test–retest and calibration: pure functions on fixed data."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from dmo.fidelity.calibration import MAX_FIT, Calibration, isotonic_fit, judge
+from dmo.fidelity.draws import held_out_draws, reference_protocol
+from dmo.fidelity.ranking import kendall_interval, kendall_tau, retest_agreement, spearman, spearman_interval
+
+NAMES = ("general", "ocr", "counting", "chart")
+
+
+def test_the_reference_protocol_is_7_pairs_21_interior_triples_and_21_simplex_mixtures():
+    planned = reference_protocol(NAMES, seed=0)
+    groups = {g: [p.mixture.weights for p in planned if p.group == g] for g in ("pairs", "triples", "simplex")}
+    assert [len(groups[g]) for g in groups] == [7, 21, 21] and len(planned) == 49
+    assert sorted(groups["pairs"]) == sorted((k / 8, 1 - k / 8, 0.0, 0.0) for k in range(1, 8))
+    eighths = {tuple(round(w * 8) for w in weights) for weights in groups["triples"]}
+    assert eighths == {(i, j, 8 - i - j, 0) for i in range(1, 7) for j in range(1, 8 - i)}  # interior: all ≥ 1/8
+    assert all(w[:3] == pytest.approx([x / 8 for x in e[:3]]) for w, e in zip(sorted(groups["triples"]),
+                                                                               sorted(eighths), strict=True))
+    assert groups["simplex"][-1] == (0.25,) * 4 and all(min(w) > 0 for w in groups["simplex"])
+    assert reference_protocol(NAMES, seed=0) == planned and reference_protocol(NAMES, seed=1) != planned
+    with pytest.raises(ValueError, match="three domains"):
+        reference_protocol(NAMES[:2], seed=0)
+
+
+def test_held_out_draws_are_seeded_distinct_and_never_a_mixture_to_avoid():
+    draws = held_out_draws(NAMES, 20, seed=5)
+    assert len(draws) == 20 and held_out_draws(NAMES, 20, seed=5) == draws
+    assert all(sum(d.mixture.weights) == pytest.approx(1) and d.group == "draw" for d in draws)
+    assert len({d.mixture.weights for d in draws}) == 20
+    # a search that happened to try the first draw: it is skipped, the rest shift up
+    avoided = held_out_draws(NAMES, 3, seed=5, avoid=[draws[0].mixture.weights])
+    assert [d.mixture for d in avoided] == [d.mixture for d in draws[1:4]]
+
+
+def test_bootstrap_intervals_contain_their_point_estimates():
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        x = rng.normal(size=20)
+        y = x + rng.normal(size=20)
+        low, high = spearman_interval(x, y)
+        assert low <= spearman(x, y) <= high
+        low, high = kendall_interval(x, y)
+        assert low <= kendall_tau(x, y) <= high
+
+
+def test_test_retest_compares_the_two_runs_and_its_ceiling_is_the_root_of_their_agreement():
+    first = {"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [5.0, 4.0, 3.0, 2.0, 1.0]}
+    second = {"a": [1.0, 3.0, 2.0, 4.0, 5.0], "b": [5.0, 4.0, 3.0, 1.0, 2.0]}
+    retest = retest_agreement(first, second)
+    mean_first = np.mean([first["a"], first["b"]], axis=0)
+    mean_second = np.mean([second["a"], second["b"]], axis=0)
+    assert retest["mean_score"]["spearman"] == pytest.approx(spearman(mean_first, mean_second), nan_ok=True)
+    assert retest["per_benchmark"]["a"]["spearman"] == pytest.approx(0.9)
+    same = retest_agreement(first, first)["mean_score"]
+    assert same["spearman"] == pytest.approx(1.0, nan_ok=True) or np.isnan(same["spearman"])
+    noisy = retest_agreement({"a": [1.0, 2.0, 3.0, 4.0, 5.0]}, {"a": [2.0, 1.0, 4.0, 3.0, 5.0]})["mean_score"]
+    assert noisy["ceiling"] == pytest.approx(np.sqrt(noisy["spearman"]))
+
+
+def test_isotonic_fit_is_the_monotone_least_squares_fit():
+    xs, ys = isotonic_fit([1, 2, 3, 4], [1, 3, 2, 4])
+    assert list(xs) == [1, 2, 3, 4] and list(ys) == [1, 2.5, 2.5, 4]
+    xs, ys = isotonic_fit([3, 1, 2, 1], [0, 5, 1, 1])  # tied x pooled, then violators pooled
+    assert list(xs) == [1, 2, 3] and list(ys) == pytest.approx([7 / 4] * 3)
+
+
+def test_a_calibration_is_judged_only_on_mixtures_it_was_not_fitted_on_and_fixes_saturation():
+    # counting: the real model saturates by w = 0.2, the proxy climbs slowly; general trades off linearly.
+    w = np.linspace(0, 1, 12)
+    proxy = {"counting": list(40 * w), "general": list(50 * (1 - w))}
+    real = {"counting": list(np.where(w >= 0.18, 100.0, 0.0)), "general": list(50 * (1 - w))}
+    fit = [0, 2, 5, 8, 11]
+    result = judge(proxy, real, fit=fit)
+    assert set(result["judged_on"]).isdisjoint(fit) and sorted(result["judged_on"] + fit) == list(range(12))
+    assert result["calibrated"]["spearman"] > result["raw"]["spearman"]
+    assert result["calibrated"]["regret"] < result["raw"]["regret"]
+    # the fitted map is monotone, so it never reorders mixtures within a benchmark
+    calibration = Calibration.fit({b: [proxy[b][i] for i in fit] for b in proxy},
+                                  {b: [real[b][i] for i in fit] for b in real})
+    assert np.all(np.diff(calibration.apply({"counting": sorted(proxy["counting"])})["counting"]) >= 0)
+    with pytest.raises(ValueError, match=f"1..{MAX_FIT}"):
+        judge(proxy, real, fit=list(range(MAX_FIT + 1)))
+
+
+@pytest.mark.parametrize("pair", list(combinations(range(4), 2)))
+def test_held_out_draws_of_different_seeds_differ(pair):
+    a, b = pair
+    assert held_out_draws(NAMES, 2, seed=a) != held_out_draws(NAMES, 2, seed=b)

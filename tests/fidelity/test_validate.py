@@ -1,0 +1,99 @@
+"""Validation on the tiny project: held-out mixtures, the search's picks apart, replicates, stored pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmo.fidelity.validate import ValidationPlan, plan_mixtures, validate_search
+from dmo.training.jobs import ensure_model
+
+
+def _trainer(search, store, base, data, trained):
+    def train_here(specs):
+        trained.extend(specs)
+        return [ensure_model(search.config, store, spec, base=base, data=data) for spec in specs]
+
+    return train_here
+
+
+def test_held_out_mixtures_are_scored_apart_from_the_search_s_picks(tiny_store, tiny_models, tiny_data,
+                                                                     finished_search):
+    search, evaluator = finished_search
+    base, _ = tiny_models
+    trained = []
+    plan = ValidationPlan(mixtures=3, seed=7, picks=1)
+    summary = validate_search(tiny_store, search, plan=plan, proxy=evaluator,
+                              train_mixtures=_trainer(search, tiny_store, base, tiny_data, trained))
+    stored = tiny_store.latest_validation(search.id, finished_only=True)
+    assert stored.config["protocol"] == "held-out" and stored.config["seed"] == 7
+    assert [r.group for r in stored.results] == ["draw"] * 3 + ["pick"]
+    (best,) = tiny_store.best_trials(search.id, top_k=1)
+    assert stored.results[-1].trial_id == best.id
+    trial_weights = [t.weights for t in tiny_store.trials(search.id)]
+    assert not [r for r in stored.results[:3] if r.weights in trial_weights]  # held out of the search
+    # each stored pair holds the proxy's score of that mixture, re-scored here, and the real model's dev score
+    for result, spec in zip(stored.results, trained, strict=True):
+        assert result.weights == spec.mixture.as_dict()
+        proxy = evaluator.evaluate(list(spec.mixture.weights)).scores[search.metric]
+        assert result.proxy_scores == pytest.approx(proxy)
+        model = tiny_store.get_model(result.model_id)
+        assert model.kind == "mixture" and result.real_scores == pytest.approx(
+            {b: s[search.metric] for b, s in model.metrics["dev"]["benchmarks"].items()})
+    # ρ is computed on the held-out draws only: the pick is reported apart
+    from scipy.stats import kendalltau, spearmanr
+
+    held = stored.results[:3]
+    proxy_means = [np.mean(list(r.proxy_scores.values())) for r in held]
+    real_means = [np.mean(list(r.real_scores.values())) for r in held]
+    assert summary["mean_score"]["n"] == 3 and summary["held_out"] == 3
+    assert summary["mean_score"]["spearman"] == pytest.approx(spearmanr(proxy_means, real_means).statistic,
+                                                              nan_ok=True)
+    assert summary["mean_score"]["kendall"] == pytest.approx(kendalltau(proxy_means, real_means).statistic,
+                                                             nan_ok=True)
+    (pick,) = summary["search_picks"]
+    assert pick["trial"] == best.number and pick["best_held_out_real"] == pytest.approx(max(real_means))
+    assert "retest" not in summary
+
+
+def test_repeats_train_a_second_model_per_mixture_on_another_seed_and_measure_test_retest(
+    tiny_store, tiny_models, tiny_data, finished_search,
+):
+    search, evaluator = finished_search
+    base, _ = tiny_models
+    trained = []
+    summary = validate_search(tiny_store, search, plan=ValidationPlan(mixtures=2, seed=3, repeats=2, picks=0),
+                              proxy=evaluator, train_mixtures=_trainer(search, tiny_store, base, tiny_data, trained))
+    stored = tiny_store.latest_validation(search.id, finished_only=True)
+    assert [(r.weights == stored.results[0].weights, r.replicate) for r in stored.results] == [
+        (True, 0), (True, 1), (False, 0), (False, 1)]
+    models = [tiny_store.get_model(r.model_id) for r in stored.results]
+    assert len({m.id for m in models}) == 4
+    assert [m.training["seed"] for m in models[:2]] == [search.config.project.seed, search.config.project.seed + 1]
+    assert summary["retest"]["mean_score"]["n"] == 2
+    # a mixture's real score is the mean of its two models; test–retest compares the two runs
+    from dmo.fidelity.ranking import spearman
+
+    def mean_score(result):
+        return float(np.mean(list(result.real_scores.values())))
+
+    runs = [[mean_score(r) for r in stored.results if r.replicate == k] for k in (0, 1)]
+    proxies = [float(np.mean(list(r.proxy_scores.values()))) for r in stored.results if r.replicate == 0]
+    expected = spearman(proxies, [(a + b) / 2 for a, b in zip(*runs, strict=True)])
+    assert summary["mean_score"]["spearman"] == pytest.approx(expected, nan_ok=True)
+    assert summary["retest"]["mean_score"]["spearman"] == pytest.approx(spearman(*runs), nan_ok=True)
+
+
+def test_the_reference_plan_has_the_study_s_sets_then_the_picks(tiny_store, finished_search):
+    search, _ = finished_search
+    planned = plan_mixtures(tiny_store, search, ValidationPlan(protocol="reference", picks=2))
+    groups = [p.group for p in planned]
+    assert groups[:49] == ["pairs"] * 7 + ["triples"] * 21 + ["simplex"] * 21
+    assert set(groups[49:]) <= {"pick"} and len(groups) <= 51
+
+
+def test_proxies_are_scored_on_dev_only(finished_search):
+    _, evaluator = finished_search
+    assert evaluator.benchmarks and {b.split for b in evaluator.benchmarks} == {"dev"}
+    result = evaluator.evaluate([1 / 3] * 3, limit=4)
+    assert result.samples == 4 * len(evaluator.benchmarks)
