@@ -107,7 +107,8 @@ def validate_search(
         store.finish_validation(validation.id, summary=summary)
         return summary
     except BaseException as error:
-        store.fail_validation(validation.id, f"{type(error).__name__}: {error}")
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        store.fail_validation(validation.id, reason)
         raise
 
 
