@@ -133,4 +133,6 @@ def _close(got, expected) -> bool:
         return set(got) == set(expected) and all(_close(got[k], expected[k]) for k in expected)
     if isinstance(expected, list):
         return len(got) == len(expected) and all(_close(a, b) for a, b in zip(got, expected))
-    return got == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    # float32 kernels differ between CPUs (another machine moved these figures by up to 1.4e-6 relative
+    # after 12 + 6 steps); a change of behaviour (seed, data order, a schedule) moves them by > 1e-3.
+    return got == pytest.approx(expected, rel=1e-4, abs=1e-9)
