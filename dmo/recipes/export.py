@@ -225,15 +225,19 @@ def _parent(out: Path) -> Path:
 
 
 def _move_into(staging: Path, out: Path) -> None:
-    """The staged recipe becomes ``out``: renamed when new, else moved in entry by entry."""
+    """The staged recipe becomes ``out``: renamed when new, else moved in file by file.
+
+    Folders are merged, never replaced: a user's own files beside dmo's (in ``data/`` too) are kept.
+    """
     if not os.path.lexists(out):
         os.rename(staging, out)
         return
     for entry in staging.iterdir():
         target = out / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)
+        if entry.is_dir() and target.is_dir() and not target.is_symlink():
+            _move_into(entry, target)
+        else:
+            os.replace(entry, target)
 
 
 def _pick_trial(store: Store, search_id: int, number: int | None) -> TrialRecord:

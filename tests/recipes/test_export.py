@@ -125,9 +125,11 @@ def test_an_existing_dataset_info_is_merged_and_the_user_s_entries_kept(tmp_path
     assert (out / "notes.txt").read_text() == "keep me"
     with pytest.raises(DataError, match="already holds a recipe"):
         _lf(search, tiny_store, out)  # a second export needs --force ...
-    _lf(search, tiny_store, out, force=True, budget=120)  # ... and keeps the user's entry
+    (out / "data" / "my.jsonl").write_text("{}\n")  # the user's own file in the folder dmo writes into
+    _lf(search, tiny_store, out, force=True, budget=120)  # ... and keeps the user's entry and file
     assert json.loads((out / "dataset_info.json").read_text())["my_data"] == mine["my_data"]
-    assert sum(len(_jsonl_lines(p)) for p in (out / "data").glob("*.jsonl")) == 120
+    assert (out / "data" / "my.jsonl").read_text() == "{}\n"
+    assert sum(len(_jsonl_lines(out / "data" / f"{d}.jsonl")) for d in search.domains) == 120
 
 
 def test_relative_recipes_can_be_moved(tmp_path, tiny_store, finished_search):
