@@ -146,6 +146,22 @@ def test_an_unsupported_architecture_is_refused_by_name(tmp_path):
     assert "LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration" in caught.value.render()
 
 
+def test_a_chat_template_kept_by_the_processor_is_used_and_none_at_all_is_refused(checkpoints, tmp_path):
+    """llava-hf's checkpoints keep the template in the processor's chat_template.json, not the tokenizer."""
+    from dmo.models.backends.hf import HfEncoder
+
+    original = HfEncoder(checkpoints["llava"], image_size=32)._prompt("how many?", 16)
+    legacy = tmp_path / "legacy"
+    shutil.copytree(checkpoints["llava"], legacy)
+    template = (legacy / "chat_template.jinja").read_text()
+    (legacy / "chat_template.jinja").unlink()
+    (legacy / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    assert HfEncoder(legacy, image_size=32)._prompt("how many?", 16) == original
+    (legacy / "chat_template.json").unlink()
+    with pytest.raises(CheckpointError, match="neither the tokenizer nor the processor has a chat template"):
+        HfEncoder(legacy, image_size=32)
+
+
 @pytest.mark.parametrize(("removed", "message"), [
     ("preprocessor_config.json", "no image processor"),
     ("tokenizer.json", "no tokenizer"),

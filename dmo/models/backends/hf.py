@@ -155,6 +155,21 @@ def _route(model: nn.Module, mod: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- encoding
 
 
+def processor_chat_template(path: Path) -> str | None:
+    """The processor-level chat template, where checkpoints such as llava-hf's keep it instead of the
+    tokenizer's: ``chat_template.jinja`` (transformers 5) or ``chat_template.json`` (earlier)."""
+    jinja, legacy = path / "chat_template.jinja", path / "chat_template.json"
+    try:
+        if jinja.is_file():
+            return jinja.read_text(encoding="utf-8") or None
+        if legacy.is_file():
+            template = json.loads(legacy.read_text(encoding="utf-8")).get("chat_template")
+            return template if isinstance(template, str) and template else None
+    except (OSError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"unreadable chat template: {error}", where=str(path)) from None
+    return None
+
+
 class HfEncoder:
     """A checkpoint's tokenizer, image processor and chat template, as LLaMA-Factory would use them."""
 
@@ -174,8 +189,10 @@ class HfEncoder:
                                   hint="save the processor beside the model (processor.save_pretrained)")
         self.processor = AutoImageProcessor.from_pretrained(str(self.path), local_files_only=True)
         if not self.tokenizer.chat_template:
-            raise CheckpointError("the tokenizer has no chat template", where=str(self.path),
-                                  hint="save a chat template with the tokenizer (its turns make the prompts)")
+            self.tokenizer.chat_template = processor_chat_template(self.path)
+        if not self.tokenizer.chat_template:
+            raise CheckpointError("neither the tokenizer nor the processor has a chat template", where=str(self.path),
+                                  hint="save a chat template with the tokenizer or the processor (its turns make the prompts)")
         self.image_size = image_size
         self.image_token_id = int(config.image_token_id)
         self.image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
