@@ -315,9 +315,7 @@ def model_label(model: ModelRecord) -> str:
 
 def retention_of(model: ModelRecord) -> list[float]:
     efficiency = model.efficiency or {}
-    return [
-        float(r) for r in efficiency.get("retention") or efficiency.get("layer_retention") or []
-    ]
+    return [float(r) for r in efficiency.get("retention") or []]
 
 
 def dev_score(model: ModelRecord, metric: str = "exact_match") -> float:
