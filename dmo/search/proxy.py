@@ -15,7 +15,7 @@ import torch
 from dmo.data.prepared import PreparedData, prepare_data
 from dmo.errors import SearchError
 from dmo.evaluation import benchmarks_for, evaluate
-from dmo.merging import TaskVectorBank
+from dmo.merging.banks import open_bank
 from dmo.merging.methods import get_method
 from dmo.models.backends import backend_for
 from dmo.search.pool import ProxyResult, ProxySource
@@ -36,14 +36,16 @@ class ProxyEvaluator:
         self.data = data or prepare_data(config)
         merge = config.search.merge
         self.method = get_method(merge.method, merge.params)
-        self.bank = TaskVectorBank.from_checkpoints(
+        self.model = self.backend.proxy_model(config, source.base_checkpoint).float().eval()
+        # Full checkpoints become the dense bank; peft adapters are kept as their factors.
+        self.bank = open_bank(
             source.base_checkpoint,
             source.expert_checkpoints,
             backend=self.backend,
+            base_state=self.model.state_dict(),
             exclude=merge.exclude,
             storage_dtype=torch.bfloat16 if merge.dtype == "bfloat16" else torch.float32,
         )
-        self.model = self.backend.proxy_model(config, source.base_checkpoint).float().eval()
         self.bank.bind(self.model)
         self.benchmarks = benchmarks_for(self.data.names, SEARCH_SPLIT)
 

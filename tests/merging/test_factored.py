@@ -1,0 +1,169 @@
+"""LoRA experts merged as factors equal folding each expert and merging the dense checkpoints.
+
+The experts are peft adapters saved with ``save_pretrained`` on tiny random LLaVA and Qwen2-VL
+checkpoints made here, with their factors and their fully trained routers (and LLaVA's projector)
+moved off their initial values, as training would; the reference is peft's own
+``merge_and_unload`` per expert, then the dense bank.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dmo.errors import CheckpointError, MergeError
+from dmo.merging.adapters import read_adapter
+from dmo.merging.bank import TaskVectorBank
+from dmo.merging.factored import FactoredBank
+from dmo.merging.methods import get_method
+from hf_support import BUILDERS, hf_project
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = [(0.5, 0.3, 0.2), (0.0, 1.0, 0.0), (0.25, 0.25, 0.5)]
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def world(request, tmp_path_factory):
+    """(backend, base model, base state dict, adapter dirs, folded expert state dicts) of one architecture."""
+    from dmo.config import parse_config
+    from dmo.models.backends import get_backend
+    from dmo.training.lora import add_lora, fold_lora
+
+    root = tmp_path_factory.mktemp(request.param)
+    checkpoint = BUILDERS[request.param](root / "base")
+    config = parse_config(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoint, root / "work"),
+                          source="hf.yaml")
+    backend = get_backend("hf")
+    base_model = backend.initial_model(config, None, None, seed=0).float()
+    base = {n: t.detach().clone() for n, t in base_model.state_dict().items()}
+    targets, in_full = backend.lora_targets(config.training.expert.lora)
+    adapters, folded = [], []
+    for index in range(3):
+        peft_model = add_lora(copy.deepcopy(base_model), config.training.expert.lora, targets=targets,
+                              modules_to_save=in_full)
+        generator = torch.Generator().manual_seed(100 + index)
+        with torch.no_grad():
+            for name, parameter in peft_model.named_parameters():
+                if parameter.requires_grad:  # LoRA factors and the modules trained in full (routers)
+                    parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+        directory = root / f"adapter{index}"
+        peft_model.save_pretrained(directory)
+        adapters.append(directory)
+        folded.append({n: t.detach().clone() for n, t in fold_lora(peft_model).state_dict().items()})
+    return backend, checkpoint, base_model, base, adapters, folded, config
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "linear"])
+def test_factored_proxies_equal_folding_each_expert_then_merging(world, method):
+    backend, checkpoint, _, base, adapters, folded, _ = world
+    exclude = backend.merge_exclude(checkpoint)
+    experts = [read_adapter(d) for d in adapters]
+    assert any(".router." in n for n in experts[0].full)  # routers are trained in full, beside the factors
+    factored = FactoredBank(base, experts, exclude=exclude)
+    dense = TaskVectorBank.from_state_dicts(base, folded, exclude=exclude)
+    merge = get_method(method, {"lambda": 0.8} if method == "task_arithmetic" else None)
+    for weights in WEIGHTS:
+        got, want = factored.merged_state_dict(weights, merge), dense.merged_state_dict(weights, merge)
+        assert got.keys() == want.keys()
+        for name in want:
+            torch.testing.assert_close(got[name], want[name].to(got[name].dtype), rtol=1e-5, atol=1e-5, msg=name)
+    assert factored.matrices and factored.dense is not None
+    # The point of factors: far less than K dense copies of what they adapt.
+    adapted = sum(m.w0.numel() for m in factored.matrices) * 4
+    assert sum(m.a.nbytes + m.b.nbytes for m in factored.matrices) < 3 * adapted
+
+
+def test_proxies_load_into_a_model_in_place_one_after_another(world):
+    backend, checkpoint, base_model, base, adapters, folded, _ = world
+    exclude = backend.merge_exclude(checkpoint)
+    factored = FactoredBank(base, [read_adapter(d) for d in adapters], exclude=exclude)
+    dense = TaskVectorBank.from_state_dicts(base, folded, exclude=exclude)
+    model = copy.deepcopy(base_model)
+    for weights in WEIGHTS:
+        factored.load_into(model, weights)
+        want = dense.merged_state_dict(weights)
+        state = model.state_dict()
+        for name in want:
+            torch.testing.assert_close(state[name], want[name].to(state[name].dtype), rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_ties_is_refused_for_factored_experts(world):
+    backend, checkpoint, _, base, adapters, _, _ = world
+    bank = FactoredBank(base, [read_adapter(d) for d in adapters], exclude=backend.merge_exclude(checkpoint))
+    with pytest.raises(MergeError, match="ties sparsifies each dense task vector"):
+        bank.merged_state_dict(WEIGHTS[0], "ties")
+
+
+def _copy(adapter: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bad"
+    shutil.copytree(adapter, target)
+    return target
+
+
+def test_an_adapter_missing_a_factor_is_refused_naming_it(world, tmp_path):
+    bad = _copy(world[4][0], tmp_path)
+    tensors = load_file(str(bad / "adapter_model.safetensors"))
+    gone = next(k for k in sorted(tensors) if k.endswith("q_proj.lora_B.weight"))
+    del tensors[gone]
+    save_file(tensors, str(bad / "adapter_model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"q_proj has lora_A but no lora_B") as caught:
+        read_adapter(bad)
+    assert "adapter_model.safetensors" in caught.value.render()
+
+
+def test_a_pickle_adapter_is_never_loaded(world, tmp_path):
+    bad = _copy(world[4][0], tmp_path)
+    (bad / "adapter_model.safetensors").rename(bad / "adapter_model.bin")
+    with pytest.raises(CheckpointError, match="pickle adapter"):
+        read_adapter(bad)
+
+
+@pytest.mark.parametrize(("field", "value"), [("use_dora", True), ("rank_pattern", {"q_proj": 4})])
+def test_an_adapter_that_is_not_linear_in_w_is_refused_by_field(world, tmp_path, field, value):
+    bad = _copy(world[4][0], tmp_path)
+    config = json.loads((bad / "adapter_config.json").read_text())
+    config[field] = value
+    (bad / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=field):
+        read_adapter(bad)
+
+
+def test_an_adapter_of_another_base_is_refused_naming_the_tensor(world, tmp_path):
+    backend, checkpoint, _, base, adapters, _, _ = world
+    other = {n: (torch.zeros(t.shape[0], t.shape[1] + 1) if n.endswith("q_proj.weight") else t) for n, t in base.items()}
+    with pytest.raises(MergeError, match=r"q_proj\.weight: LoRA factors of .* the base matrix is"):
+        FactoredBank(other, [read_adapter(d) for d in adapters], exclude=backend.merge_exclude(checkpoint))
+    fewer = {n: t for n, t in base.items() if ".router." not in n}
+    with pytest.raises(MergeError, match=r"changes .*router.*which the base does not have"):
+        FactoredBank(fewer, [read_adapter(d) for d in adapters], exclude=backend.merge_exclude(checkpoint))
+
+
+def test_a_proxy_evaluator_given_adapter_experts_holds_their_factors_and_scores_the_merged_model(world):
+    """What a search's evaluator (local or a Ray actor) does with experts that are peft adapters."""
+    from dmo.search.pool import ProxySource
+    from dmo.search.proxy import ProxyEvaluator
+
+    backend, checkpoint, _, base, adapters, folded, config = world
+    evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(adapters)))
+    assert isinstance(evaluator.bank, FactoredBank)
+    result = evaluator.evaluate(WEIGHTS[0], limit=4)
+    assert result.samples == 4 * len(config.domains)
+    want = TaskVectorBank.from_state_dicts(base, folded, exclude=backend.merge_exclude(checkpoint)).merged_state_dict(
+        WEIGHTS[0], evaluator.method)
+    state = evaluator.model.state_dict()
+    for name in want:
+        torch.testing.assert_close(state[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_adapters_beside_full_checkpoints_are_refused_naming_them(world, tmp_path):
+    from dmo.merging.banks import open_bank
+
+    backend, checkpoint, _, base, adapters, _, _ = world
+    with pytest.raises(MergeError, match="experts adapter0 are LoRA adapters and the others full checkpoints"):
+        open_bank(checkpoint, [adapters[0], checkpoint], backend=backend, base_state=base)
