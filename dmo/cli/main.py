@@ -22,6 +22,7 @@ from dmo.cli import (
     data_cmd,
     db_cmd,
     demo_cmd,
+    expert_cmd,
     export_cmd,
     merge_cmd,
     model_cmd,
@@ -66,6 +67,7 @@ app.add_typer(config_cmd.app, name="config", help="Validate configuration files.
 app.add_typer(data_cmd.app, name="data", help="Generate and inspect domain data.")
 app.add_typer(model_cmd.app, name="model", help="Efficiency accounting and ARank of MoD models.")
 app.add_typer(train_cmd.app, name="train", help="Train base, expert and mixture models.")
+app.add_typer(expert_cmd.app, name="expert", help="Import experts trained elsewhere (peft LoRA adapters).")
 app.add_typer(db_cmd.app, name="db", help="The SQL store: migrations.")
 app.add_typer(search_cmd.app, name="search", help="Run, resume, inspect and submit mixture searches.")
 app.command("eval")(train_cmd.evaluate_command)

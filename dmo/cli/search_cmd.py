@@ -155,7 +155,7 @@ def report(store, search_id: int, *, as_json: bool, top: int) -> None:
             "pareto_front": None if front is None else [
                 {"number": t.number, "weights": t.weights, "objective": list(t.objective)} for t in front
             ],
-            "experts": [{"domain": m.domain, "efficiency": m.efficiency, "checkpoint": m.checkpoint_uri} for m in models],
+            "experts": [{"id": m.id, "domain": m.domain, "efficiency": m.efficiency, "checkpoint": m.checkpoint_uri} for m in models],
         })
         return
     console.print(f"search {search.id}: [bold]{search.status}[/], trials {json.dumps(counts)}")

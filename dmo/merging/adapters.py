@@ -53,6 +53,7 @@ class LoraExpert:
     name: str
     factors: Mapping[str, LoraFactors]
     full: Mapping[str, torch.Tensor]
+    base_model: str | None = None  # adapter_config.json's base_model_name_or_path, as peft wrote it
 
 
 def is_adapter(directory: str | Path) -> bool:
@@ -105,7 +106,9 @@ def read_adapter(directory: str | Path, *, name: str | None = None) -> LoraExper
             full[name_] = tensors[key]
     if not factors:
         raise CheckpointError("the adapter holds no LoRA factors", where=str(weights))
-    return LoraExpert(name=name or directory.name, factors=factors, full=full)
+    declared = config.get("base_model_name_or_path")
+    return LoraExpert(name=name or directory.name, factors=factors, full=full,
+                      base_model=declared if isinstance(declared, str) and declared else None)
 
 
 def _adapter_config(directory: Path) -> dict:

@@ -1,8 +1,9 @@
 """Which bank a proxy evaluator holds, from what its experts are on disk.
 
 Full checkpoints (dmo's own or a user's) go to the dense :class:`TaskVectorBank`; peft LoRA
-adapter directories to the :class:`FactoredBank` (K adapters of memory). A mix of both is
-refused for now.
+adapter directories to the :class:`FactoredBank` (K adapters of memory) when every expert is
+one. Beside full checkpoints (an imported adapter for one domain, experts dmo trained for the
+others), adapters are folded onto the base and merged densely: exact too, at dense memory.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from dmo.errors import MergeError
-from dmo.merging.adapters import is_adapter, read_adapter
+from dmo.merging.adapters import LoraExpert, is_adapter, read_adapter
 from dmo.merging.bank import TaskVectorBank
 from dmo.merging.factored import FactoredBank
 from dmo.models.backends.base import ModelBackend
@@ -40,6 +41,30 @@ def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBack
             raise MergeError("LoRA experts are kept as factors in float32", where="search.merge.dtype",
                              hint="drop merge.dtype: bfloat16 (factors are already small)")
         return FactoredBank(base, [read_adapter(d) for d in expert_dirs], exclude=exclude)
-    mixed = [d.name for d, adapter in zip(expert_dirs, adapters) if adapter]
-    raise MergeError(f"experts {', '.join(mixed)} are LoRA adapters and the others full checkpoints",
-                     where="experts", hint="give every expert in one form (fold adapters with peft's merge_and_unload)")
+    # Some adapters beside full checkpoints: fold each adapter onto the base (exact) into the dense bank.
+    backend.check_compatible(Path(base_dir), [d for d, adapter in zip(expert_dirs, adapters) if not adapter])
+    experts = [folded(base, read_adapter(d)) if adapter else backend.state_dict(d)
+               for d, adapter in zip(expert_dirs, adapters)]
+    return TaskVectorBank.from_state_dicts(base, experts, expert_names=[d.name for d in expert_dirs],
+                                           exclude=exclude, storage_dtype=storage_dtype)
+
+
+def folded(base: Mapping[str, torch.Tensor], expert: LoraExpert) -> dict[str, torch.Tensor]:
+    """The expert's full state: the base plus ``s·B·A`` on adapted matrices, its own values where trained in full."""
+    state = dict(base)
+    for name, factors in expert.factors.items():
+        if name not in base:
+            raise MergeError(f"the adapter changes {name}, which the base does not have", where=expert.name,
+                             hint="was this adapter trained from another base model?")
+        delta = factors.dense()
+        if delta.shape != base[name].shape:
+            raise MergeError(f"{name}: LoRA factors of {tuple(delta.shape)}, the base matrix is "
+                             f"{tuple(base[name].shape)}", where=expert.name,
+                             hint="was this adapter trained from another base model?")
+        state[name] = base[name].to(torch.float32) + delta
+    for name, tensor in expert.full.items():
+        if name not in base or tensor.shape != base[name].shape:
+            raise MergeError(f"the adapter's {name} does not match the base", where=expert.name,
+                             hint="was this adapter trained from another base model?")
+        state[name] = tensor.to(torch.float32)
+    return state

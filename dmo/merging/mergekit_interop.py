@@ -119,6 +119,18 @@ def mergekit_config(
     return config
 
 
+def refuse_adapters(experts: Sequence[str | Path]) -> None:
+    """mergekit and dmo's checkpoint writer take full checkpoints: an imported LoRA adapter is named, not
+    passed on to fail somewhere inside them."""
+    from dmo.merging.adapters import is_adapter
+
+    adapters = [str(e) for e in experts if is_adapter(e)]
+    if adapters:
+        raise MergeError("is a LoRA adapter: mergekit YAMLs and materialised proxies need full checkpoints",
+                         where=adapters[0], hint="fold it first (peft's merge_and_unload) and train or import the "
+                         "full expert, or export a llamafactory/json recipe, which needs no weights")
+
+
 def mergekit_yaml(
     base: str | Path,
     experts: Sequence[str | Path],
@@ -131,6 +143,7 @@ def mergekit_yaml(
     dtype: str = "float32",
 ) -> str:
     """The proxy for ``weights`` as a mergekit YAML (``mergekit-yaml proxy.yml OUT``)."""
+    refuse_adapters(experts)
     resolved = get_method(method, params)
     config = mergekit_config(
         base, experts, weights, resolved, exclude=exclude, include=include, dtype=dtype
@@ -249,6 +262,7 @@ def materialize_proxy(
 
     base, out_dir = Path(base), Path(out_dir)
     experts = [Path(expert) for expert in experts]
+    refuse_adapters(experts)
     if out_dir.exists() and not force:
         raise MergeError(
             "output directory exists", where=str(out_dir), hint="pass --force to replace it"

@@ -23,10 +23,12 @@ from torch import nn
 
 from dmo.config.schema import DmoConfig, TrainingSettings
 from dmo.data.prepared import PreparedData, prepare_data
+from dmo.errors import DmoError
 from dmo.evaluation import benchmarks_for, evaluate
 from dmo.mixture import Mixture
 from dmo.models.backends import backend_for
 from dmo.models.backends.base import ModelBackend
+from dmo.training.imports import imported_expert
 from dmo.training.loop import OnStep, TrainingRun, train
 from storage import ModelRecord, Store
 
@@ -129,6 +131,10 @@ def ensure_model(
     data = data or prepare_data(config)
     if spec.kind != "base" and base is None:
         raise ValueError(f"a {spec.kind} model starts from a base model")
+    if spec.kind == "expert" and base is not None:
+        imported = imported_expert(store, spec.domain, base)  # a domain's imported expert replaces training one
+        if imported is not None:
+            return imported
     init = Path(base.checkpoint_uri) if base is not None and backend.trains_base else None
     key = cache_key(config, spec, data, base.checkpoint_sha256 if base is not None else None)
     settings = stage_settings(config, spec.kind)
@@ -214,6 +220,20 @@ def register_base(config: DmoConfig, store: Store, backend: ModelBackend) -> Mod
         return store.find_model(key) or record
     return store.finish_model(record.id, checkpoint_uri=str(path), checkpoint_sha256=fingerprint, metrics={},
                               duration_s=0.0, claim=claim)
+
+
+def record_imported(config: DmoConfig, store: Store, *, key: str, domain: str, base: ModelRecord, training: dict,
+                    efficiency: dict, checkpoint: Path, sha256: str, metrics: dict, duration_s: float,
+                    replace: bool) -> ModelRecord:
+    """The row of an expert trained elsewhere (:mod:`dmo.training.imports` verified and copied it)."""
+    claim = uuid.uuid4().hex
+    record = store.start_model(kind="expert", config_hash=key, domain=domain, base_id=base.id, training=training,
+                               finetune="lora", efficiency=efficiency, claim=claim,
+                               stale_after_s=STALE_HEARTBEATS * config.training.heartbeat_s, retrain=replace)
+    if record.claim_token != claim:
+        raise DmoError(f"another process is importing {domain}'s expert now", where="--domain")
+    return store.finish_model(record.id, checkpoint_uri=str(checkpoint), checkpoint_sha256=sha256, metrics=metrics,
+                              duration_s=duration_s, claim=claim)
 
 
 class Heartbeat:

@@ -161,9 +161,11 @@ def test_a_proxy_evaluator_given_adapter_experts_holds_their_factors_and_scores_
         torch.testing.assert_close(state[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_adapters_beside_full_checkpoints_are_refused_naming_them(world, tmp_path):
-    from dmo.merging.banks import open_bank
+def test_adapters_beside_full_experts_are_folded_onto_the_base_exactly(world):
+    from dmo.merging.banks import folded
 
-    backend, checkpoint, _, base, adapters, _, _ = world
-    with pytest.raises(MergeError, match="experts adapter0 are LoRA adapters and the others full checkpoints"):
-        open_bank(checkpoint, [adapters[0], checkpoint], backend=backend, base_state=base)
+    backend, checkpoint, _, base, adapters, want_folded, _ = world
+    for adapter, want in zip(adapters, want_folded):
+        got = folded(base, read_adapter(adapter))
+        for name in want:
+            torch.testing.assert_close(got[name], want[name].to(got[name].dtype), rtol=1e-5, atol=1e-5, msg=name)

@@ -64,3 +64,92 @@ def test_search_best_and_export_on_a_local_checkpoint(tmp_path, arch):
     written = json.loads(exported.stdout)
     assert set(written["counts"]) == set(weights) and sum(written["counts"].values()) == written["budget"]
     assert (recipe / "dataset_info.json").is_file()
+
+
+def _adapter_from_a_separate_training(config_path: Path, domain: str, out: Path, *, steps: int = 3) -> Path:
+    """What a user brings: peft LoRA trained outside dmo (here three AdamW steps on one batch), save_pretrained."""
+    import torch
+
+    from dmo.config import load_config
+    from dmo.data.encoding import training_batch
+    from dmo.data.prepared import prepare_data
+    from dmo.models.backends import backend_for
+    from dmo.training.lora import add_lora
+
+    config = load_config(config_path)
+    backend, data = backend_for(config), prepare_data(config)
+    targets, in_full = backend.lora_targets(config.training.expert.lora)
+    model = add_lora(backend.initial_model(config, data.encoder, None, seed=1), config.training.expert.lora,
+                     targets=targets, modules_to_save=in_full)
+    batch = training_batch(data.encoded(domain, "train"), list(range(8)), data.pad_id)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out)
+    return out
+
+
+def test_an_imported_adapter_is_merged_beside_a_lora_expert_dmo_trains(tmp_path):
+    from hf_support import tiny_llava, tiny_qwen2_vl
+
+    checkpoint = tiny_llava(tmp_path / "checkpoint")
+    data = yaml.safe_load(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoint, tmp_path / "work"))
+    data["domains"] = data["domains"][:2]
+    data["training"]["expert"].update(steps=4, finetune="lora")
+    config = tmp_path / "hf.yaml"
+    config.write_text(yaml.safe_dump(data))
+    imported, trained = (d["name"] for d in data["domains"])
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "160"}
+    env.pop("DMO_STORE_URL", None)
+    adapter = _adapter_from_a_separate_training(config, imported, tmp_path / "adapter")
+    store_url = f"sqlite:///{tmp_path / 'work' / 'dmo.sqlite'}"
+
+    # Refused, naming what is wrong, and nothing recorded: an adapter of another base, a pickle.
+    other = tmp_path / "other.yaml"
+    other.write_text(hf_project((REPO / "configs" / "tiny.yaml").read_text(), tiny_qwen2_vl(tmp_path / "qwen"),
+                                tmp_path / "qwen-work"))
+    foreign = _adapter_from_a_separate_training(other, imported, tmp_path / "foreign")
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "adapter_config.json").write_bytes((adapter / "adapter_config.json").read_bytes())
+    (pickled / "adapter_model.bin").write_bytes(b"not loaded")
+    for bad, message in ((foreign, f"was trained from {tmp_path / 'qwen'}, not from this project's base"),
+                         (pickled, "pickle adapter")):
+        refused = _dmo("expert", "import", bad, "--domain", imported, "-c", config, cwd=tmp_path, env=env)
+        assert refused.returncode == 2 and message in " ".join(refused.stderr.split()), refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr
+    with Store.open_existing(store_url) as store:
+        assert [m.kind for m in store.list_models()] == ["base"]  # the base is registered; no expert row
+    assert not list((tmp_path / "work" / "models").glob("imported-*"))
+
+    done = _dmo("expert", "import", adapter, "--domain", imported, "-c", config, "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads(done.stdout)
+    assert (row["kind"], row["domain"]) == ("expert", imported)
+    assert Path(row["checkpoint"]).parent == (tmp_path / "work" / "models").resolve()
+    again = _dmo("expert", "import", adapter, "--domain", imported, "-c", config, cwd=tmp_path, env=env)
+    assert again.returncode == 2 and "already has an imported expert" in again.stderr
+
+    searched = _dmo("search", "run", config, "--trials", "3", "--json", cwd=tmp_path, env=env)
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    report = json.loads(searched.stdout)
+    assert report["search"]["trials"]["complete"] == 3
+    experts = {e["domain"]: e for e in report["experts"]}
+    assert experts[imported]["id"] == row["id"]  # the import is the domain's expert: nothing trained for it
+    assert experts[trained]["id"] != row["id"]
+    with Store.open_existing(store_url) as store:
+        assert store.get_model(experts[trained]["id"]).finetune == "lora"
+    best = _dmo("best", "-c", config, "--json", cwd=tmp_path, env=env)
+    assert best.returncode == 0, best.stderr[-2000:]
+    assert set(json.loads(best.stdout)["trials"][0]["weights"]) == {imported, trained}
+    mergekit = _dmo("export", str(report["search"]["id"]), "-c", config, "--format", "mergekit", "--out",
+                    tmp_path / "proxy.yml", cwd=tmp_path, env=env)
+    assert mergekit.returncode == 2 and "is a LoRA adapter" in " ".join(mergekit.stderr.split())
+    assert not (tmp_path / "proxy.yml").exists()
+    # The copy is hash-checked whenever it is used: a changed file is named, never merged silently.
+    with (Path(row["checkpoint"]) / "adapter_config.json").open("a") as changed:
+        changed.write(" ")
+    reused = _dmo("train", "expert", imported, "-c", config, cwd=tmp_path, env=env)
+    assert reused.returncode == 2 and "the imported expert's files changed or are gone" in " ".join(reused.stderr.split())
