@@ -56,7 +56,7 @@ class SplitSizes(Frozen):
 
 class SyntheticSource(Frozen):
     kind: Literal["synthetic"] = "synthetic"
-    generator: Literal["general", "ocr", "counting", "chart"]
+    generator: Literal["general", "ocr", "digit", "counting", "chart"]
 
 
 class JsonlSource(Frozen):

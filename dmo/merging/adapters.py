@@ -56,8 +56,18 @@ class LoraExpert:
     base_model: str | None = None  # adapter_config.json's base_model_name_or_path, as peft wrote it
 
 
+EMBEDDED_ADAPTER = "adapter"  # where a LoRA model dmo trained keeps its adapter, beside the folded weights
+
+
 def is_adapter(directory: str | Path) -> bool:
+    """Whether ``directory`` is a peft adapter itself (not a checkpoint that embeds one)."""
     return (Path(directory) / ADAPTER_CONFIG).is_file()
+
+
+def embedded_adapter(directory: str | Path) -> Path | None:
+    """The adapter a LoRA checkpoint dmo trained keeps in ``adapter/``, if it has one."""
+    folder = Path(directory) / EMBEDDED_ADAPTER
+    return folder if is_adapter(folder) else None
 
 
 def read_adapter(directory: str | Path, *, name: str | None = None) -> LoraExpert:

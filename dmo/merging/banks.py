@@ -1,9 +1,9 @@
 """Which bank a proxy evaluator holds, from what its experts are on disk.
 
-Full checkpoints (dmo's own or a user's) go to the dense :class:`TaskVectorBank`; peft LoRA
-adapter directories to the :class:`FactoredBank` (K adapters of memory) when every expert is
-one. Beside full checkpoints (an imported adapter for one domain, experts dmo trained for the
-others), adapters are folded onto the base and merged densely: exact too, at dense memory.
+When every expert has a LoRA adapter — a peft adapter directory (an import) or a LoRA checkpoint
+dmo trained, which keeps its adapter in ``adapter/`` beside the folded weights — the bank is the
+:class:`FactoredBank` (K adapters of memory). Otherwise it is the dense :class:`TaskVectorBank`
+over the checkpoints, with any bare adapter folded onto the base first (exact, at dense memory).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 
 from dmo.errors import MergeError
-from dmo.merging.adapters import LoraExpert, is_adapter, read_adapter
+from dmo.merging.adapters import LoraExpert, embedded_adapter, is_adapter, read_adapter
 from dmo.merging.bank import TaskVectorBank
 from dmo.merging.factored import FactoredBank
 from dmo.models.backends.base import ModelBackend
+from dmo.models.checkpoint import verify_checkpoint
 
 
 def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBackend,
@@ -29,22 +30,27 @@ def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBack
     adapters were trained from, since an adapter carries no copy of them.
     """
     expert_dirs = [Path(d) for d in expert_dirs]
-    adapters = [is_adapter(d) for d in expert_dirs]
     exclude = tuple(backend.merge_exclude(Path(base_dir)) if exclude is None else exclude)
-    if not any(adapters):
+    pure = [is_adapter(d) for d in expert_dirs]
+    adapters = [d if bare else embedded_adapter(d) for d, bare in zip(expert_dirs, pure)]
+    factored = all(a is not None for a in adapters) and (any(pure) or storage_dtype == torch.float32)
+    if not any(pure) and not factored:
         return TaskVectorBank.from_checkpoints(base_dir, expert_dirs, backend=backend, exclude=exclude,
                                                storage_dtype=storage_dtype)
+    checkpoints = [d for d, bare in zip(expert_dirs, pure) if not bare]
+    backend.check_compatible(Path(base_dir), checkpoints)
     base = {name: tensor.detach().to(torch.float32) if tensor.is_floating_point() else tensor.detach()
             for name, tensor in base_state.items()}
-    if all(adapters):
+    if factored:
         if storage_dtype != torch.float32:
             raise MergeError("LoRA experts are kept as factors in float32", where="search.merge.dtype",
                              hint="drop merge.dtype: bfloat16 (factors are already small)")
-        return FactoredBank(base, [read_adapter(d) for d in expert_dirs], exclude=exclude)
-    # Some adapters beside full checkpoints: fold each adapter onto the base (exact) into the dense bank.
-    backend.check_compatible(Path(base_dir), [d for d, adapter in zip(expert_dirs, adapters) if not adapter])
-    experts = [folded(base, read_adapter(d)) if adapter else backend.state_dict(d)
-               for d, adapter in zip(expert_dirs, adapters)]
+        for checkpoint in checkpoints:
+            verify_checkpoint(checkpoint)  # its manifest covers the embedded adapter's files
+        return FactoredBank(base, [read_adapter(a, name=d.name) for a, d in zip(adapters, expert_dirs)],
+                            exclude=exclude)
+    # Adapters beside full checkpoints without one: fold each adapter onto the base (exact) into the dense bank.
+    experts = [folded(base, read_adapter(d)) if bare else backend.state_dict(d) for d, bare in zip(expert_dirs, pure)]
     return TaskVectorBank.from_state_dicts(base, experts, expert_names=[d.name for d in expert_dirs],
                                            exclude=exclude, storage_dtype=storage_dtype)
 

@@ -90,7 +90,8 @@ class FactoredBank:
 
     @staticmethod
     def _stack(name: str, base: StateDict, experts: Sequence[LoraExpert]) -> FactoredMatrix:
-        w0 = base[name].detach().to(torch.float32).contiguous()
+        # A copy: the base may be the very model proxies are loaded into (the evaluator's), and w0 must outlive that.
+        w0 = base[name].detach().to(torch.float32, copy=True).contiguous()
         bs, as_, scales, owners = [], [], [], []
         for index, expert in enumerate(experts):
             factors = expert.factors.get(name)

@@ -26,7 +26,7 @@ from dmo.data.mixture import MixtureStream
 from dmo.data.prepared import PreparedData
 from dmo.mixture import Mixture
 from dmo.models.backends.base import ModelBackend
-from dmo.training.lora import add_lora, fold_lora
+from dmo.training.lora import adapter_files, add_lora, fold_lora
 from dmo.training.resume import ResumeState, load_resume_state, resume_dir_for, save_resume_state
 from dmo.training.schedule import lr_at
 
@@ -145,6 +145,7 @@ def train(
                 save_resume_state(resume_dir, trainable_model, optimizer, ResumeState(done, stream.state(), loss_value))
 
     seconds = time.perf_counter() - started
+    adapter = adapter_files(trainable_model)  # before folding, which consumes the adapter
     dense = fold_lora(trainable_model)
     dense.eval()
     summary = {
@@ -163,6 +164,7 @@ def train(
         extra_files={
             "dmo_training.json": json.dumps(summary, indent=2),
             "training_metrics.jsonl": metrics_path.read_text(encoding="utf-8"),
+            **adapter,
         },
     )
     shutil.rmtree(resume_dir, ignore_errors=True)

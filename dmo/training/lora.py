@@ -1,12 +1,16 @@
-"""LoRA fine-tuning with peft, folded into dense weights before anything is saved.
+"""LoRA fine-tuning with peft: saved folded into dense weights, with the adapter beside them.
 
-Every expert on disk is a plain checkpoint: merging interpolates dense
-weights, never LoRA factors (their products do not interpolate linearly).
+Every LoRA model on disk is a plain checkpoint (the folded weights: what ``dmo eval``, validation
+and mergekit read) that also holds its peft adapter in ``adapter/``, from which a proxy evaluator
+merges experts as factors (:mod:`dmo.merging.factored`) at K adapters of memory. The factors are
+never interpolated themselves (their products do not interpolate linearly).
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -41,3 +45,15 @@ def fold_lora(model: nn.Module) -> nn.Module:
     if peft is not None and isinstance(model, peft.PeftModel):
         return model.merge_and_unload()
     return model
+
+
+def adapter_files(model: nn.Module, folder: str = "adapter") -> dict[str, bytes]:
+    """The peft adapter of ``model`` (before folding) as checkpoint extra files ``folder/…``: config and
+    safetensors weights, routers and other fully trained modules included; {} for a model without LoRA."""
+    peft = sys.modules.get("peft")
+    if peft is None or not isinstance(model, peft.PeftModel):
+        return {}
+    with tempfile.TemporaryDirectory(prefix="dmo-adapter-") as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        return {f"{folder}/{path.name}": path.read_bytes() for path in sorted(Path(staging).iterdir()) if path.is_file()
+                and path.name in ("adapter_config.json", "adapter_model.safetensors")}

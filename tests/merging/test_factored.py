@@ -169,3 +169,36 @@ def test_adapters_beside_full_experts_are_folded_onto_the_base_exactly(world):
         got = folded(base, read_adapter(adapter))
         for name in want:
             torch.testing.assert_close(got[name], want[name].to(got[name].dtype), rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly(world, tmp_path):
+    """The training loop saves the folded weights and the adapter; a proxy evaluator over such experts holds
+    their factors, and its proxies equal merging the folded checkpoints (the dense path) with routers trained."""
+    from dmo.config import with_overrides
+    from dmo.data.prepared import prepare_data
+    from dmo.search.pool import ProxySource
+    from dmo.search.proxy import ProxyEvaluator
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+    from storage import Store
+
+    backend, checkpoint, *_, config = world
+    config = with_overrides(config, {"project.workdir": ("workdir", str(tmp_path)),
+                                     "training.expert.finetune": ("finetune", "lora"),
+                                     "training.expert.steps": ("steps", 6)})
+    data = prepare_data(config)
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        base = ensure_model(config, store, base_spec(config), data=data)
+        experts = [Path(ensure_model(config, store, expert_spec(config, d), base=base, data=data).checkpoint_uri)
+                   for d in config.domain_names]
+    assert all((e / "adapter" / "adapter_model.safetensors").is_file() for e in experts)
+    evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(experts)), data=data)
+    assert isinstance(evaluator.bank, FactoredBank)
+    dense = TaskVectorBank.from_checkpoints(checkpoint, experts, backend=backend)
+    assert any(float(d.abs().max()) > 0 for d in dense.deltas)  # the experts learned something
+    for weights in WEIGHTS:
+        evaluator.bank.load_into(evaluator.model, weights, evaluator.method)
+        state, want = evaluator.model.state_dict(), dense.merged_state_dict(weights, evaluator.method)
+        for name in want:
+            torch.testing.assert_close(state[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+    routers = [n for n in want if ".router." in n]
+    assert routers and any(float(want[n].abs().max()) > 0 for n in routers)  # routers trained, and merged

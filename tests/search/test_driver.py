@@ -86,13 +86,13 @@ def test_killed_search_resumes_to_exactly_n_distinct_trials(store, tiny_config):
     context = multiprocessing.get_context("spawn")
     driver = context.Process(target=_drive_until_killed, args=(store.url, search.id))
     driver.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # a spawned driver imports torch and Optuna: slow on a loaded machine
     while len(store.trials(search.id)) < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
     driver.kill()  # SIGKILL: no cleanup, a trial is left RUNNING
     driver.join()
     finished_before = {t.number for t in store.trials(search.id)}
-    assert 4 <= len(finished_before) < 10
+    assert 4 <= len(finished_before) < 10, (finished_before, driver.exitcode)
 
     outcome = run_search(store, store.get_search(search.id), LocalPool(AnalyticEvaluator()))
     trials = store.trials(search.id)
