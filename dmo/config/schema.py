@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -331,6 +331,26 @@ class DmoConfig(Frozen):
     evaluation: EvaluationSettings = EvaluationSettings()
     search: SearchSettings = SearchSettings()
     ray: RaySettings = RaySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lora_by_default_for_pretrained_mllms(cls, data: Any) -> Any:
+        """A pretrained Hugging Face MLLM is fine-tuned the reference study's way unless the file says
+        otherwise: LoRA r 16, alpha 32 on the decoder's linear layers (routers in full), for experts and
+        mixture models alike. dmo's own small model keeps full fine-tuning."""
+        if not (isinstance(data, dict) and isinstance(data.get("model"), dict) and data["model"].get("backend") == "hf"):
+            return data
+        training = dict(data.get("training") or {})
+        for stage, default in (("expert", {"steps": 500, "lr": 1e-3}), ("mixture", None)):
+            given = training.get(stage, default)  # no mixture stage: it is the expert stage, LoRA included
+            if not isinstance(given, dict):
+                continue  # absent, or malformed: validation reports it with its line
+            settings = dict(given)
+            settings.setdefault("finetune", "lora")
+            if settings["finetune"] == "lora" and isinstance(settings.get("lora", {}), dict):
+                settings["lora"] = {"r": 16, "alpha": 32.0, **settings.get("lora", {})}
+            training[stage] = settings
+        return {**data, "training": training}
 
     @field_validator("domains")
     @classmethod

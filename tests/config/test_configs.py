@@ -119,3 +119,24 @@ def test_explicit_retention_needs_one_value_per_layer():
     )
     with pytest.raises(ConfigError, match="one value per decoder layer"):
         parse_config(text)
+
+
+def test_a_pretrained_mllm_is_fine_tuned_with_lora_by_default_and_dmo_s_own_model_in_full(tmp_path):
+    """The reference setting for a Hugging Face base (LoRA r 16, alpha 32), unless the file says otherwise."""
+    import yaml
+
+    from dmo.config import load_config
+
+    demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    assert load_config(REPO / "configs" / "demo.yaml").training.expert.finetune == "full"
+    hf = {**demo, "model": {"backend": "hf", "path": str(tmp_path)}}
+    (tmp_path / "hf.yaml").write_text(yaml.safe_dump(hf))
+    training = load_config(tmp_path / "hf.yaml").training
+    assert (training.expert.finetune, training.expert.lora.r, training.expert.lora.alpha) == ("lora", 16, 32.0)
+    assert training.mixture_stage().finetune == "lora" and training.base.finetune == "full"
+    hf["training"] = {**demo["training"], "expert": {**demo["training"]["expert"], "finetune": "full"},
+                      "mixture": {"steps": 10, "lr": 1e-3, "lora": {"r": 4}}}
+    (tmp_path / "hf.yaml").write_text(yaml.safe_dump(hf))
+    training = load_config(tmp_path / "hf.yaml").training
+    assert training.expert.finetune == "full"  # said in the file: kept
+    assert (training.mixture.finetune, training.mixture.lora.r, training.mixture.lora.alpha) == ("lora", 4, 32.0)
