@@ -161,11 +161,21 @@ class FactoredBank:
         with torch.no_grad():
             if model not in self._bound:
                 self._bind(model, tensors)
-            for matrix in self.matrices:
-                matrix.merged(beta, coefficients, out=tensors[matrix.name].data)
+            self._merge_matrices_into(tensors, beta, coefficients)
             if self.dense is not None:
                 self.dense.load_into(model, weights, method)
         return model
+
+    def merge_matrices_into(self, outputs: Mapping[str, torch.Tensor], weights: Sequence[float] | torch.Tensor,
+                            method: str | MergeMethod = "task_arithmetic") -> None:
+        """Write every factored matrix of the proxy into ``outputs`` (preallocated float32, by name)."""
+        beta, coefficients = self._plan(weights, method)
+        with torch.no_grad():
+            self._merge_matrices_into(outputs, beta, coefficients)
+
+    def _merge_matrices_into(self, outputs: Mapping[str, torch.Tensor], beta: float, coefficients: torch.Tensor) -> None:
+        for matrix in self.matrices:
+            matrix.merged(beta, coefficients, out=outputs[matrix.name].data)
 
     def _bind(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
         buffers = dict(model.named_buffers(remove_duplicate=False))

@@ -1,0 +1,174 @@
+"""LoRA experts as factors vs dense task vectors: evaluator memory and proxy build time, side by side.
+
+A Qwen2-VL-2B-shaped language model (hidden 1536, MLP 8960, 12 query and 2 key/value heads of
+128, 28 layers, vocabulary 151,936, tied embeddings; its config.json), random weights, K experts
+with LoRA r 16 on every linear layer of the decoder plus trained routers. Both banks are built
+from the same experts — the dense one from each expert folded (what peft's merge_and_unload
+saves) — and build the same proxy: the script checks they agree, then times them.
+
+Measured: ``--layers`` decoder layers at full width (default 2; the dense bank of 28 layers does
+not fit in 24 GiB), with the embeddings left out of both banks; time is the adapted matrices'
+merge into preallocated float32 outputs (the routers' tiny dense part left out), memory each bank's
+``nbytes``. Computed from the banks' layouts
+(the same formulas as their ``nbytes``), for the whole 2B model (28 layers + embeddings): what each
+evaluator would hold. The base is stored in bfloat16 and merged in float32, as the issue asks.
+
+    python bench/factored_bank.py                 # K = 4 and 16, 2 layers
+    python bench/factored_bank.py --layers 4 --ks 4 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dmo.merging.adapters import LoraExpert, LoraFactors  # noqa: E402
+from dmo.merging.bank import TaskVectorBank  # noqa: E402
+from dmo.merging.banks import folded  # noqa: E402
+from dmo.merging.factored import FactoredBank  # noqa: E402
+
+HIDDEN, MLP, HEADS, KV_HEADS, HEAD_DIM, LAYERS, VOCAB = 1536, 8960, 12, 2, 128, 28, 151_936
+RANK, ALPHA = 16, 32.0
+PREFIX = "model.language_model.layers"
+
+
+def matrices(layer: int) -> dict[str, tuple[int, int]]:
+    """(d_out, d_in) of every linear layer LoRA adapts in one decoder layer."""
+    q, kv = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    shapes = {"self_attn.q_proj": (q, HIDDEN), "self_attn.k_proj": (kv, HIDDEN), "self_attn.v_proj": (kv, HIDDEN),
+              "self_attn.o_proj": (HIDDEN, q), "mlp.gate_proj": (MLP, HIDDEN), "mlp.up_proj": (MLP, HIDDEN),
+              "mlp.down_proj": (HIDDEN, MLP)}
+    return {f"{PREFIX}.{layer}.{name}.weight": shape for name, shape in shapes.items()}
+
+
+def base_state(layers: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    state = {}
+    for layer in range(layers):
+        for name, shape in matrices(layer).items():
+            state[name] = (0.02 * torch.randn(shape, generator=generator)).to(torch.bfloat16)
+        state[f"{PREFIX}.{layer}.router.weight"] = torch.zeros(1, HIDDEN, dtype=torch.bfloat16)
+        state[f"{PREFIX}.{layer}.router.bias"] = torch.zeros(1, dtype=torch.bfloat16)
+        for norm in ("input_layernorm", "post_attention_layernorm"):
+            state[f"{PREFIX}.{layer}.{norm}.weight"] = torch.ones(HIDDEN, dtype=torch.bfloat16)
+    return state
+
+
+def expert(index: int, layers: int, generator: torch.Generator) -> LoraExpert:
+    factors = {name: LoraFactors(a=0.01 * torch.randn(RANK, d_in, generator=generator),
+                                 b=0.01 * torch.randn(d_out, RANK, generator=generator), scale=ALPHA / RANK)
+               for layer in range(layers) for name, (d_out, d_in) in matrices(layer).items()}
+    full = {f"{PREFIX}.{layer}.router.{p}": 0.01 * torch.randn(shape, generator=generator)
+            for layer in range(layers) for p, shape in (("weight", (1, HIDDEN)), ("bias", (1,)))}
+    return LoraExpert(name=f"expert{index}", factors=factors, full=full)
+
+
+class OneAtATime:
+    """Folded experts made one at a time as the dense bank reads them (K of them at once would not fit)."""
+
+    def __init__(self, makers):
+        self.makers = makers
+
+    def __len__(self) -> int:
+        return len(self.makers)
+
+    def __iter__(self):
+        return (make() for make in self.makers)
+
+
+def median_seconds(build, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        build()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def computed_bytes(k: int) -> dict[str, float]:
+    """Evaluator memory for the whole 2B language model, from the banks' layouts (GiB)."""
+    adapted = sum(d_out * d_in for d_out, d_in in matrices(0).values()) * LAYERS
+    factor_numbers = sum(d_out + d_in for d_out, d_in in matrices(0).values()) * LAYERS * RANK
+    other = VOCAB * HIDDEN + LAYERS * (2 * HIDDEN + HIDDEN + 1) + HIDDEN  # embeddings, norms, routers
+    params = adapted + other
+    gib = 2**30
+    model = 4 * params  # the proxy model itself, float32 (the evaluator merges in float32)
+    return {
+        "model_float32": model / gib,
+        # dense: θ0 float32 + K task vectors over every merged tensor (zero where LoRA left it alone)
+        "dense_float32": (model + 4 * params + 4 * k * params) / gib,
+        "dense_bfloat16": (model + 4 * params + 2 * k * params) / gib,
+        # factored: the adapted base matrices once (float32), the factors, the routers' K dense deltas, the rest kept
+        "factored": (model + 4 * adapted + 4 * k * factor_numbers + 4 * other + 4 * k * LAYERS * (HIDDEN + 1)) / gib,
+    }
+
+
+def run(layers: int, ks: list[int], repeats: int) -> dict:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    generator = torch.Generator().manual_seed(0)
+    base = {n: t.float() for n, t in base_state(layers, generator).items()}
+    rows = []
+    for k in ks:
+        experts = [expert(i, layers, generator) for i in range(k)]
+        factored = FactoredBank(base, experts, exclude=())
+        dense = TaskVectorBank.from_state_dicts(base, OneAtATime([lambda e=e: folded(base, e) for e in experts]),
+                                                exclude=())
+        weights = [1.0 / k] * k
+        got, want = factored.merged_state_dict(weights), dense.merged_state_dict(weights)
+        error = max(float((got[n] - want[n]).abs().max()) for n in want)
+        # Both write into preallocated float32 outputs, as an evaluator's bound model is written.
+        flat = torch.empty(dense.num_params)
+        outputs = {m.name: torch.empty_like(m.w0) for m in factored.matrices}
+        factored.merge_matrices_into(outputs, weights)  # warm-up: first-touch pages, BLAS threads
+        dense.merged_flat(weights, out=flat)
+        row = {
+            "k": k, "layers": layers, "max_abs_difference": error,
+            "factored_bytes": factored.nbytes, "dense_bytes": dense.nbytes,
+            "factored_s": median_seconds(lambda: factored.merge_matrices_into(outputs, weights), repeats),
+            "dense_s": median_seconds(lambda: dense.merged_flat(weights, out=flat), repeats),
+            "computed_2b_gib": computed_bytes(k),
+        }
+        row["memory_ratio"] = row["factored_bytes"] / row["dense_bytes"]
+        row["time_ratio"] = row["factored_s"] / row["dense_s"]
+        rows.append(row)
+        del factored, dense, experts
+    return {"threads": torch.get_num_threads(), "rank": RANK, "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--ks", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run(args.layers, args.ks, args.repeats)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"Qwen2-VL-2B-shaped decoder, {args.layers} of {LAYERS} layers measured, LoRA r {RANK}, "
+          f"{result['threads']} threads")
+    print("| K | factored MiB | dense MiB | memory ratio | factored s/proxy | dense s/proxy | time ratio | max |Δ| |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in result["rows"]:
+        print(f"| {r['k']} | {r['factored_bytes'] / 2**20:,.0f} | {r['dense_bytes'] / 2**20:,.0f} | "
+              f"{r['memory_ratio']:.3f} | {r['factored_s']:.3f} | {r['dense_s']:.3f} | {r['time_ratio']:.2f} | "
+              f"{r['max_abs_difference']:.1e} |")
+    print("\nComputed for the whole 2B language model (28 layers + embeddings), evaluator GiB:")
+    print("| K | proxy model (fp32) | dense bank fp32 + model | dense bank bf16 + model | factored + model |")
+    print("|---|---:|---:|---:|---:|")
+    for r in result["rows"]:
+        c = r["computed_2b_gib"]
+        print(f"| {r['k']} | {c['model_float32']:.1f} | {c['dense_float32']:.1f} | {c['dense_bfloat16']:.1f} | "
+              f"{c['factored']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
