@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dmo.merging.adapters import LoraExpert, LoraFactors  # noqa: E402
-from dmo.merging.bank import TaskVectorBank  # noqa: E402
-from dmo.merging.banks import folded  # noqa: E402
-from dmo.merging.factored import FactoredBank  # noqa: E402
+from dmo.merging.adapters import LoraExpert, LoraFactors
+from dmo.merging.bank import TaskVectorBank
+from dmo.merging.banks import folded
+from dmo.merging.factored import FactoredBank
 
 HIDDEN, MLP, HEADS, KV_HEADS, HEAD_DIM, LAYERS, VOCAB = 1536, 8960, 12, 2, 128, 28, 151_936
 RANK, ALPHA = 16, 32.0
@@ -92,12 +92,25 @@ def median_seconds(build, repeats: int) -> float:
     return statistics.median(times)
 
 
-def computed_bytes(k: int) -> dict[str, float]:
-    """Evaluator memory for the whole 2B language model, from the banks' layouts (GiB)."""
-    adapted = sum(d_out * d_in for d_out, d_in in matrices(0).values()) * LAYERS
-    factor_numbers = sum(d_out + d_in for d_out, d_in in matrices(0).values()) * LAYERS * RANK
-    other = VOCAB * HIDDEN + LAYERS * (2 * HIDDEN + HIDDEN + 1) + HIDDEN  # embeddings, norms, routers
-    params = adapted + other
+# Language models of the example configs (their config.json): hidden, MLP, query heads, key/value heads,
+# head size, layers, vocabulary, embeddings tied to the output layer, parameters trained in full beside LoRA
+# (LLaVA's two-layer projector from CLIP-L's 1024 features; Qwen2-VL merges inside its frozen vision tower).
+LAYOUTS = {
+    "qwen2-vl-2b": (1536, 8960, 12, 2, 128, 28, 151_936, True, 0),
+    "llava-1.5-7b": (4096, 11008, 32, 32, 128, 32, 32_064, False, 1024 * 4096 + 4096 + 4096 * 4096 + 4096),
+}
+
+
+def computed_bytes(k: int, layout: str = "qwen2-vl-2b") -> dict[str, float]:
+    """Evaluator memory for a whole language model, from the banks' layouts (GiB), routers on every layer."""
+    hidden, mlp, heads, kv_heads, head_dim, layers, vocab, tied, projector = LAYOUTS[layout]
+    q, kv = heads * head_dim, kv_heads * head_dim
+    shapes = [(q, hidden), (kv, hidden), (kv, hidden), (hidden, q), (mlp, hidden), (mlp, hidden), (hidden, mlp)]
+    adapted = sum(o * i for o, i in shapes) * layers
+    factor_numbers = sum(o + i for o, i in shapes) * layers * RANK
+    full = projector + layers * (hidden + 1)  # trained in full: projector, routers
+    other = vocab * hidden * (1 if tied else 2) + layers * 2 * hidden + hidden  # embeddings, norms: kept
+    params = adapted + other + full
     gib = 2**30
     model = 4 * params  # the proxy model itself, float32 (the evaluator merges in float32)
     return {
@@ -105,40 +118,51 @@ def computed_bytes(k: int) -> dict[str, float]:
         # dense: θ0 float32 + K task vectors over every merged tensor (zero where LoRA left it alone)
         "dense_float32": (model + 4 * params + 4 * k * params) / gib,
         "dense_bfloat16": (model + 4 * params + 2 * k * params) / gib,
-        # factored: the adapted base matrices once (float32), the factors, the routers' K dense deltas, the rest kept
-        "factored": (model + 4 * adapted + 4 * k * factor_numbers + 4 * other + 4 * k * LAYERS * (HIDDEN + 1)) / gib,
+        # factored: the adapted base matrices once (float32), the factors, K dense deltas of what was trained
+        # in full, the rest kept
+        "factored": (model + 4 * adapted + 4 * k * factor_numbers + 4 * (other + full) + 4 * k * full) / gib,
     }
 
 
+def print_computed(ks: list[int]) -> None:
+    print("| model | K | proxy model (fp32) | + dense bank fp32 | + dense bank bf16 | + factored bank |")
+    print("|---|---|---:|---:|---:|---:|")
+    for layout in LAYOUTS:
+        for k in ks:
+            c = computed_bytes(k, layout)
+            print(f"| {layout} | {k} | {c['model_float32']:.1f} | {c['dense_float32']:.1f} | "
+                  f"{c['dense_bfloat16']:.1f} | {c['factored']:.1f} |")
+
+
+def measure(base: dict[str, torch.Tensor], k: int, layers: int, repeats: int, generator: torch.Generator) -> dict:
+    experts = [expert(i, layers, generator) for i in range(k)]
+    factored = FactoredBank(base, experts, exclude=())
+    dense = TaskVectorBank.from_state_dicts(base, OneAtATime([lambda e=e: folded(base, e) for e in experts]),
+                                            exclude=())
+    weights = [1.0 / k] * k
+    got, want = factored.merged_state_dict(weights), dense.merged_state_dict(weights)
+    error = max(float((got[n] - want[n]).abs().max()) for n in want)
+    # Both write into preallocated float32 outputs, as an evaluator's bound model is written.
+    flat = torch.empty(dense.num_params)
+    outputs = {m.name: torch.empty_like(m.w0) for m in factored.matrices}
+    factored.merge_matrices_into(outputs, weights)  # warm-up: first-touch pages, BLAS threads
+    dense.merged_flat(weights, out=flat)
+    row = {
+        "k": k, "layers": layers, "max_abs_difference": error,
+        "factored_bytes": factored.nbytes, "dense_bytes": dense.nbytes,
+        "factored_s": median_seconds(lambda: factored.merge_matrices_into(outputs, weights), repeats),
+        "dense_s": median_seconds(lambda: dense.merged_flat(weights, out=flat), repeats),
+        "computed_2b_gib": computed_bytes(k),
+    }
+    row["memory_ratio"] = row["factored_bytes"] / row["dense_bytes"]
+    row["time_ratio"] = row["factored_s"] / row["dense_s"]
+    return row
+
+
 def run(layers: int, ks: list[int], repeats: int) -> dict:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     generator = torch.Generator().manual_seed(0)
     base = {n: t.float() for n, t in base_state(layers, generator).items()}
-    rows = []
-    for k in ks:
-        experts = [expert(i, layers, generator) for i in range(k)]
-        factored = FactoredBank(base, experts, exclude=())
-        dense = TaskVectorBank.from_state_dicts(base, OneAtATime([lambda e=e: folded(base, e) for e in experts]),
-                                                exclude=())
-        weights = [1.0 / k] * k
-        got, want = factored.merged_state_dict(weights), dense.merged_state_dict(weights)
-        error = max(float((got[n] - want[n]).abs().max()) for n in want)
-        # Both write into preallocated float32 outputs, as an evaluator's bound model is written.
-        flat = torch.empty(dense.num_params)
-        outputs = {m.name: torch.empty_like(m.w0) for m in factored.matrices}
-        factored.merge_matrices_into(outputs, weights)  # warm-up: first-touch pages, BLAS threads
-        dense.merged_flat(weights, out=flat)
-        row = {
-            "k": k, "layers": layers, "max_abs_difference": error,
-            "factored_bytes": factored.nbytes, "dense_bytes": dense.nbytes,
-            "factored_s": median_seconds(lambda: factored.merge_matrices_into(outputs, weights), repeats),
-            "dense_s": median_seconds(lambda: dense.merged_flat(weights, out=flat), repeats),
-            "computed_2b_gib": computed_bytes(k),
-        }
-        row["memory_ratio"] = row["factored_bytes"] / row["dense_bytes"]
-        row["time_ratio"] = row["factored_s"] / row["dense_s"]
-        rows.append(row)
-        del factored, dense, experts
+    rows = [measure(base, k, layers, repeats, generator) for k in ks]
     return {"threads": torch.get_num_threads(), "rank": RANK, "rows": rows}
 
 
@@ -148,7 +172,11 @@ def main() -> None:
     parser.add_argument("--ks", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--computed-only", action="store_true", help="Only the evaluator GiB from the layouts.")
     args = parser.parse_args()
+    if args.computed_only:
+        print_computed(args.ks)
+        return
     result = run(args.layers, args.ks, args.repeats)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -161,14 +189,8 @@ def main() -> None:
         print(f"| {r['k']} | {r['factored_bytes'] / 2**20:,.0f} | {r['dense_bytes'] / 2**20:,.0f} | "
               f"{r['memory_ratio']:.3f} | {r['factored_s']:.3f} | {r['dense_s']:.3f} | {r['time_ratio']:.2f} | "
               f"{r['max_abs_difference']:.1e} |")
-    print("\nComputed for the whole 2B language model (28 layers + embeddings), evaluator GiB:")
-    print("| K | proxy model (fp32) | dense bank fp32 + model | dense bank bf16 + model | factored + model |")
-    print("|---|---:|---:|---:|---:|")
-    for r in result["rows"]:
-        c = r["computed_2b_gib"]
-        print(f"| {r['k']} | {c['model_float32']:.1f} | {c['dense_float32']:.1f} | {c['dense_bfloat16']:.1f} | "
-              f"{c['factored']:.1f} |")
-
+    print("\nComputed from the layouts for whole language models, evaluator GiB:")
+    print_computed(args.ks)
 
 if __name__ == "__main__":
     main()
