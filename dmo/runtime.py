@@ -6,6 +6,11 @@ Nothing in dmo changes global state on import; the entry points call these.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def set_torch_threads(threads: int) -> None:
@@ -14,6 +19,22 @@ def set_torch_threads(threads: int) -> None:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def compute_device(gpus: float, *, field: str, granted: Mapping[str, float] | None = None) -> torch.device:
+    """Where a task's tensors live: the GPU Ray gave it (``CUDA_VISIBLE_DEVICES`` names only that one),
+    or the CPU when the config asks for no GPU. ``granted`` is what Ray assigned the task, for the message."""
+    import torch
+
+    from dmo.errors import DmoError
+
+    if gpus <= 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        assigned = f" (Ray granted {dict(sorted(granted.items()))})" if granted is not None else ""
+        raise DmoError(f"{field} is {gpus:g}{assigned}, but torch sees no CUDA device here", where=field,
+                       hint="install a CUDA build of torch on the GPU nodes, or set it to 0 to run on CPU")
+    return torch.device("cuda")
 
 
 def quiet_optuna() -> None:
@@ -40,4 +61,4 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
-__all__ = ["quiet_optuna", "quiet_transformers", "set_torch_threads"]
+__all__ = ["compute_device", "quiet_optuna", "quiet_transformers", "set_torch_threads"]

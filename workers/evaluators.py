@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import ray
 from ray.exceptions import RayError
 
-from dmo.runtime import quiet_transformers, set_torch_threads
+from dmo.runtime import compute_device, quiet_transformers, set_torch_threads
 from dmo.search.pool import Outcome, ProxyResult, ProxySource
 from dmo.search.proxy import ProxyEvaluator
 
@@ -23,16 +23,24 @@ class ProxyEvaluatorActor:
     def __init__(self, source: ProxySource):
         set_torch_threads(source.threads)
         quiet_transformers()
-        self.evaluator = ProxyEvaluator(source)
+        device = compute_device(source.config.ray.gpus_per_evaluator, field="ray.gpus_per_evaluator",
+                                granted=ray.get_runtime_context().get_assigned_resources())
+        self.evaluator = ProxyEvaluator(source, device=device)
 
     def evaluate(self, weights: Sequence[float], limit: int | None) -> ProxyResult:
         return self.evaluator.evaluate(weights, limit=limit)
 
 
+def evaluator_resources(source: ProxySource) -> dict[str, float]:
+    """What one evaluator actor asks Ray for: a CPU, and the GPUs (or fraction) the config gives evaluators."""
+    return {"num_cpus": 1, "num_gpus": source.config.ray.gpus_per_evaluator}
+
+
 class RayPool:
     def __init__(self, source: ProxySource, size: int):
         self.size = size
-        self._actors = [ProxyEvaluatorActor.remote(source) for _ in range(size)]
+        resources = evaluator_resources(source)
+        self._actors = [ProxyEvaluatorActor.options(**resources).remote(source) for _ in range(size)]
         self._idle = deque(self._actors)
         self._queue: deque[tuple[int, list[float], int | None]] = deque()
         self._running: dict[ray.ObjectRef, tuple[int, object]] = {}

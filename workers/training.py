@@ -15,7 +15,7 @@ import ray
 
 from dmo.config.schema import DmoConfig
 from dmo.models.backends import backend_for
-from dmo.runtime import quiet_transformers, set_torch_threads
+from dmo.runtime import compute_device, quiet_transformers, set_torch_threads
 from dmo.training.jobs import ModelSpec, base_spec, ensure_model, expert_spec, stage_settings
 from storage import ModelRecord, Store
 
@@ -28,15 +28,26 @@ OnStep = Callable[[str, int, int], None]
 OnDone = Callable[[ModelRecord], None]
 
 
+def trainer_resources(config: DmoConfig) -> dict[str, float]:
+    """What one training task asks Ray for: a CPU, and the GPUs the config gives trainers (none by default)."""
+    return {"num_cpus": 1, "num_gpus": config.ray.gpus_per_trainer}
+
+
 @ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
 def ensure_model_task(config: DmoConfig, store_url: str, spec: ModelSpec, base: ModelRecord | None) -> ModelRecord:
     set_torch_threads(config.training.threads)
     quiet_transformers()
+    device = compute_device(config.ray.gpus_per_trainer, field="ray.gpus_per_trainer",
+                            granted=ray.get_runtime_context().get_assigned_resources())
     store = Store.open(store_url, upgrade=False)
     try:
-        return ensure_model(config, store, spec, base=base)
+        return ensure_model(config, store, spec, base=base, device=device)
     finally:
         store.dispose()
+
+
+def _submit(config: DmoConfig, store_url: str, spec: ModelSpec, base: ModelRecord | None) -> ray.ObjectRef:
+    return ensure_model_task.options(**trainer_resources(config)).remote(config, store_url, spec, base)
 
 
 def train_base_and_experts(
@@ -46,9 +57,9 @@ def train_base_and_experts(
     watch = _Watch(config, on_step, on_done)
     # A backend that takes the user's checkpoint as the base only registers it: no bar for it.
     base_watch = watch if backend_for(config).trains_base else _Watch(config, None, on_done)
-    (base,) = base_watch.run([base_spec(config)], lambda spec: ensure_model_task.remote(config, store_url, spec, None))
+    (base,) = base_watch.run([base_spec(config)], lambda spec: _submit(config, store_url, spec, None))
     specs = [expert_spec(config, d) for d in config.domain_names]
-    experts = watch.run(specs, lambda spec: ensure_model_task.remote(config, store_url, spec, base))
+    experts = watch.run(specs, lambda spec: _submit(config, store_url, spec, base))
     return base, {record.domain: record for record in experts}
 
 
@@ -58,7 +69,7 @@ def train_models(
 ) -> list[ModelRecord]:
     """Several models from one base in parallel (validation's mixture models), in `specs` order."""
     return _Watch(config, on_step, on_done).run(
-        specs, lambda spec: ensure_model_task.remote(config, store_url, spec, base)
+        specs, lambda spec: _submit(config, store_url, spec, base)
     )
 
 

@@ -317,6 +317,17 @@ class SearchSettings(Frozen):
 class RaySettings(Frozen):
     address: str | None = Field(None, description="Ray cluster address; None starts a local Ray.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray; None = all.")
+    gpus_per_trainer: float = Field(0.0, ge=0, description="GPUs each training task asks Ray for (e.g. 1); 0 = CPU.")
+    gpus_per_evaluator: float = Field(
+        0.0, ge=0, description="GPUs each proxy evaluator asks Ray for; a fraction (e.g. 0.5) shares one; 0 = CPU."
+    )
+
+    @field_validator("gpus_per_trainer", "gpus_per_evaluator")
+    @classmethod
+    def _whole_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("Ray grants a fraction of one GPU or a whole number of them: use ≤ 1 or an integer")
+        return value
 
 
 # --------------------------------------------------------------------------- root

@@ -203,6 +203,13 @@ def prompt_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> di
     return _with_images(split, indices, {"input_ids": input_ids, "attention_mask": attention_mask})
 
 
+def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A batch moved to the model's device (batches are cut on the CPU)."""
+    if device.type == "cpu":
+        return batch
+    return {name: value.to(device, non_blocking=True) for name, value in batch.items()}
+
+
 def _with_images(split: EncodedSplit, indices: Sequence[int], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     batch.update(split.images.select(indices))
     if split.image_token_type_id is not None:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from dmo.data.encoding import IGNORE, EncodedSplit, prompt_batch, training_batch
+from dmo.data.encoding import IGNORE, EncodedSplit, on_device, prompt_batch, training_batch
 from dmo.data.prepared import PreparedData
 from dmo.evaluation.benchmarks import Benchmark, check_metric
 from dmo.models.backends.base import ModelBackend
@@ -75,7 +75,7 @@ def evaluate(
 
 def _exact_matches(model, backend: ModelBackend, split: EncodedSplit, indices: list[int], pad: int, eos: int,
                    max_new_tokens: int) -> int:
-    batch = prompt_batch(split, indices, pad)
+    batch = on_device(prompt_batch(split, indices, pad), _device(model))
     generated = backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
     hits = 0
     for row, i in zip(generated, indices):
@@ -86,7 +86,7 @@ def _exact_matches(model, backend: ModelBackend, split: EncodedSplit, indices: l
 
 def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> float:
     """Sum over samples of exp(−mean NLL of the answer tokens)."""
-    batch = training_batch(split, indices, pad)
+    batch = on_device(training_batch(split, indices, pad), _device(model))
     labels = batch.pop("labels")[:, 1:]
     logits = model(**batch).logits[:, :-1]  # (B, T-1, V): predicts token t+1
     mask = labels != IGNORE
@@ -94,3 +94,7 @@ def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int
     picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     mean_nll = -(picked * mask).sum(1) / mask.sum(1)
     return float(torch.exp(-mean_nll).sum())
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -208,6 +208,11 @@ class TaskVectorBank:
             storage_dtype=storage_dtype,
         )
 
+    def to(self, device: torch.device | str) -> TaskVectorBank:
+        """The same bank on ``device`` (a GPU evaluator merges where it scores)."""
+        return TaskVectorBank(base_flat=self.base_flat.to(device), deltas=self.deltas.to(device), slots=self.slots,
+                              kept={n: t.to(device) for n, t in self.kept.items()}, expert_names=self.expert_names)
+
     # ------------------------------------------------------------------ sizes
 
     @property
@@ -242,7 +247,7 @@ class TaskVectorBank:
         method = get_method(method) if isinstance(method, str) else method
         values = check_weights(_as_floats(weights), self.expert_names, simplex=False, where="weights")
         if out is None:
-            out = torch.empty(self.num_params, dtype=torch.float32)
+            out = torch.empty(self.num_params, dtype=torch.float32, device=self.base_flat.device)
         elif out.shape != (self.num_params,) or out.dtype != torch.float32:
             raise ValueError(f"out must be a float32 vector of {self.num_params} elements")
         elif not out.is_contiguous():
@@ -256,7 +261,7 @@ class TaskVectorBank:
 
     def _gemv(self, method: MergeMethod, weights: tuple[float, ...], out: torch.Tensor) -> None:
         plan = method.gemv_plan(weights)
-        coefficients = torch.tensor(plan.coefficients, dtype=torch.float32)  # (K,)
+        coefficients = torch.tensor(plan.coefficients, dtype=torch.float32, device=self.base_flat.device)  # (K,)
         for start in range(0, self.num_params, self._block):
             stop = min(start + self._block, self.num_params)
             block = self.deltas[:, start:stop]  # (K, n), row stride P
@@ -267,7 +272,8 @@ class TaskVectorBank:
 
     def _upcast_block(self, block: torch.Tensor) -> torch.Tensor:
         if self._upcast is None:
-            self._upcast = torch.empty((self.num_experts, self._block), dtype=torch.float32)
+            self._upcast = torch.empty((self.num_experts, self._block), dtype=torch.float32,
+                                       device=self.base_flat.device)
         scratch = self._upcast[:, : block.shape[1]]
         scratch.copy_(block)
         return scratch
@@ -277,8 +283,9 @@ class TaskVectorBank:
     ) -> None:
         generator = None
         if method.seed is not None:
-            generator = torch.Generator().manual_seed(method.seed)
-        weight_tensor = torch.tensor(weights, dtype=torch.float32)
+            # Masks are drawn where the bank lives: a GPU bank draws other masks than mergekit's CPU run.
+            generator = torch.Generator(device=self.base_flat.device).manual_seed(method.seed)
+        weight_tensor = torch.tensor(weights, dtype=torch.float32, device=self.base_flat.device)
         for slot in self.slots:
             base = self.base_flat[slot.offset : slot.end].reshape(slot.shape)
             deltas = self.deltas[:, slot.offset : slot.end].to(torch.float32)

@@ -15,6 +15,7 @@ need every dense delta at once and are refused here.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,17 @@ class FactoredBank:
         return FactoredMatrix(name, w0, torch.cat(bs, 1).contiguous(), torch.cat(as_, 0).contiguous(),
                               torch.cat(scales), torch.cat(owners))
 
+    def to(self, device: torch.device | str) -> FactoredBank:
+        """The same bank on ``device`` (a GPU evaluator merges where it scores)."""
+        moved = copy.copy(self)
+        moved.matrices = tuple(FactoredMatrix(m.name, *(t.to(device) for t in (m.w0, m.b, m.a, m.column_scale,
+                                                                                   m.column_expert)))
+                               for m in self.matrices)
+        moved.dense = self.dense.to(device) if self.dense is not None else None
+        moved.kept = {n: t.to(device) for n, t in self.kept.items()}
+        moved._bound = weakref.WeakSet()
+        return moved
+
     # ------------------------------------------------------------------ sizes
 
     @property
@@ -131,7 +143,8 @@ class FactoredBank:
                              hint="use task_arithmetic, or import the experts folded into full checkpoints")
         values = [float(w) for w in (weights.reshape(-1).tolist() if isinstance(weights, torch.Tensor) else weights)]
         plan = method.gemv_plan(check_weights(values, self.expert_names, simplex=False, where="weights"))
-        return plan.beta, torch.tensor(plan.coefficients, dtype=torch.float32)
+        device = self.matrices[0].w0.device if self.matrices else "cpu"
+        return plan.beta, torch.tensor(plan.coefficients, dtype=torch.float32, device=device)
 
     def merged_state_dict(self, weights: Sequence[float] | torch.Tensor,
                           method: str | MergeMethod = "task_arithmetic") -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ SEARCH_SPLIT = "dev"  # searches never see test splits
 
 
 class ProxyEvaluator:
-    def __init__(self, source: ProxySource, *, data: PreparedData | None = None):
+    def __init__(self, source: ProxySource, *, data: PreparedData | None = None, device: torch.device | None = None):
         config = source.config
         if len(source.expert_checkpoints) != len(config.domains):
             raise SearchError(
@@ -46,6 +46,9 @@ class ProxyEvaluator:
             exclude=merge.exclude,
             storage_dtype=torch.bfloat16 if merge.dtype == "bfloat16" else torch.float32,
         )
+        if device is not None and device.type != "cpu":
+            # Built on the host from the checkpoints, then moved: the proxy is merged where it is scored.
+            self.bank, self.model = self.bank.to(device), self.model.to(device)
         self.bank.bind(self.model)
         self.benchmarks = benchmarks_for(self.data.names, SEARCH_SPLIT)
 

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from dmo.config.schema import DmoConfig, TrainingSettings
@@ -116,6 +117,7 @@ def ensure_model(
     base: ModelRecord | None = None,
     data: PreparedData | None = None,
     on_step: OnStep | None = None,
+    device: torch.device | None = None,
 ) -> ModelRecord:
     """The finished model for `spec`: from the store when cached, else trained now, once.
 
@@ -171,9 +173,9 @@ def ensure_model(
         try:
             model = backend.initial_model(config, data.encoder, init, seed=spec.seed(config))
             run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
-            result = train(run, model, data, out_dir, backend=backend, on_step=on_step)
+            result = train(run, model, data, out_dir, backend=backend, on_step=on_step, device=device)
             dev = evaluate(
-                backend.load(out_dir),
+                backend.load(out_dir).to(device or "cpu"),
                 data,
                 benchmarks_for(data.names, "dev"),
                 backend=backend,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from dmo.config.schema import TrainingSettings
-from dmo.data.encoding import EncodedSplit, training_batch
+from dmo.data.encoding import EncodedSplit, on_device, training_batch
 from dmo.data.mixture import MixtureStream
 from dmo.data.prepared import PreparedData
 from dmo.mixture import Mixture
@@ -84,6 +84,7 @@ def train(
     *,
     backend: ModelBackend,
     on_step: OnStep | None = None,
+    device: torch.device | None = None,
 ) -> TrainingResult:
     """Train ``model`` on ``run``'s mixture and save it atomically to ``out_dir``.
 
@@ -100,6 +101,8 @@ def train(
     metrics_path = out_dir.parent / f"{out_dir.name}.metrics.jsonl"
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
+    device = device or torch.device("cpu")
+    model = model.to(device)  # before LoRA, so its factors are made where the layers they adapt live
     if settings.freeze_vision:
         backend.freeze_vision(model)
     if settings.finetune == "lora":
@@ -129,7 +132,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             indices = [offsets[d] + i for d, i in stream.take(settings.batch_size)]
-            batch = training_batch(split, indices, data.pad_id)
+            batch = on_device(training_batch(split, indices, data.pad_id), device)
             loss = trainable_model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -202,3 +202,18 @@ def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly
             torch.testing.assert_close(state[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
     routers = [n for n in want if ".router." in n]
     assert routers and any(float(want[n].abs().max()) > 0 for n in routers)  # routers trained, and merged
+
+
+def test_banks_moved_to_a_device_build_the_same_proxies(world):
+    """The path a GPU evaluator takes (bank.to(device), then bind), run here on the CPU device."""
+    backend, checkpoint, base_model, base, adapters, folded, _ = world
+    exclude = backend.merge_exclude(checkpoint)
+    for bank in (FactoredBank(base, [read_adapter(d) for d in adapters], exclude=exclude),
+                 TaskVectorBank.from_state_dicts(base, folded, exclude=exclude)):
+        moved, model = bank.to("cpu"), copy.deepcopy(base_model)
+        moved.bind(model)
+        for weights in WEIGHTS:
+            moved.load_into(model, weights)
+            want, state = bank.merged_state_dict(weights), model.state_dict()
+            for name in want:
+                torch.testing.assert_close(state[name], want[name].to(state[name].dtype), rtol=1e-6, atol=1e-6)
