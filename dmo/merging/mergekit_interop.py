@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -194,12 +195,29 @@ def run_mergekit(
     try:
         run_merge(config, str(out_dir), options, config_source=text)
     except (RuntimeError, ValueError) as error:
-        raise MergeError(f"mergekit failed: {error}", where=str(out_dir)) from error
+        raise MergeError(f"mergekit failed: {_short(error)}", where=str(out_dir), hint=_hint(error)) from error
     finally:
         mergekit_logger.setLevel(previous)
         logging.getLogger().setLevel(root_previous)
     check_tensor_names(tensor_names(Path(base)), tensor_names(out_dir), where=str(out_dir))
     return out_dir
+
+
+def _short(error: BaseException) -> str:
+    """mergekit's config errors embed the whole config (a hundred lines): keep what went wrong."""
+    text = str(error)
+    missing = re.search(r"has no attribute ([\w.]+)", text)
+    if text.startswith("Config ") and missing:
+        return f"the checkpoint's config has no attribute {missing.group(1)}"
+    return text
+
+
+def _hint(error: BaseException) -> str | None:
+    if "has no attribute num_hidden_layers" in str(error):
+        # mergekit 0.1.5's qwen2_vl definition reads it at the top level; transformers 5 moved it into text_config.
+        return ("mergekit 0.1.5 cannot read Qwen2-VL configs written by transformers 5 (num_hidden_layers moved into "
+                "text_config); build the proxy with dmo instead (dmo merge without --via mergekit)")
+    return None
 
 
 def tensor_names(directory: Path) -> set[str]:

@@ -115,3 +115,30 @@ def test_dropped_tensors_raise() -> None:
     with pytest.raises(MergeError, match="missing: b") as caught:
         check_tensor_names({"a", "b"}, {"a"}, where="out")
     assert "--via dmo" in caught.value.hint
+
+
+def test_mergekit_on_a_qwen2_vl_saved_by_transformers_5_is_refused_with_the_reason(tmp_path) -> None:
+    """mergekit 0.1.5's qwen2_vl definition reads num_hidden_layers at the config's top level; transformers 5
+    keeps it in text_config. The user gets that, and the way around it, not a hundred-line config dump."""
+    from transformers import AutoModelForImageTextToText
+
+    from hf_support import tiny_qwen2_vl
+
+    base = tiny_qwen2_vl(tmp_path / "base")
+    experts = []
+    for index in range(2):
+        model = AutoModelForImageTextToText.from_pretrained(str(base), local_files_only=True)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if not name.startswith("model.visual"):
+                    parameter.add_(0.01 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(index)))
+        model.save_pretrained(tmp_path / f"expert{index}")
+        experts.append(tmp_path / f"expert{index}")
+    with pytest.raises(MergeError) as caught:
+        run_mergekit(base, experts, [0.3, 0.7], "task_arithmetic", tmp_path / "out", exclude=("model.visual.*",))
+    message = caught.value.render()
+    assert "the checkpoint's config has no attribute num_hidden_layers" in message
+    assert "transformers 5" in message and len(message) < 600
+    # dmo's own bank merges the same experts.
+    bank = TaskVectorBank.from_checkpoints(base, experts)
+    assert bank.num_experts == 2
