@@ -143,6 +143,11 @@ class FactoredBank:
                              hint="use task_arithmetic, or import the experts folded into full checkpoints")
         values = [float(w) for w in (weights.reshape(-1).tolist() if isinstance(weights, torch.Tensor) else weights)]
         plan = method.gemv_plan(check_weights(values, self.expert_names, simplex=False, where="weights"))
+        if abs(plan.beta - 1.0) > 1e-12:
+            # β ≠ 1 (linear without normalize, weights not summing to 1) scales every tensor of the base,
+            # the ones no expert changed too; this bank keeps those as they are.
+            raise MergeError(f"{method.name} with these weights scales the base by {plan.beta:g}", where="weights",
+                             hint="give weights that sum to 1, or normalize: true")
         device = self.matrices[0].w0.device if self.matrices else "cpu"
         return plan.beta, torch.tensor(plan.coefficients, dtype=torch.float32, device=device)
 

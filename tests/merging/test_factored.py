@@ -93,11 +93,13 @@ def test_proxies_load_into_a_model_in_place_one_after_another(world):
             torch.testing.assert_close(state[name], want[name].to(state[name].dtype), rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_ties_is_refused_for_factored_experts(world):
+def test_ties_and_a_scaled_base_are_refused_for_factored_experts(world):
     backend, checkpoint, _, base, adapters, _, _ = world
     bank = FactoredBank(base, [read_adapter(d) for d in adapters], exclude=backend.merge_exclude(checkpoint))
     with pytest.raises(MergeError, match="ties sparsifies each dense task vector"):
         bank.merged_state_dict(WEIGHTS[0], "ties")
+    with pytest.raises(MergeError, match="scales the base by 0.5"):
+        bank.merged_state_dict((0.25, 0.25, 0.0), get_method("linear", {"normalize": False}))
 
 
 def _copy(adapter: Path, tmp_path: Path) -> Path:
