@@ -2,14 +2,16 @@
 
 A Qwen2-VL-2B-shaped language model (hidden 1536, MLP 8960, 12 query and 2 key/value heads of
 128, 28 layers, vocabulary 151,936, tied embeddings; its config.json), random weights, K experts
-with LoRA r 16 on every linear layer of the decoder plus trained routers. Both banks are built
+with LoRA r 16 on every linear layer of the decoder. Both banks are built
 from the same experts — the dense one from each expert folded (what peft's merge_and_unload
 saves) — and build the same proxy: the script checks they agree, then times them.
 
 Measured: ``--layers`` decoder layers at full width (default 2; the dense bank of 28 layers does
-not fit in 24 GiB), with the embeddings left out of both banks; time is the adapted matrices'
-merge into preallocated float32 outputs (the routers' tiny dense part left out), memory each bank's
-``nbytes``. Computed from the banks' layouts
+not fit in 24 GiB), embeddings left out of both banks. Memory: what each bank adds to the model
+(``nbytes``: the dense bank its θ0 copy and K task vectors; the factored bank its factors, since it
+refers to the model's own base tensors). Time: switching the evaluator to the next proxy (the
+factored bank sets column weights for its forward hooks; the dense bank writes θ(w) in one pass),
+and the matrix work of one forward over 512 tokens through the adapted layers, hooked vs merged. Computed from the banks' layouts
 (the same formulas as their ``nbytes``), for the whole 2B model (28 layers + embeddings): what each
 evaluator would hold. The base is stored in bfloat16 and merged in float32, as the issue asks.
 
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -118,9 +121,9 @@ def computed_bytes(k: int, layout: str = "qwen2-vl-2b") -> dict[str, float]:
         # dense: θ0 float32 + K task vectors over every merged tensor (zero where LoRA left it alone)
         "dense_float32": (model + 4 * params + 4 * k * params) / gib,
         "dense_bfloat16": (model + 4 * params + 2 * k * params) / gib,
-        # factored: the adapted base matrices once (float32), the factors, K dense deltas of what was trained
-        # in full, the rest kept
-        "factored": (model + 4 * adapted + 4 * k * factor_numbers + 4 * (other + full) + 4 * k * full) / gib,
+        # factored: the model is the base (never written); the bank adds the factors and a dense bank over what
+        # was trained in full (its base copy and K deltas)
+        "factored": (model + 4 * k * factor_numbers + 4 * (k + 1) * full) / gib,
     }
 
 
@@ -134,28 +137,63 @@ def print_computed(ks: list[int]) -> None:
                   f"{c['dense_bfloat16']:.1f} | {c['factored']:.1f} |")
 
 
+TOKENS = 512  # tokens per forward in the side-by-side forward timing (one prompt batch's worth)
+
+
+def linear_stack(weights: dict[str, torch.Tensor]) -> nn.Module:
+    """The decoder's adapted linear layers as modules named like the model's (``…q_proj``), sharing ``weights``."""
+    root = nn.Module()
+    for name, weight in weights.items():
+        *path, leaf = name.removesuffix(".weight").split(".")
+        parent = root
+        for part in path:
+            if not hasattr(parent, part):
+                parent.add_module(part, nn.Module())
+            parent = getattr(parent, part)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        linear.weight = nn.Parameter(weight, requires_grad=False)
+        parent.add_module(leaf, linear)
+    return root
+
+
+def forward_all(model: nn.Module, names: list[str], inputs: dict[int, torch.Tensor]) -> list[torch.Tensor]:
+    """Every adapted layer on TOKENS tokens (its own input width): the matrix work of one forward."""
+    with torch.no_grad():
+        return [model.get_submodule(n.removesuffix(".weight"))(inputs[model.get_parameter(n).shape[1]]) for n in names]
+
+
 def measure(base: dict[str, torch.Tensor], k: int, layers: int, repeats: int, generator: torch.Generator) -> dict:
-    experts = [expert(i, layers, generator) for i in range(k)]
-    factored = FactoredBank(base, experts, exclude=())
+    # The adapted matrices only (routers are d + 1 numbers a layer, nothing to measure).
+    base = {n: t for n, t in base.items() if n.endswith("_proj.weight")}
+    experts = [LoraExpert(e.name, e.factors, {}) for e in (expert(i, layers, generator) for i in range(k))]
+    factored = FactoredBank(base, experts, exclude=())  # refers to base's tensors, which the hooked model shares
     dense = TaskVectorBank.from_state_dicts(base, OneAtATime([lambda e=e: folded(base, e) for e in experts]),
                                             exclude=())
     weights = [1.0 / k] * k
-    got, want = factored.merged_state_dict(weights), dense.merged_state_dict(weights)
-    error = max(float((got[n] - want[n]).abs().max()) for n in want)
-    # Both write into preallocated float32 outputs, as an evaluator's bound model is written.
+    names = [m.name for m in factored.matrices]
+    hooked = linear_stack({n: base[n] for n in names})
+    factored.bind(hooked)
+    merged_state = dense.merged_state_dict(weights)
+    plain = linear_stack({n: merged_state[n].clone() for n in names})  # the dense proxy, written
+    inputs = {width: torch.randn(TOKENS, width, generator=generator) for width in (HIDDEN, MLP, HEADS * HEAD_DIM)}
+    factored.load_into(hooked, weights)
+    error = max(float((a - b).abs().max()) for a, b in zip(forward_all(hooked, names, inputs),
+                                                            forward_all(plain, names, inputs)))
     flat = torch.empty(dense.num_params)
-    outputs = {m.name: torch.empty_like(m.w0) for m in factored.matrices}
-    factored.merge_matrices_into(outputs, weights)  # warm-up: first-touch pages, BLAS threads
-    dense.merged_flat(weights, out=flat)
+    dense.merged_flat(weights, out=flat)  # warm-up: first-touch pages, BLAS threads
     row = {
-        "k": k, "layers": layers, "max_abs_difference": error,
+        "k": k, "layers": layers, "tokens": TOKENS, "max_abs_difference": error,
         "factored_bytes": factored.nbytes, "dense_bytes": dense.nbytes,
-        "factored_s": median_seconds(lambda: factored.merge_matrices_into(outputs, weights), repeats),
-        "dense_s": median_seconds(lambda: dense.merged_flat(weights, out=flat), repeats),
+        # switching the evaluator to the next proxy: set column weights vs one pass over the dense bank
+        "factored_switch_s": median_seconds(lambda: factored.load_into(hooked, weights), repeats),
+        "dense_switch_s": median_seconds(lambda: dense.merged_flat(weights, out=flat), repeats),
+        # the matrix work of one forward over TOKENS tokens: hooked (base + low-rank) vs the merged weights
+        "factored_forward_s": median_seconds(lambda: forward_all(hooked, names, inputs), repeats),
+        "dense_forward_s": median_seconds(lambda: forward_all(plain, names, inputs), repeats),
         "computed_2b_gib": computed_bytes(k),
     }
     row["memory_ratio"] = row["factored_bytes"] / row["dense_bytes"]
-    row["time_ratio"] = row["factored_s"] / row["dense_s"]
+    row["forward_ratio"] = row["factored_forward_s"] / row["dense_forward_s"]
     return row
 
 
@@ -183,11 +221,13 @@ def main() -> None:
         return
     print(f"Qwen2-VL-2B-shaped decoder, {args.layers} of {LAYERS} layers measured, LoRA r {RANK}, "
           f"{result['threads']} threads")
-    print("| K | factored MiB | dense MiB | memory ratio | factored s/proxy | dense s/proxy | time ratio | max |Δ| |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| K | bank adds, factored MiB | dense MiB | memory | next proxy, factored s | dense s | "
+          f"forward of {TOKENS} tokens, factored s | dense s | forward | max |Δ| |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in result["rows"]:
         print(f"| {r['k']} | {r['factored_bytes'] / 2**20:,.0f} | {r['dense_bytes'] / 2**20:,.0f} | "
-              f"{r['memory_ratio']:.3f} | {r['factored_s']:.3f} | {r['dense_s']:.3f} | {r['time_ratio']:.2f} | "
+              f"{r['memory_ratio']:.3f} | {r['factored_switch_s']:.5f} | {r['dense_switch_s']:.3f} | "
+              f"{r['factored_forward_s']:.3f} | {r['dense_forward_s']:.3f} | {r['forward_ratio']:.2f} | "
               f"{r['max_abs_difference']:.1e} |")
     print("\nComputed from the layouts for whole language models, evaluator GiB:")
     print_computed(args.ks)

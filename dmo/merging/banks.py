@@ -49,7 +49,9 @@ def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBack
             verify_checkpoint(checkpoint)  # its manifest covers the embedded adapter's files
         return FactoredBank(base, [read_adapter(a, name=d.name) for a, d in zip(adapters, expert_dirs)],
                             exclude=exclude)
-    # Adapters beside full checkpoints without one: fold each adapter onto the base (exact) into the dense bank.
+    # Adapters beside full checkpoints without one: fold each adapter onto the base (exact) into the dense bank,
+    # on the host like the checkpoints it merges with.
+    base = {name: tensor.cpu() for name, tensor in base.items()}
     experts = [folded(base, read_adapter(d)) if bare else backend.state_dict(d) for d, bare in zip(expert_dirs, pure)]
     return TaskVectorBank.from_state_dicts(base, experts, expert_names=[d.name for d in expert_dirs],
                                            exclude=exclude, storage_dtype=storage_dtype)

@@ -11,6 +11,13 @@ Tensors trained in full (routers, a projector, any unfrozen tensor) and matrices
 expert changed densely go through a :class:`~dmo.merging.bank.TaskVectorBank` over just those
 tensors. Everything else keeps the base's values. Methods that sparsify per tensor (ties, dare_*)
 need every dense delta at once and are refused here.
+
+The base is held once. The bank keeps references to the base's tensors, not copies, and a model
+it is bound to (the evaluator's, built from the base) never has its adapted matrices written:
+:meth:`FactoredBank.load_into` sets per-column coefficients that a forward hook on each adapted
+``nn.Linear`` uses to add ``((x·Aᵀ)·c)·Bᵀ`` to its output — the proxy's product, unmerged, for
+K·r·(d_in + d_out) extra multiply-adds per token and matrix. :meth:`merged_state_dict` and
+:meth:`merge_matrices_into` build the merged matrices themselves when a checkpoint is wanted.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from dmo.errors import MergeError
 from dmo.merging.adapters import LoraExpert
@@ -43,9 +51,21 @@ class FactoredMatrix:
     column_scale: torch.Tensor  # (Σ r_i,) s_i for each of expert i's columns
     column_expert: torch.Tensor  # (Σ r_i,) long: which expert owns each column
 
+    def columns(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """(Σ r_i,) the weight of each factor column: the merge coefficient of its expert times its scale."""
+        return coefficients[self.column_expert] * self.column_scale
+
     def merged(self, beta: float, coefficients: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        scaled_b = self.b * (coefficients[self.column_expert] * self.column_scale)
-        return torch.addmm(self.w0, scaled_b, self.a, beta=beta, out=out)
+        return torch.addmm(self.w0, self.b * self.columns(coefficients), self.a, beta=beta, out=out)
+
+
+def _low_rank_hook(a: torch.Tensor, b: torch.Tensor, columns: torch.Tensor):
+    """A forward hook adding the proxy's delta ``x·(B·diag(columns)·A)ᵀ`` to a linear layer's output."""
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        return output + F.linear(F.linear(inputs[0], a) * columns, b)
+
+    return hook
 
 
 class FactoredBank:
@@ -65,8 +85,9 @@ class FactoredBank:
             self.dense = TaskVectorBank.from_state_dicts(
                 subset, [_dense_values(subset, e) for e in experts], expert_names=self.expert_names, exclude=())
         changed = dense_names | set(factored)
-        self.kept = {n: t.detach().clone() for n, t in base.items() if n not in changed}
-        self._bound: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+        self.kept = {n: t.detach() for n, t in base.items() if n not in changed}  # references: the base once
+        # model -> the column weights its hooks read, one tensor per matrix, updated in place per proxy
+        self._bound: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, ...]] = weakref.WeakKeyDictionary()
 
     @staticmethod
     def _dense_names(base: StateDict, experts: Sequence[LoraExpert], exclude: Sequence[str]) -> set[str]:
@@ -91,8 +112,8 @@ class FactoredBank:
 
     @staticmethod
     def _stack(name: str, base: StateDict, experts: Sequence[LoraExpert]) -> FactoredMatrix:
-        # A copy: the base may be the very model proxies are loaded into (the evaluator's), and w0 must outlive that.
-        w0 = base[name].detach().to(torch.float32, copy=True).contiguous()
+        # A reference, not a copy (the base is held once): bound models are never written here, see load_into.
+        w0 = base[name].detach().to(torch.float32)
         bs, as_, scales, owners = [], [], [], []
         for index, expert in enumerate(experts):
             factors = expert.factors.get(name)
@@ -117,7 +138,7 @@ class FactoredBank:
                                for m in self.matrices)
         moved.dense = self.dense.to(device) if self.dense is not None else None
         moved.kept = {n: t.to(device) for n, t in self.kept.items()}
-        moved._bound = weakref.WeakSet()
+        moved._bound = weakref.WeakKeyDictionary()
         return moved
 
     # ------------------------------------------------------------------ sizes
@@ -128,10 +149,10 @@ class FactoredBank:
 
     @property
     def nbytes(self) -> int:
-        """Memory held: the base once, every expert's factors, and dense deltas only where trained in full."""
-        factored = sum(t.nbytes for m in self.matrices for t in (m.w0, m.b, m.a, m.column_scale, m.column_expert))
-        kept = sum(t.nbytes for t in self.kept.values())
-        return factored + kept + (self.dense.nbytes if self.dense else 0)
+        """Memory the bank adds to the base it refers to: every expert's factors, and the dense bank of what
+        was trained in full (its own copy of those few tensors and their K deltas)."""
+        factors = sum(t.nbytes for m in self.matrices for t in (m.b, m.a, m.column_scale, m.column_expert))
+        return factors + (self.dense.nbytes if self.dense else 0)
 
     # ------------------------------------------------------------------ merging
 
@@ -164,50 +185,57 @@ class FactoredBank:
         return {name: tensors[name] for name in sorted(tensors)}
 
     def bind(self, model: nn.Module) -> nn.Module:
-        """Give ``model`` the base's values where no expert changes them (once); proxies then load in place."""
+        """Hook ``model`` (float32, built from the base's config) so that proxies reach it without writing its
+        adapted matrices; it starts as the base. Tensors that differ from the base are given the base's values."""
+        if model in self._bound:
+            return model
+        tensors = dict(model.named_parameters(remove_duplicate=False))
+        buffers = dict(model.named_buffers(remove_duplicate=False))
+        modules = dict(model.named_modules(remove_duplicate=False))
+        columns = []
         with torch.no_grad():
-            self._bind(model, dict(model.named_parameters(remove_duplicate=False)))
+            for matrix in self.matrices:
+                tensor, module = tensors.get(matrix.name), modules.get(matrix.name.removesuffix(".weight"))
+                if tensor is None or not isinstance(module, nn.Linear) or module.weight is not tensor \
+                        or tensor.shape != matrix.w0.shape or tensor.dtype != torch.float32:
+                    raise MergeError(f"model tensor {matrix.name} is not the float32 weight of a linear layer "
+                                     f"of shape {tuple(matrix.w0.shape)}", where="model",
+                                     hint="bind a float32 model built from the base's config")
+                if tensor.data_ptr() != matrix.w0.data_ptr():
+                    tensor.data.copy_(matrix.w0)
+                weights = torch.zeros(matrix.a.shape[0], dtype=torch.float32, device=matrix.a.device)
+                module.register_forward_hook(_low_rank_hook(matrix.a, matrix.b, weights))
+                columns.append(weights)
+            for name, value in self.kept.items():
+                target = tensors.get(name, buffers.get(name))
+                if target is not None and target.data_ptr() != value.data_ptr():
+                    target.data.copy_(value)
         if self.dense is not None:
             self.dense.bind(model)
+        self._bound[model] = tuple(columns)
         return model
 
     def load_into(self, model: nn.Module, weights: Sequence[float] | torch.Tensor,
                   method: str | MergeMethod = "task_arithmetic") -> nn.Module:
-        """Write the proxy into ``model`` (built from the base's config, float32) in place."""
-        beta, coefficients = self._plan(weights, method)
-        tensors = dict(model.named_parameters(remove_duplicate=False))
+        """Make ``model`` compute the proxy for ``weights`` (binding it on first use): no matrix is merged."""
+        _, coefficients = self._plan(weights, method)  # β is 1 (see _plan)
+        if model not in self._bound:
+            self.bind(model)
         with torch.no_grad():
-            if model not in self._bound:
-                self._bind(model, tensors)
-            self._merge_matrices_into(tensors, beta, coefficients)
+            for matrix, columns in zip(self.matrices, self._bound[model], strict=True):
+                columns.copy_(matrix.columns(coefficients))
             if self.dense is not None:
                 self.dense.load_into(model, weights, method)
         return model
 
     def merge_matrices_into(self, outputs: Mapping[str, torch.Tensor], weights: Sequence[float] | torch.Tensor,
                             method: str | MergeMethod = "task_arithmetic") -> None:
-        """Write every factored matrix of the proxy into ``outputs`` (preallocated float32, by name)."""
+        """Write every merged matrix of the proxy into ``outputs`` (preallocated float32 by name; never the
+        base's own tensors, which the bank refers to)."""
         beta, coefficients = self._plan(weights, method)
         with torch.no_grad():
-            self._merge_matrices_into(outputs, beta, coefficients)
-
-    def _merge_matrices_into(self, outputs: Mapping[str, torch.Tensor], beta: float, coefficients: torch.Tensor) -> None:
-        for matrix in self.matrices:
-            matrix.merged(beta, coefficients, out=outputs[matrix.name].data)
-
-    def _bind(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-        buffers = dict(model.named_buffers(remove_duplicate=False))
-        for matrix in self.matrices:
-            tensor = tensors.get(matrix.name)
-            if tensor is None or tensor.shape != matrix.w0.shape or tensor.dtype != torch.float32 \
-                    or not tensor.is_contiguous():
-                raise MergeError(f"model tensor {matrix.name} is missing, of another shape, not float32 or not "
-                                 "contiguous", where="model", hint="bind a float32 model built from the base's config")
-        for name, value in self.kept.items():
-            target = tensors.get(name, buffers.get(name))
-            if target is not None:
-                target.data.copy_(value)
-        self._bound.add(model)
+            for matrix in self.matrices:
+                matrix.merged(beta, coefficients, out=outputs[matrix.name].data)
 
     def __repr__(self) -> str:
         return (f"FactoredBank(experts={list(self.expert_names)}, matrices={len(self.matrices)}, "

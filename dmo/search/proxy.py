@@ -37,6 +37,8 @@ class ProxyEvaluator:
         merge = config.search.merge
         self.method = get_method(merge.method, merge.params)
         self.model = self.backend.proxy_model(config, source.base_checkpoint).float().eval()
+        if device is not None and device.type != "cpu":
+            self.model = self.model.to(device)  # first: a factored bank refers to the model's own base tensors
         # Full checkpoints become the dense bank; peft adapters are kept as their factors.
         self.bank = open_bank(
             source.base_checkpoint,
@@ -47,8 +49,8 @@ class ProxyEvaluator:
             storage_dtype=torch.bfloat16 if merge.dtype == "bfloat16" else torch.float32,
         )
         if device is not None and device.type != "cpu":
-            # Built on the host from the checkpoints, then moved: the proxy is merged where it is scored.
-            self.bank, self.model = self.bank.to(device), self.model.to(device)
+            # Built on the host from the checkpoints, then moved (what is on the device already stays put).
+            self.bank = self.bank.to(device)
         self.bank.bind(self.model)
         self.benchmarks = benchmarks_for(self.data.names, SEARCH_SPLIT)
 

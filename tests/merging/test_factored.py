@@ -59,6 +59,28 @@ def world(request, tmp_path_factory):
     return backend, checkpoint, base_model, base, adapters, folded, config
 
 
+@pytest.fixture(scope="module")
+def batch(world):
+    """Three dev samples with their images: the routers see vision tokens."""
+    from dmo.data.encoding import training_batch
+    from dmo.data.prepared import prepare_data
+
+    config = world[-1]
+    data = prepare_data(config)
+    cut = training_batch(data.encoded(config.domain_names[0], "dev"), [0, 1, 2], data.pad_id)
+    cut.pop("labels")
+    return cut
+
+
+def assert_computes(model, state, batch, base_model) -> None:
+    """``model`` (hooked or written) computes what a copy of the base holding ``state`` computes."""
+    reference = copy.deepcopy(base_model)
+    reference.load_state_dict({name: tensor.float() for name, tensor in state.items()})
+    with torch.no_grad():
+        got, want = model.eval()(**batch).logits, reference.eval()(**batch).logits
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("method", ["task_arithmetic", "linear"])
 def test_factored_proxies_equal_folding_each_expert_then_merging(world, method):
     backend, checkpoint, _, base, adapters, folded, _ = world
@@ -79,18 +101,20 @@ def test_factored_proxies_equal_folding_each_expert_then_merging(world, method):
     assert sum(m.a.nbytes + m.b.nbytes for m in factored.matrices) < 3 * adapted
 
 
-def test_proxies_load_into_a_model_in_place_one_after_another(world):
+def test_proxies_load_into_a_model_one_after_another_without_writing_its_base(world, batch):
     backend, checkpoint, base_model, base, adapters, folded, _ = world
     exclude = backend.merge_exclude(checkpoint)
-    factored = FactoredBank(base, [read_adapter(d) for d in adapters], exclude=exclude)
-    dense = TaskVectorBank.from_state_dicts(base, folded, exclude=exclude)
     model = copy.deepcopy(base_model)
+    own = {n: t.detach() for n, t in model.state_dict().items()}  # the bank refers to the model's own tensors
+    factored = FactoredBank(own, [read_adapter(d) for d in adapters], exclude=exclude)
+    dense = TaskVectorBank.from_state_dicts(base, folded, exclude=exclude)
+    params = dict(model.named_parameters())
+    assert all(m.w0.data_ptr() == params[m.name].data_ptr() for m in factored.matrices)  # refers, never copies
     for weights in WEIGHTS:
         factored.load_into(model, weights)
-        want = dense.merged_state_dict(weights)
-        state = model.state_dict()
-        for name in want:
-            torch.testing.assert_close(state[name], want[name].to(state[name].dtype), rtol=1e-5, atol=1e-5, msg=name)
+        assert_computes(model, dense.merged_state_dict(weights), batch, base_model)
+    for matrix in factored.matrices:  # held once: the adapted matrices are still the base's, never written
+        assert torch.equal(model.get_parameter(matrix.name), base[matrix.name])
 
 
 def test_ties_and_a_scaled_base_are_refused_for_factored_experts(world):
@@ -146,21 +170,19 @@ def test_an_adapter_of_another_base_is_refused_naming_the_tensor(world, tmp_path
         FactoredBank(fewer, [read_adapter(d) for d in adapters], exclude=backend.merge_exclude(checkpoint))
 
 
-def test_a_proxy_evaluator_given_adapter_experts_holds_their_factors_and_scores_the_merged_model(world):
+def test_a_proxy_evaluator_given_adapter_experts_holds_their_factors_and_scores_the_merged_model(world, batch):
     """What a search's evaluator (local or a Ray actor) does with experts that are peft adapters."""
     from dmo.search.pool import ProxySource
     from dmo.search.proxy import ProxyEvaluator
 
-    backend, checkpoint, _, base, adapters, folded, config = world
+    backend, checkpoint, base_model, base, adapters, folded, config = world
     evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(adapters)))
     assert isinstance(evaluator.bank, FactoredBank)
     result = evaluator.evaluate(WEIGHTS[0], limit=4)
     assert result.samples == 4 * len(config.domains)
     want = TaskVectorBank.from_state_dicts(base, folded, exclude=backend.merge_exclude(checkpoint)).merged_state_dict(
         WEIGHTS[0], evaluator.method)
-    state = evaluator.model.state_dict()
-    for name in want:
-        torch.testing.assert_close(state[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+    assert_computes(evaluator.model, want, batch, base_model)
 
 
 def test_adapters_beside_full_experts_are_folded_onto_the_base_exactly(world):
@@ -173,7 +195,7 @@ def test_adapters_beside_full_experts_are_folded_onto_the_base_exactly(world):
             torch.testing.assert_close(got[name], want[name].to(got[name].dtype), rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly(world, tmp_path):
+def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly(world, batch, tmp_path):
     """The training loop saves the folded weights and the adapter; a proxy evaluator over such experts holds
     their factors, and its proxies equal merging the folded checkpoints (the dense path) with routers trained."""
     from dmo.config import with_overrides
@@ -183,7 +205,7 @@ def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly
     from dmo.training.jobs import base_spec, ensure_model, expert_spec
     from storage import Store
 
-    backend, checkpoint, *_, config = world
+    backend, checkpoint, base_model, *_, config = world
     config = with_overrides(config, {"project.workdir": ("workdir", str(tmp_path)),
                                      "training.expert.finetune": ("finetune", "lora"),
                                      "training.expert.steps": ("steps", 6)})
@@ -199,14 +221,16 @@ def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly
     assert any(float(d.abs().max()) > 0 for d in dense.deltas)  # the experts learned something
     for weights in WEIGHTS:
         evaluator.bank.load_into(evaluator.model, weights, evaluator.method)
-        state, want = evaluator.model.state_dict(), dense.merged_state_dict(weights, evaluator.method)
+        want = dense.merged_state_dict(weights, evaluator.method)
+        assert_computes(evaluator.model, want, batch, base_model)
+        merged = evaluator.bank.merged_state_dict(weights, evaluator.method)  # the checkpoint form, too
         for name in want:
-            torch.testing.assert_close(state[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+            torch.testing.assert_close(merged[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
     routers = [n for n in want if ".router." in n]
     assert routers and any(float(want[n].abs().max()) > 0 for n in routers)  # routers trained, and merged
 
 
-def test_banks_moved_to_a_device_build_the_same_proxies(world):
+def test_banks_moved_to_a_device_build_the_same_proxies(world, batch):
     """The path a GPU evaluator takes (bank.to(device), then bind), run here on the CPU device."""
     backend, checkpoint, base_model, base, adapters, folded, _ = world
     exclude = backend.merge_exclude(checkpoint)
@@ -216,6 +240,4 @@ def test_banks_moved_to_a_device_build_the_same_proxies(world):
         moved.bind(model)
         for weights in WEIGHTS:
             moved.load_into(model, weights)
-            want, state = bank.merged_state_dict(weights), model.state_dict()
-            for name in want:
-                torch.testing.assert_close(state[name], want[name].to(state[name].dtype), rtol=1e-6, atol=1e-6)
+            assert_computes(model, bank.merged_state_dict(weights), batch, base_model)
