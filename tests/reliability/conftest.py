@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pg_support import fresh_database
-from reliability_support import REPO, Project, Result, small_project, write_yaml
+from reliability_support import REPO, Project, small_project, write_yaml
 from search_support import mixture, search_row
 
 VENV_BIN = Path(sys.executable).parent
@@ -78,22 +78,9 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture()
-def dmo(capsys, monkeypatch):
-    """Run `dmo ARGS...` through the CLI's own entry point; return exit code and output."""
-    from dmo.cli.main import main
-
-    def run(*args: str | Path) -> Result:
-        monkeypatch.setattr(sys, "argv", ["dmo", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+def dmo(dmo_cli):
+    """Run `dmo ARGS...` through the CLI's own entry point (the suite's one runner, tests/conftest.py)."""
+    return dmo_cli
 
 
 @pytest.fixture()

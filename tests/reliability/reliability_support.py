@@ -14,22 +14,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def refused(self, *fragments: str, code: int = 2) -> None:
-        """Exited with `code`, no traceback, and stderr names every fragment."""
-        text = self.out + self.err
-        assert self.code == code, f"exit {self.code}:\n{text[-2000:]}"
-        assert "Traceback" not in text
-        flat = " ".join(self.err.split())  # rich may wrap long lines
-        for fragment in fragments:
-            assert fragment in flat, f"{fragment!r} not in:\n{self.err}"
-
-
 def small_project(workdir: Path, **training: dict) -> dict:
     """configs/tiny.yaml with few base steps (the faults, not the models, are under test)."""
     data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from reliability_support import REPO, Result
+from reliability_support import REPO
 
 ROOTS = ("dmo", "workers", "storage")
 
@@ -193,7 +193,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def _merge(dmo, base: Path, experts: list[Path], out: Path) -> Result:
+def _merge(dmo, base: Path, experts: list[Path], out: Path):
     return dmo("merge", "--base", base, "--experts", ",".join(map(str, experts)), "--weights", "0.5,0.5", "--out", out)
 
 

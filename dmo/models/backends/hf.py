@@ -156,12 +156,10 @@ def _route(model: nn.Module, mod: Mapping[str, Any]) -> None:
 
 
 def processor_chat_template(path: Path) -> str | None:
-    """The processor-level chat template, where checkpoints such as llava-hf's keep it instead of the
-    tokenizer's: ``chat_template.jinja`` (transformers 5) or ``chat_template.json`` (earlier)."""
-    jinja, legacy = path / "chat_template.jinja", path / "chat_template.json"
+    """The processor-level chat template of checkpoints saved before transformers 5 (``chat_template.json``,
+    as llava-hf's keep it), which the tokenizer does not load; ``chat_template.jinja`` it loads itself."""
+    legacy = path / "chat_template.json"
     try:
-        if jinja.is_file():
-            return jinja.read_text(encoding="utf-8") or None
         if legacy.is_file():
             template = json.loads(legacy.read_text(encoding="utf-8")).get("chat_template")
             return template if isinstance(template, str) and template else None
@@ -345,21 +343,12 @@ class HfBackend(ModelBackend):
     def state_dict(self, path: Path, *, verify: bool = True, like: Path | None = None) -> dict[str, torch.Tensor]:
         """Every tensor in float32 (merges are float32). A pretrained base gets the zero routers the
         experts it is merged with (``like``) have, so both name the same tensors."""
-        from safetensors.torch import load_file
-
         path = Path(path)
         _refuse_pickles(path)
         if _is_dmo_checkpoint(path):
-            if verify:
-                from dmo.models.checkpoint import verify_checkpoint
+            from dmo.models.checkpoint import read_state_dict
 
-                verify_checkpoint(path)
-            shards = sorted(path.glob("*.safetensors"))
-            if not shards:
-                raise CheckpointError("no .safetensors weights", where=str(path))
-            state: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                state.update(load_file(str(shard)))  # saved under the in-memory names (see save)
+            state = read_state_dict(path, verify=verify)  # saved under the in-memory names (see save)
         else:  # a user's checkpoint, maybe sharded, maybe in transformers' legacy key format
             state = dict(self.load(path).state_dict())
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
