@@ -14,10 +14,33 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+import sqlalchemy
 
 
 def record_heartbeat(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
     study._storage.record_heartbeat(trial._trial_id)
+
+
+def beat_the_unbeaten(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[int]:
+    """Give each of these RUNNING trials that has never beaten a first heartbeat; return their numbers.
+
+    Optuna never finds a trial without a heartbeat stale, and a driver killed between
+    ``study.ask()`` and its first beat leaves exactly such a trial: without this it stays
+    RUNNING for ever and every resume waits on it. A live driver beats over ours; a dead
+    one's trial turns stale one grace period from now.
+    """
+    if not trials:
+        return []
+    table = sqlalchemy.table("trial_heartbeats", sqlalchemy.column("trial_id"))
+    ids = [t._trial_id for t in trials]
+    rdb = getattr(study._storage, "_backend", study._storage)  # Optuna wraps its RDBStorage in a cache
+    with rdb.engine.connect() as connection:
+        beaten = set(connection.execute(
+            sqlalchemy.select(table.c.trial_id).where(table.c.trial_id.in_(ids))).scalars())
+    unbeaten = [t for t in trials if t._trial_id not in beaten]
+    for trial in unbeaten:
+        study._storage.record_heartbeat(trial._trial_id)
+    return [t.number for t in unbeaten]
 
 
 def set_trial_system_attr(
@@ -26,4 +49,4 @@ def set_trial_system_attr(
     study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
-__all__ = ["record_heartbeat", "set_trial_system_attr"]
+__all__ = ["beat_the_unbeaten", "record_heartbeat", "set_trial_system_attr"]

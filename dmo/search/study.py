@@ -19,6 +19,7 @@ from dmo.config.schema import DmoConfig
 from dmo.errors import SearchError
 from dmo.search.objectives import objective_directions, objective_names
 from dmo.search.samplers import enqueue_warm_start, make_sampler
+from storage.optuna_trials import beat_the_unbeaten
 
 _SCHEMA_ATTEMPTS = 5
 
@@ -75,6 +76,7 @@ def fail_stale_trials(study: optuna.Study, *, wait_s: float) -> list[int]:
     """Fail the trials a dead driver left RUNNING (Optuna enqueues them again) and return the
     numbers of every failed trial; refuse while a live driver still beats for them."""
     deadline = time.monotonic() + wait_s
+    beat_the_unbeaten(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     while True:
         optuna.storages.fail_stale_trials(study)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

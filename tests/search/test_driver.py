@@ -102,6 +102,20 @@ def test_killed_search_resumes_to_exactly_n_distinct_trials(store, tiny_config):
     assert store.trials(search.id, state="running") == []
 
 
+def test_a_trial_killed_before_its_first_heartbeat_is_retried(store, tiny_config):
+    """A driver killed between ``study.ask()`` and its first beat leaves a RUNNING trial
+    Optuna never finds stale; the resume must not wait on it for ever (a CI run did)."""
+    from dmo.search.study import open_study
+
+    search = _search(store, tiny_config, 3)
+    orphan = open_study(store.url, search.study_name, search.config).ask()  # no heartbeat, ever
+    outcome = run_search(store, search, LocalPool(AnalyticEvaluator()))
+    assert (outcome.completed, outcome.status) == (3, "finished")
+    study = open_study(store.url, search.study_name, search.config)
+    assert study.trials[orphan.number].state.name == "FAIL"
+    assert store.trials(search.id, state="running") == []
+
+
 def test_pareto_front_keeps_exactly_the_non_dominated_points():
     from dmo.search.objectives import pareto_front
 
