@@ -20,6 +20,13 @@ architecture definition for ``ModMLLMForCausalLM`` and infers one from tensor
 names (decoder layers, vision blocks, loose weights; routers of routed layers
 are "optional"). Inference can silently drop tensors, so every merge is
 checked: a tensor of the input missing from the output raises MergeError.
+
+For architectures mergekit does define (Qwen2-VL), an expert with tensors the
+definition lacks — p-MoD routers — is refused before any YAML is written, naming
+them (:mod:`dmo.merging.mergekit_definitions`, which also carries the fix
+mergekit 0.1.5's Qwen2-VL definition needs under transformers 5). Patterns are
+written against the checkpoint's file names, which can differ from the loaded
+model's: transformers 5 loads Qwen2-VL's ``visual.*`` as ``model.visual.*``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import yaml
 from dmo.errors import MergeError
 from dmo.merging.bank import DEFAULT_EXCLUDE, TaskVectorBank
 from dmo.merging.compat import check_checkpoints
+from dmo.merging.mergekit_definitions import text_config_layers, undefined_tensors
 from dmo.merging.methods import MergeMethod, get_method
 from dmo.mixture import check_weights
 
@@ -46,7 +54,7 @@ GLOB_CHARS = "*?["
 
 def mergekit_filter(pattern: str, *, where: str = "merge.exclude") -> str:
     """A glob pattern as mergekit's substring filter (prefix globs and exact names only)."""
-    stem = pattern[:-1] if pattern.endswith("*") else pattern
+    stem = pattern.removesuffix("*")
     if not stem or any(char in stem for char in GLOB_CHARS):
         raise MergeError(
             f"pattern {pattern!r} cannot be written as a mergekit filter",
@@ -90,10 +98,11 @@ def mergekit_config(
     """The mergekit configuration (as plain data) of the proxy for ``weights``."""
     method = get_method(method, params)
     values = check_weights(weights, [str(e) for e in experts], simplex=False, where="weights")
-    filters_out = [mergekit_filter(p) for p in exclude]
+    names = _file_tensor_names(Path(base))
+    filters_out = [mergekit_filter(on_disk(p, names)) for p in exclude]
     filters_in = None
     if include is not None:
-        filters_in = [mergekit_filter(p, where="merge.include") for p in include]
+        filters_in = [mergekit_filter(on_disk(p, names), where="merge.include") for p in include]
     restricted = bool(filters_out) or filters_in is not None
     extra = method.mergekit_model_parameters()
 
@@ -118,6 +127,47 @@ def mergekit_config(
     config["dtype"] = dtype
     config["out_dtype"] = dtype
     return config
+
+
+def on_disk(pattern: str, names: set[str]) -> str:
+    """``pattern`` (over the loaded model's names) as a pattern over the checkpoint's file names.
+
+    transformers 5 loads some checkpoints under new module paths (Qwen2-VL's ``visual.*`` as
+    ``model.visual.*``, LLaVA's ``vision_tower.*`` as ``model.vision_tower.*``) and mergekit reads
+    the files: a prefix no file tensor has, but has without the leading ``model.``, is rewritten.
+    """
+    stem = pattern.rstrip("*")
+    if not names or any(name.startswith(stem) for name in names) or not stem.startswith("model."):
+        return pattern
+    legacy = stem.removeprefix("model.")
+    return pattern.removeprefix("model.") if any(name.startswith(legacy) for name in names) else pattern
+
+
+def _file_tensor_names(directory: Path) -> set[str]:
+    return tensor_names(directory) if any(directory.glob("*.safetensors")) else set()
+
+
+def refuse_undefined_tensors(experts: Sequence[str | Path]) -> None:
+    """mergekit writes only the tensors its architecture definition lists: an expert with others
+    would lose them silently, so it is refused, naming them (routers first: the usual cause)."""
+    for expert in map(Path, experts):
+        lost = undefined_tensors(expert, _file_tensor_names(expert))
+        if not lost:
+            continue
+        routers = [name for name in lost if ".router." in name]
+        shown = routers or lost
+        listed = ", ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+        if routers:
+            what = (f"its {len(routers)} p-MoD router tensors are not in mergekit's definition of this "
+                    f"architecture, so mergekit would drop them: {listed}")
+            hint = ("routed experts cannot go through mergekit: build the proxy with dmo (dmo merge, --via dmo) "
+                    "or export a llamafactory/json recipe")
+        else:
+            what = (f"{len(lost)} of its tensors are not in mergekit's definition of this architecture, so "
+                    f"mergekit would drop them: {listed}")
+            hint = ("mergekit reads the names a checkpoint is saved under, and dmo saves the experts it trains "
+                    "under the loaded model's names: build the proxy with dmo (--via dmo)")
+        raise MergeError(what, where=str(expert), hint=hint)
 
 
 def refuse_adapters(experts: Sequence[str | Path]) -> None:
@@ -145,6 +195,7 @@ def mergekit_yaml(
 ) -> str:
     """The proxy for ``weights`` as a mergekit YAML (``mergekit-yaml proxy.yml OUT``)."""
     refuse_adapters(experts)
+    refuse_undefined_tensors(experts)
     resolved = get_method(method, params)
     config = mergekit_config(
         base, experts, weights, resolved, exclude=exclude, include=include, dtype=dtype
@@ -193,7 +244,8 @@ def run_mergekit(
         mergekit_logger.setLevel(logging.ERROR)
         logging.getLogger().setLevel(logging.ERROR)
     try:
-        run_merge(config, str(out_dir), options, config_source=text)
+        with text_config_layers():
+            run_merge(config, str(out_dir), options, config_source=text)
     except (RuntimeError, ValueError) as error:
         raise MergeError(f"mergekit failed: {_short(error)}", where=str(out_dir), hint=_hint(error)) from error
     finally:
@@ -213,10 +265,9 @@ def _short(error: BaseException) -> str:
 
 
 def _hint(error: BaseException) -> str | None:
-    if "has no attribute num_hidden_layers" in str(error):
-        # mergekit 0.1.5's qwen2_vl definition reads it at the top level; transformers 5 moved it into text_config.
-        return ("mergekit 0.1.5 cannot read Qwen2-VL configs written by transformers 5 (num_hidden_layers moved into "
-                "text_config); build the proxy with dmo instead (dmo merge without --via mergekit)")
+    if "has no attribute" in str(error):
+        return ("mergekit's definition of this architecture reads a config key this checkpoint's config does not "
+                "have (transformers 5 moved text settings into text_config); build the proxy with dmo (--via dmo)")
     return None
 
 

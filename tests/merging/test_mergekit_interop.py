@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -117,28 +119,80 @@ def test_dropped_tensors_raise() -> None:
     assert "--via dmo" in caught.value.hint
 
 
-def test_mergekit_on_a_qwen2_vl_saved_by_transformers_5_is_refused_with_the_reason(tmp_path) -> None:
-    """mergekit 0.1.5's qwen2_vl definition reads num_hidden_layers at the config's top level; transformers 5
-    keeps it in text_config. The user gets that, and the way around it, not a hundred-line config dump."""
+@pytest.fixture(scope="module")
+def qwen2_vl(tmp_path_factory):
+    """A tiny Qwen2-VL base and two full fine-tunes of it, saved by transformers (the files a user brings),
+    changed everywhere, vision tower included, so an exclusion mergekit misses shows."""
     from transformers import AutoModelForImageTextToText
 
     from hf_support import tiny_qwen2_vl
 
-    base = tiny_qwen2_vl(tmp_path / "base")
+    root = tmp_path_factory.mktemp("qwen2_vl")
+    base = tiny_qwen2_vl(root / "base")
     experts = []
     for index in range(2):
         model = AutoModelForImageTextToText.from_pretrained(str(base), local_files_only=True)
+        generator = torch.Generator().manual_seed(index)
         with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if not name.startswith("model.visual"):
-                    parameter.add_(0.01 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(index)))
-        model.save_pretrained(tmp_path / f"expert{index}")
-        experts.append(tmp_path / f"expert{index}")
+            for parameter in model.parameters():
+                parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator))
+        model.save_pretrained(root / f"expert{index}")
+        experts.append(root / f"expert{index}")
+    return base, experts
+
+
+@pytest.mark.parametrize(("name", "params"), [("task_arithmetic", {}), ("linear", {})])
+def test_mergekit_run_on_our_yaml_reproduces_the_qwen2_vl_proxy(qwen2_vl, tmp_path, name, params) -> None:
+    """mergekit 0.1.5's qwen2_vl definition reads num_hidden_layers where transformers 5 no longer puts it;
+    dmo runs mergekit with that one key corrected (mergekit_definitions), and the YAML's vision-tower filter
+    is written against the file names (visual.*), not the loaded model's (model.visual.*)."""
+    from dmo.models.backends import get_backend
+
+    base, experts = qwen2_vl
+    backend = get_backend("hf")
+    exclude = backend.merge_exclude(base)
+    assert exclude == ("model.visual.*",)
+    text = mergekit_yaml(base, experts, [0.3, 0.7], name, params, exclude=exclude)
+    assert "filter: visual." in text and "model.visual" not in text
+    bank = TaskVectorBank.from_checkpoints(base, experts, backend=backend)
+    ours = bank.merged_state_dict([0.3, 0.7], get_method(name, params))
+    theirs = backend.state_dict(run_mergekit(base, experts, [0.3, 0.7], name, tmp_path / "out", params,
+                                             exclude=exclude))
+    base_state = backend.state_dict(base)
+    assert set(theirs) == set(ours) == set(base_state)
+    for tensor_name, tensor in ours.items():
+        assert (tensor - theirs[tensor_name]).abs().max() <= 1e-6, tensor_name
+        if tensor_name.startswith("model.visual."):
+            assert torch.equal(theirs[tensor_name], base_state[tensor_name]), tensor_name
+
+
+def test_routed_qwen2_vl_experts_are_refused_naming_their_routers(qwen2_vl, tmp_path) -> None:
+    """mergekit's qwen2_vl definition has no router tensors: it would write the proxy without them."""
+    from dmo.config import parse_config
+    from dmo.data.prepared import prepare_data
+    from dmo.models.backends import get_backend
+    from hf_support import hf_project
+
+    base, experts = qwen2_vl
+    repo = Path(__file__).resolve().parents[2]
+    config = parse_config(hf_project((repo / "configs" / "tiny.yaml").read_text(), base, tmp_path / "w"),
+                          source="hf.yaml")
+    backend = get_backend("hf")
+    routed = tmp_path / "routed"
+    backend.save(backend.initial_model(config, None, None, seed=0), routed, encoder=prepare_data(config).encoder,
+                 extra_files={})
     with pytest.raises(MergeError) as caught:
-        run_mergekit(base, experts, [0.3, 0.7], "task_arithmetic", tmp_path / "out", exclude=("model.visual.*",))
+        mergekit_yaml(base, [experts[0], routed], [0.5, 0.5], "task_arithmetic")
     message = caught.value.render()
-    assert "the checkpoint's config has no attribute num_hidden_layers" in message
-    assert "transformers 5" in message and len(message) < 600
-    # dmo's own bank merges the same experts.
-    bank = TaskVectorBank.from_checkpoints(base, experts)
-    assert bank.num_experts == 2
+    assert str(routed) in message and "router" in message
+    assert "model.language_model.layers.1.router.bias" in message and "--via dmo" in message
+
+
+def test_patterns_follow_the_checkpoint_s_file_names() -> None:
+    from dmo.merging.mergekit_interop import on_disk
+
+    files = {"visual.blocks.0.attn.qkv.weight", "model.layers.0.mlp.up_proj.weight"}
+    assert on_disk("model.visual.*", files) == "visual.*"
+    assert on_disk("model.layers.0.*", files) == "model.layers.0.*"  # present as it is
+    assert on_disk("model.vision_tower.*", files) == "model.vision_tower.*"  # nowhere: left for the user to see
+    assert on_disk("model.visual.*", set()) == "model.visual.*"  # no files to read (a YAML for paths elsewhere)
