@@ -1,11 +1,15 @@
-"""Experts trained elsewhere: a peft LoRA adapter registered as a domain's expert.
+"""Experts trained elsewhere, registered as a domain's expert: a peft LoRA adapter or a full checkpoint.
 
-``dmo expert import DIR --domain NAME`` reads the adapter (``dmo.merging.adapters``), checks it
-against the project's base (every adapted matrix and fully trained tensor must exist in the base
-with the factors' shapes; the vision tower must be untouched), copies its two files into the
-workdir with their sha256 checked, scores it on the dev benchmarks like a trained expert, and
-records it. From then on the domain's expert *is* the import: a search over this base uses it
-instead of training one (:func:`imported_expert`, asked first by ``ensure_model``).
+``dmo expert import DIR --domain NAME`` checks the expert against the project's base before
+anything is stored. An adapter (``dmo.merging.adapters``): every adapted matrix and fully trained
+tensor must exist in the base with the factors' shapes and the vision tower must be untouched. A
+full checkpoint (``config.json`` + safetensors, as ``save_pretrained`` or LLaMA-Factory's full
+fine-tuning write it): the backend's merge guard (config settings, a recorded base), then exactly
+the proxy model's tensors with its shapes — so a routed project refuses a checkpoint without
+routers. The files are copied into the workdir with their sha256 checked, the expert is scored on
+the dev benchmarks like a trained one, and recorded. From then on the domain's expert *is* the
+import: a search over this base uses it instead of training one (:func:`imported_expert`, asked
+first by ``ensure_model``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from dmo.config.schema import DmoConfig
 from dmo.data.prepared import PreparedData, prepare_data
@@ -47,20 +55,32 @@ def imported_expert(store: Store, domain: str, base: ModelRecord) -> ModelRecord
     return record
 
 
-def import_adapter(config: DmoConfig, store: Store, directory: Path, domain: str, *, force: bool = False,
-                   data: PreparedData | None = None) -> ModelRecord:
-    """Verify, copy, score and record a LoRA adapter as ``domain``'s expert (nothing is stored on refusal)."""
+@dataclass(frozen=True)
+class _Verified:
+    """An expert checked against the base: the proxy model holding its weights, the files to copy, what to record."""
+
+    model: torch.nn.Module
+    files: tuple[str, ...]
+    form: str
+    training: dict[str, Any]
+
+
+def import_expert(config: DmoConfig, store: Store, directory: Path, domain: str, *, force: bool = False,
+                  data: PreparedData | None = None) -> ModelRecord:
+    """Verify, copy, score and record an adapter or full checkpoint as ``domain``'s expert (nothing is stored on
+    refusal)."""
     from dmo.evaluation import benchmarks_for, evaluate
-    from dmo.merging.factored import FactoredBank
     from dmo.training.jobs import base_spec, ensure_model, record_imported
 
     if domain not in config.domain_names:
         raise DmoError(f"unknown domain {domain!r}", where="--domain", hint=f"configured: {', '.join(config.domain_names)}")
     directory = Path(directory)
-    if not directory.is_dir() or not is_adapter(directory):
-        raise CheckpointError(f"is not a peft LoRA adapter directory ({' + '.join(ADAPTER_FILES)})", where=str(directory),
-                              hint="give the adapter folder peft or LLaMA-Factory saved; full checkpoints trained elsewhere cannot be imported yet")
-    expert = read_adapter(directory, name=f"imported-{domain}")
+    adapter = directory.is_dir() and is_adapter(directory)
+    if not adapter and not _is_full_checkpoint(directory):
+        raise CheckpointError(f"is neither a peft LoRA adapter ({' + '.join(ADAPTER_FILES)}) nor a full checkpoint "
+                              "(config.json + *.safetensors)", where=str(directory),
+                              hint="give the folder peft, LLaMA-Factory or save_pretrained wrote")
+    lora = read_adapter(directory, name=f"imported-{domain}") if adapter else None
     backend = backend_for(config)
     data = data or prepare_data(config)
     base = ensure_model(config, store, base_spec(config), data=data)
@@ -70,27 +90,23 @@ def import_adapter(config: DmoConfig, store: Store, directory: Path, domain: str
         raise DmoError(f"domain {domain!r} already has an imported expert (model {existing.id})", where="--domain",
                        hint="pass --force to replace it")
     base_path = Path(base.checkpoint_uri)
-    _check_declared_base(expert.base_model, base_path, base.checkpoint_sha256, backend, directory)
-    model = backend.proxy_model(config, base_path).float().eval()
-    # Building the bank checks every name and shape against the base, and the frozen vision tower.
-    bank = FactoredBank({n: t.detach().clone() for n, t in model.state_dict().items()}, [expert],
-                        exclude=tuple(backend.merge_exclude(base_path) if config.search.merge.exclude is None
-                                      else config.search.merge.exclude))
-    sources = {name: file_sha256(directory / name) for name in ADAPTER_FILES}
+    if lora is not None:
+        _check_declared_base(lora.base_model, base_path, base.checkpoint_sha256, backend, directory)
+        verified = _verify_adapter(config, backend, base_path, lora)
+    else:
+        verified = _verify_checkpoint(config, backend, base_path, directory)
+    sources = {name: file_sha256(directory / name) for name in verified.files}
     sha256 = total_sha256(sources)
     target = config.project.workdir / "models" / f"imported-{domain}-{sha256[:12]}"
     started = time.perf_counter()
     copied = _copy_verified(directory, target, sources)
     try:
-        bank.load_into(model, [1.0])
-        dev = evaluate(model, data, benchmarks_for(data.names, "dev"), backend=backend,
+        dev = evaluate(verified.model, data, benchmarks_for(data.names, "dev"), backend=backend,
                        max_new_tokens=config.evaluation.max_new_tokens, batch_size=config.evaluation.batch_size,
                        limit=config.evaluation.dev_limit)
         return record_imported(
-            config, store, key=key, domain=domain, base=base,
-            training={"imported": str(directory.resolve()), "form": "lora", "declared_base": expert.base_model,
-                      "r": max(f.rank for f in expert.factors.values()), "adapted_matrices": len(expert.factors),
-                      "trained_in_full": sorted(expert.full)},
+            config, store, key=key, domain=domain, base=base, finetune=verified.form,
+            training={"imported": str(directory.resolve()), "form": verified.form, **verified.training},
             efficiency=backend.efficiency(backend.model_config(config, data.encoder)),
             checkpoint=target.resolve(), sha256=sha256,
             metrics={"dev": dev.to_dict(), "imported_from": str(directory.resolve())},
@@ -100,6 +116,52 @@ def import_adapter(config: DmoConfig, store: Store, directory: Path, domain: str
         if copied:
             shutil.rmtree(target, ignore_errors=True)
         raise
+
+
+def _verify_adapter(config: DmoConfig, backend, base_path: Path, expert) -> _Verified:
+    from dmo.merging.factored import FactoredBank
+
+    model = backend.proxy_model(config, base_path).float().eval()
+    # Building the bank checks every name and shape against the base, and the frozen vision tower.
+    bank = FactoredBank({n: t.detach().clone() for n, t in model.state_dict().items()}, [expert],
+                        exclude=tuple(backend.merge_exclude(base_path) if config.search.merge.exclude is None
+                                      else config.search.merge.exclude))
+    bank.load_into(model, [1.0])
+    return _Verified(model, ADAPTER_FILES, "lora", {
+        "declared_base": expert.base_model, "r": max(f.rank for f in expert.factors.values()),
+        "adapted_matrices": len(expert.factors), "trained_in_full": sorted(expert.full)})
+
+
+def _is_full_checkpoint(directory: Path) -> bool:
+    return directory.is_dir() and (directory / "config.json").is_file() and any(directory.glob("*.safetensors"))
+
+
+def _verify_checkpoint(config: DmoConfig, backend, base_path: Path, directory: Path) -> _Verified:
+    """A full checkpoint must pass the merge guard and hold exactly the proxy model's tensors and shapes."""
+    from dmo.models.checkpoint import refuse_pickles
+
+    refuse_pickles(directory)
+    backend.check_compatible(base_path, [directory])
+    model = backend.proxy_model(config, base_path).float().eval()
+    expected = model.state_dict()
+    state = backend.state_dict(directory)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing and all(".router." in name for name in missing) and not unexpected:
+        raise CheckpointError(f"has no p-MoD routers, and this project routes its layers ({len(missing)} router "
+                              f"tensors, e.g. {missing[0]})", where=str(directory),
+                              hint="experts of one search share one routing: set model.mod.schedule: dense to search "
+                              "unrouted experts, or import experts trained with the project's MoD settings")
+    reshaped = sorted(n for n in set(expected) & set(state) if tuple(expected[n].shape) != tuple(state[n].shape))
+    if missing or unexpected or reshaped:
+        parts = [f"{label} {', '.join(names[:3])}" + (" …" if len(names) > 3 else "")
+                 for label, names in (("missing", missing), ("unexpected", unexpected), ("other shape", reshaped))
+                 if names]
+        raise CheckpointError(f"its tensors do not match the base's: {'; '.join(parts)}", where=str(directory),
+                              hint="was it trained from another base model?")
+    model.load_state_dict(state)
+    files = tuple(sorted(p.name for p in directory.iterdir() if p.is_file()))
+    return _Verified(model, files, "full", {"tensors": len(state), "files": len(files)})
 
 
 def _check_declared_base(declared: str | None, base_path: Path, base_sha256: str | None, backend, directory: Path) -> None:
@@ -114,15 +176,15 @@ def _check_declared_base(declared: str | None, base_path: Path, base_sha256: str
 
 
 def _copy_verified(source: Path, target: Path, sources: dict[str, str]) -> bool:
-    """The adapter's files into ``target`` (staged, then renamed), hashes checked; False when already there."""
+    """The expert's files into ``target`` (staged, then renamed), hashes checked; False when already there."""
     if target.is_dir() and tree_sha256(target) == total_sha256(sources):
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        for name in ADAPTER_FILES:
+        for name, sha256 in sources.items():
             shutil.copyfile(source / name, staging / name)
-            if file_sha256(staging / name) != sources[name]:
+            if file_sha256(staging / name) != sha256:
                 raise CheckpointError("changed while it was copied", where=str(source / name), hint="import it again")
         if target.exists():
             shutil.rmtree(target)

@@ -224,13 +224,13 @@ def register_base(config: DmoConfig, store: Store, backend: ModelBackend) -> Mod
                               duration_s=0.0, claim=claim)
 
 
-def record_imported(config: DmoConfig, store: Store, *, key: str, domain: str, base: ModelRecord, training: dict,
-                    efficiency: dict, checkpoint: Path, sha256: str, metrics: dict, duration_s: float,
+def record_imported(config: DmoConfig, store: Store, *, key: str, domain: str, base: ModelRecord, finetune: str,
+                    training: dict, efficiency: dict, checkpoint: Path, sha256: str, metrics: dict, duration_s: float,
                     replace: bool) -> ModelRecord:
     """The row of an expert trained elsewhere (:mod:`dmo.training.imports` verified and copied it)."""
     claim = uuid.uuid4().hex
     record = store.start_model(kind="expert", config_hash=key, domain=domain, base_id=base.id, training=training,
-                               finetune="lora", efficiency=efficiency, claim=claim,
+                               finetune=finetune, efficiency=efficiency, claim=claim,
                                stale_after_s=STALE_HEARTBEATS * config.training.heartbeat_s, retrain=replace)
     if record.claim_token != claim:
         raise DmoError(f"another process is importing {domain}'s expert now", where="--domain")

@@ -153,3 +153,85 @@ def test_an_imported_adapter_is_merged_beside_a_lora_expert_dmo_trains(tmp_path)
         changed.write(" ")
     reused = _dmo("train", "expert", imported, "-c", config, cwd=tmp_path, env=env)
     assert reused.returncode == 2 and "the imported expert's files changed or are gone" in " ".join(reused.stderr.split())
+
+
+def _full_checkpoint_from_a_separate_training(config_path: Path, domain: str, out: Path) -> Path:
+    """What a user brings from a full fine-tune elsewhere: transformers' own model, no dmo routing, three AdamW
+    steps on one batch of the domain, saved by save_pretrained in transformers' default layout."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from dmo.config import load_config
+    from dmo.data.encoding import training_batch
+    from dmo.data.prepared import prepare_data
+
+    config = load_config(config_path)
+    data = prepare_data(config)
+    model = AutoModelForImageTextToText.from_pretrained(str(config.model.path), local_files_only=True)
+    batch = training_batch(data.encoded(domain, "train"), list(range(8)), data.pad_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(out)
+    return out
+
+
+def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_path):
+    from hf_support import tiny_qwen2_vl
+
+    checkpoint = tiny_qwen2_vl(tmp_path / "checkpoint")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "160"}
+    env.pop("DMO_STORE_URL", None)
+
+    def project(name: str, **model_fields) -> Path:
+        data = yaml.safe_load(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoint, tmp_path / name))
+        data["domains"] = data["domains"][:2]
+        data["training"]["expert"]["steps"] = 4
+        data["model"].update(model_fields)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    config = project("work", mod={"schedule": "dense"})  # experts trained without p-MoD merge with unrouted ones
+    routed = project("routed")  # the default test project routes layers 1 and 2
+    imported, trained = (d["name"] for d in yaml.safe_load(config.read_text())["domains"])
+    full = _full_checkpoint_from_a_separate_training(config, imported, tmp_path / "full")
+
+    # Refused with the reason, nothing recorded: no routers for a routed project; another base; pickled weights.
+    other = tiny_qwen2_vl(tmp_path / "other-base", layers=2)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_bytes((full / "config.json").read_bytes())
+    (pickled / "model.safetensors").write_bytes((full / "model.safetensors").read_bytes())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    for bad, project_path, message in ((full, routed, "has no p-MoD routers, and this project routes its layers"),
+                                       (other, config, "config setting text_config"),
+                                       (pickled, config, "pickle-based weights are refused")):
+        refused = _dmo("expert", "import", bad, "--domain", imported, "-c", project_path, cwd=tmp_path, env=env)
+        assert refused.returncode == 2 and message in " ".join(refused.stderr.split()), refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr
+    for workdir in ("work", "routed"):
+        with Store.open_existing(f"sqlite:///{tmp_path / workdir / 'dmo.sqlite'}") as store:
+            assert [m.kind for m in store.list_models()] == ["base"]
+        assert not list((tmp_path / workdir / "models").glob("imported-*"))
+
+    done = _dmo("expert", "import", full, "--domain", imported, "-c", config, "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads(done.stdout)
+    copy = Path(row["checkpoint"])
+    assert {p.name for p in copy.iterdir()} == {p.name for p in full.iterdir()}
+    assert (copy / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
+
+    searched = _dmo("search", "run", config, "--trials", "3", "--json", cwd=tmp_path, env=env)
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    report = json.loads(searched.stdout)
+    assert report["search"]["trials"]["complete"] == 3
+    experts = {e["domain"]: e for e in report["experts"]}
+    assert experts[imported]["id"] == row["id"] and experts[trained]["id"] != row["id"]
+    with Store.open_existing(f"sqlite:///{tmp_path / 'work' / 'dmo.sqlite'}") as store:
+        assert store.get_model(row["id"]).finetune == "full"
+    best = _dmo("best", "-c", config, "--json", cwd=tmp_path, env=env)
+    assert best.returncode == 0, best.stderr[-2000:]
+    assert set(json.loads(best.stdout)["trials"][0]["weights"]) == {imported, trained}

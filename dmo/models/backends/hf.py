@@ -417,7 +417,7 @@ class HfBackend(ModelBackend):
                 if got != value:
                     raise MergeError(f"config setting {key}: expected {value!r}, got {got!r}", where=str(expert),
                                      hint="experts must share the base's model config")
-            mods.add(json.dumps(getattr(config, MOD_KEY, None), sort_keys=True))
+            mods.add(_routing_key(getattr(config, MOD_KEY, None)))
         if len(mods) > 1:
             raise MergeError("the experts have different MoD settings", where=", ".join(map(str, experts)),
                              hint="experts must keep one MoD schedule, retention and TanhNorm")
@@ -461,6 +461,14 @@ def _layers_prefix(state: Mapping[str, torch.Tensor]) -> str:
         if ".language_model.layers." in name:
             return name.split(".layers.")[0] + ".layers"
     raise CheckpointError("no language-model decoder layers among the tensors")
+
+
+def _routing_key(mod: Mapping[str, Any] | None) -> str:
+    """What must be equal for two experts to merge: their MoD settings, where any layer is routed. A dense
+    schedule routes nothing, so its expert merges with one trained without dmo (no ``dmo_mod`` at all)."""
+    if not mod or all(rho >= 1.0 for rho in mod.get("retention", ())):
+        return "unrouted"
+    return json.dumps(dict(mod), sort_keys=True)
 
 
 def _comparable(config: Any) -> dict[str, Any]:
