@@ -11,7 +11,9 @@ writes only the tensors it lists. Two consequences for dmo:
   longer puts it (it lives in ``text_config``): every Qwen2-VL merge fails.
   Upstream fixed the same key for Qwen2.5-VL (mergekit PR #665).
   :func:`text_config_layers` swaps in the corrected definition for the duration
-  of one merge; it does nothing once mergekit reads the right key.
+  of one merge; it does nothing once mergekit reads the right key. It is the one
+  place dmo changes a dependency's state (``run_merge`` takes no architecture
+  argument), kept to a registry entry, restored on exit and tested so.
 """
 
 from __future__ import annotations

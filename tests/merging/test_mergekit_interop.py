@@ -196,3 +196,19 @@ def test_patterns_follow_the_checkpoint_s_file_names() -> None:
     assert on_disk("model.layers.0.*", files) == "model.layers.0.*"  # present as it is
     assert on_disk("model.vision_tower.*", files) == "model.vision_tower.*"  # nowhere: left for the user to see
     assert on_disk("model.visual.*", set()) == "model.visual.*"  # no files to read (a YAML for paths elsewhere)
+
+
+def test_the_qwen2_vl_definition_fix_is_scoped_to_one_merge() -> None:
+    """The one place dmo changes a dependency's state: mergekit's registry entry, swapped and restored."""
+    from mergekit.architecture import json_definitions
+
+    from dmo.merging.mergekit_definitions import text_config_layers
+
+    name = "Qwen2VLForConditionalGeneration"
+    shipped = json_definitions.NAME_TO_ARCH[name]
+    keys = lambda archs: {m.architecture.num_layers_config_key() for a in archs for m in a.modules.values()  # noqa: E731
+                          if m.architecture.num_layers_config_key()}
+    with text_config_layers():
+        assert "text_config.num_hidden_layers" in keys(json_definitions.NAME_TO_ARCH[name])
+        assert "num_hidden_layers" not in keys(json_definitions.NAME_TO_ARCH[name])
+    assert json_definitions.NAME_TO_ARCH[name] is shipped
