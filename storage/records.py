@@ -94,6 +94,14 @@ class SearchRecord:
         return self.snapshot.metric
 
     @property
+    def benchmarks(self) -> tuple[str, ...]:
+        return self.snapshot.benchmarks
+
+    @property
+    def benchmark_metrics(self) -> dict[str, str]:
+        return self.snapshot.benchmark_metrics
+
+    @property
     def objective_kind(self) -> str:
         return self.snapshot.objective_kind
 

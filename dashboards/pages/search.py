@@ -98,10 +98,11 @@ def _top_mixtures(store: Store, search: SearchRecord, complete: int) -> None:
     if complete > 1:
         top = st.slider("how many", 1, min(complete, 50), min(TOP_DEFAULT, complete), key="top")
     ranked = store.best_trials(search.id, top_k=top)
-    st.caption(
-        f"Per-benchmark dev scores ({search.metric}), "
-        f"best first ({search.direction})."
-    )
+    if search.metric == "benchmark":  # declared benchmarks, each scored by its own metric
+        scored = ", ".join(f"{name}: {metric}" for name, metric in search.benchmark_metrics.items())
+        st.caption(f"Per-benchmark scores ({scored}), best first ({search.direction}).")
+    else:
+        st.caption(f"Per-benchmark dev scores ({search.metric}), best first ({search.direction}).")
     _table(fr.top_mixtures_frame(ranked, search.domains, fr.objective_names(search)))
 
 

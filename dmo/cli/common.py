@@ -70,22 +70,24 @@ def open_store(
     return Store.open(url, retry_s=retry) if create else Store.open_existing(url, retry_s=retry)
 
 
-def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], *, title: str) -> Table:
+def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], benchmarks: dict[str, str], *,
+                 title: str, declared: bool = False) -> Table:
+    """Weights per domain, the objective, then each benchmark's score (headed by its metric when declared)."""
     table = Table(title=escape(title))
     table.add_column("#", justify="right")
     table.add_column("trial", justify="right")
     for domain in domains:
         table.add_column(f"w {domain}", justify="right")
     table.add_column("objective", justify="right", style="bold")
-    for domain in domains:
-        table.add_column(domain, justify="right")
+    for name, metric in benchmarks.items():
+        table.add_column(f"{name}\n{metric}" if declared else name, justify="right")
     for rank, trial in enumerate(trials, start=1):
         table.add_row(
             str(rank),
             str(trial.number),
             *(f"{trial.weights.get(d, 0.0):.3f}" for d in domains),
             _fmt(trial.objective[0] if trial.objective else None),
-            *(_fmt(trial.scores.get(d)) for d in domains),
+            *(_fmt(trial.scores.get(b)) for b in benchmarks),
         )
     return table
 

@@ -96,7 +96,7 @@ def best(
         print_json({
             "search": {"id": record.id, "name": record.name, "study_name": record.study_name,
                        "status": record.status, "direction": record.direction, "metric": record.metric,
-                       "domains": list(record.domains)},
+                       "domains": list(record.domains), "benchmarks": record.benchmark_metrics},
             "trials": [
                 {"rank": rank, "number": t.number, "weights": t.weights, "value": t.value,
                  "objective": list(t.objective), "scores": t.scores, "merge_method": t.merge_method,
@@ -107,8 +107,8 @@ def best(
         })
         return
     shown = f"the {len(trials)} best" if len(trials) != 1 else "the best"
-    console.print(trials_table(trials, record.domains,
-                               title=f"{shown} mixtures of search {record.id} ({record.name}, dev {record.metric})"))
+    console.print(trials_table(trials, record.domains, record.benchmark_metrics, declared=record.metric == "benchmark",
+                               title=f"{shown} mixtures of search {record.id} ({record.name}, {_scored(record)})"))
     if fidelity is None:
         console.print("fidelity: no finished validation (run `dmo validate`)")
     else:
@@ -116,3 +116,8 @@ def best(
         keys = [k for k in ("spearman", "kendall", "regret") if k in mean]
         summary = ", ".join(f"{k} {_fmt(mean[k])}" for k in keys)
         console.print(f"fidelity (validation {fidelity['validation_id']}): {summary or 'no summary'}")
+
+
+def _scored(record) -> str:
+    """What the scores are: each domain's dev split in one metric, or declared benchmarks in their own."""
+    return "declared benchmarks" if record.metric == "benchmark" else f"dev {record.metric}"

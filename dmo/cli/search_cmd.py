@@ -150,6 +150,7 @@ def report(store, search_id: int, *, as_json: bool, top: int) -> None:
         print_json({
             "search": {"id": search.id, "status": search.status, "error": search.error, "sampler": search.sampler,
                        "study": search.study_name, "metric": search.metric, "domains": list(search.domains),
+                       "benchmarks": search.benchmark_metrics,
                        "trials_target": search.trials_target, "trials": counts},
             "best": [{"number": t.number, "weights": t.weights, "objective": list(t.objective), "scores": t.scores} for t in best],
             "pareto_front": None if front is None else [
@@ -162,9 +163,12 @@ def report(store, search_id: int, *, as_json: bool, top: int) -> None:
     if search.error:
         console.print(f"[yellow]{search.error}[/]", markup=True, highlight=False)
     shown = "the best mixture" if len(best) == 1 else f"the {len(best)} best mixtures"
-    console.print(trials_table(best, search.domains, title=f"{shown} (dev, {search.metric})"))
+    scored = "declared benchmarks" if search.metric == "benchmark" else f"dev, {search.metric}"
+    console.print(trials_table(best, search.domains, search.benchmark_metrics, declared=search.metric == "benchmark",
+                               title=f"{shown} ({scored})"))
     if front is not None:
-        console.print(trials_table(front, search.domains, title="Pareto front (mean, worst domain)"))
+        console.print(trials_table(front, search.domains, search.benchmark_metrics, declared=search.metric == "benchmark",
+                                   title="Pareto front (mean, worst benchmark)"))
     console.print(experts_table(models, title="Experts and their efficiency settings"))
 
 

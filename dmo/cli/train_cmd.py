@@ -21,6 +21,11 @@ class Split(str, Enum):
     test = "test"
 
 
+class Role(str, Enum):
+    search = "search"
+    report = "report"
+
+
 def _ensure(settings, store, spec, *, base=None, as_json: bool):
     from dmo.training.jobs import ensure_model
 
@@ -100,29 +105,50 @@ def evaluate_command(
     config: ConfigOption = DEFAULT_CONFIG,
     split: Annotated[Split, typer.Option(help="Which split of every domain to score.")] = Split.dev,
     limit: Annotated[int | None, typer.Option(min=1, help="Samples per benchmark.")] = None,
+    benchmarks: Annotated[Role | None, typer.Option(
+        "--benchmarks", help="Score the config's declared benchmarks of this role, each by its own metric, "
+                             "instead of the domains' splits.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Score a checkpoint on every domain's benchmark (exact match and likelihood)."""
+    """Score a checkpoint on every domain's benchmark (exact match and likelihood), or on the declared
+    benchmarks of one role (--benchmarks search|report)."""
     from rich.table import Table
 
+    from dmo.data.domains import load_benchmarks
     from dmo.data.prepared import prepare_for_checkpoint
+    from dmo.errors import ConfigError
     from dmo.evaluation import benchmarks_for, evaluate
+    from dmo.evaluation.benchmarks import declared_benchmarks
     from dmo.models.backends import backend_of_checkpoint
 
     settings = load_project(config)
+    if benchmarks is not None and not declared_benchmarks(settings, benchmarks.value):
+        raise ConfigError(f"the config declares no {benchmarks.value} benchmark", where="benchmarks",
+                          hint="add one to the config's benchmarks: section, or score the domains' splits")
     backend = backend_of_checkpoint(checkpoint)
     model = backend.load(checkpoint)
     data = prepare_for_checkpoint(settings, checkpoint)
-    result = evaluate(model, data, benchmarks_for(data.names, split.value), backend=backend,
-                      max_new_tokens=settings.evaluation.max_new_tokens,
+    if benchmarks is None:
+        chosen, where = benchmarks_for(data.names, split.value), split.value
+    else:
+        data.add_benchmarks(load_benchmarks(settings, (benchmarks.value,)))
+        chosen, where = declared_benchmarks(settings, benchmarks.value), f"{benchmarks.value} benchmarks"
+    result = evaluate(model, data, chosen, backend=backend, max_new_tokens=settings.evaluation.max_new_tokens,
                       batch_size=settings.evaluation.batch_size, limit=limit)
     if as_json:
         print_json(result.to_dict())
         return
-    table = Table(title=escape(f"{checkpoint} on {split.value}"))
-    for column in ("benchmark", "exact match", "likelihood", "samples"):
+    table = Table(title=escape(f"{checkpoint} on {where}"))
+    declared = benchmarks is not None
+    for column in ("benchmark", *(("metric", "score") if declared else ()), "exact match", "likelihood", "samples"):
         table.add_column(column, justify="right")
     for name, score in result.benchmarks.items():
-        table.add_row(name, f"{score.exact_match:.1f}", f"{score.likelihood:.1f}", str(score.samples))
-    table.add_row("[bold]average[/]", f"{result.average('exact_match'):.1f}", f"{result.average('likelihood'):.1f}", "")
+        table.add_row(name, *((score.metric, f"{score.score:.1f}") if declared else ()), f"{score.exact_match:.1f}",
+                      _points(score.likelihood), str(score.samples))
+    table.add_row("[bold]average[/]", *(("", _points(result.average("benchmark"))) if declared else ()),
+                  _points(result.average("exact_match")), _points(result.average("likelihood")), "")
     console.print(table)
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

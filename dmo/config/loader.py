@@ -179,7 +179,7 @@ def _model_of(annotation: Any) -> Any:
 
 
 def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Make JSONL source paths and a checkpoint path relative to the config file, not the working directory."""
+    """Make JSONL source and benchmark paths and a checkpoint path relative to the config file, not the working directory."""
     model = data.get("model")
     if isinstance(model, dict) and isinstance(model.get("path"), str) and not Path(model["path"]).is_absolute():
         model["path"] = str(base_dir / model["path"])
@@ -191,4 +191,10 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
                 for split in ("train", "dev", "test"):
                     if isinstance(source.get(split), str) and not Path(source[split]).is_absolute():
                         source[split] = str(base_dir / source[split])
+    benchmarks = data.get("benchmarks")
+    if isinstance(benchmarks, list):
+        for benchmark in benchmarks:
+            if isinstance(benchmark, dict) and isinstance(benchmark.get("file"), str) \
+                    and not Path(benchmark["file"]).is_absolute():
+                benchmark["file"] = str(base_dir / benchmark["file"])
     return data

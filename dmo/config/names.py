@@ -30,6 +30,10 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "multi": ("mean", "worst"),
 }
 
+# Benchmark metrics: the text scorers of dmo.evaluation.scorers, and answer likelihood (read from logits).
+METRICS: tuple[str, ...] = ("exact_match", "vqa_accuracy", "anls", "relaxed_accuracy", "multiple_choice",
+                            "yes_no_accuracy", "yes_no_f1", "likelihood")
+
 # The frozen vision tower of the mod_mllm backend: kept at base values in every merge.
 VISION_TOWER_PATTERN = "model.vision_tower.*"
 

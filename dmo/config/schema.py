@@ -84,6 +84,37 @@ class DomainSettings(Frozen):
         return value
 
 
+# --------------------------------------------------------------------------- benchmarks
+
+
+class BenchmarkSettings(Frozen):
+    """An evaluation set apart from the training domains, scored with its own metric."""
+
+    name: str = Field(description="Lower-case identifier, used in scores, tables and the objective.")
+    file: Path = Field(description="LLaMA-Factory ShareGPT JSONL; an optional 'answers' list per line holds "
+                                   "every reference answer (else the assistant turn is the one reference); image "
+                                   "paths relative to the file.")
+    role: Literal["search", "report"] = Field(
+        "search", description="'search': scored on every proxy; 'report': never read by a search, only by "
+                              "dmo eval and dmo validate, so the mixture is judged on data it was not chosen on.")
+    metric: str = Field("exact_match", description="A scorer of dmo.evaluation.scorers, or 'likelihood'.")
+    weight: float = Field(1.0, gt=0, description="Its weight in the mean objective over search benchmarks.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not DOMAIN_NAME.match(value):
+            raise ValueError("must match [a-z][a-z0-9_]* (at most 32 characters)")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in names.METRICS:
+            raise ValueError(names.unknown_name(value, names.METRICS, "metric"))
+        return value
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -336,6 +367,8 @@ class RaySettings(Frozen):
 class DmoConfig(Frozen):
     project: ProjectSettings = ProjectSettings()
     domains: tuple[DomainSettings, ...] = Field(min_length=1)
+    benchmarks: tuple[BenchmarkSettings, ...] = Field(
+        (), description="Evaluation sets apart from the domains; none: each domain's dev split is a benchmark.")
     model: ModelSettings = ModMllmSettings()
     tokenizer: TokenizerSettings = TokenizerSettings()
     training: TrainingStages = TrainingStages()
@@ -385,15 +418,37 @@ class DmoConfig(Frozen):
             )
         return self
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _benchmarks_unique_with_one_to_search(cls, benchmarks: tuple[BenchmarkSettings, ...]) -> tuple[BenchmarkSettings, ...]:
+        names = [b.name for b in benchmarks]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"duplicate benchmark names: {name} (benchmarks[{names.index(name)}] and "
+                                 f"benchmarks[{index}])")
+        if benchmarks and not any(b.role == "search" for b in benchmarks):
+            raise ValueError("no benchmark has role 'search': a search would have nothing to score")
+        return benchmarks
+
     @model_validator(mode="after")
-    def _objective_weights_name_domains(self) -> DmoConfig:
-        names = [d.name for d in self.domains]
+    def _objective_weights_name_benchmarks(self) -> DmoConfig:
+        names = self.benchmark_names
         weights = self.search.objective.weights
         if weights is not None:
             unknown = sorted(set(weights) - set(names))
             if unknown:
-                raise ValueError(f"search.objective.weights names unknown domains: {', '.join(unknown)}")
+                what = "search benchmarks" if self.benchmarks else "domains"
+                raise ValueError(f"search.objective.weights names unknown {what}: {', '.join(unknown)}")
+            if any(b.weight != 1.0 for b in self.benchmarks):
+                raise ValueError("benchmark weights and search.objective.weights both weigh benchmarks: keep one")
         return self
+
+    @property
+    def benchmark_names(self) -> tuple[str, ...]:
+        """What a search scores: the search-role benchmarks, or each domain's dev split."""
+        if self.benchmarks:
+            return tuple(b.name for b in self.benchmarks if b.role == "search")
+        return self.domain_names
 
     @property
     def domain_names(self) -> tuple[str, ...]:

@@ -41,8 +41,20 @@ class SearchSnapshot(BaseModel):
 
     @property
     def metric(self) -> str:
-        """The per-benchmark score the objective is computed from."""
-        return self.config.evaluation.score
+        """The per-benchmark score the objective is computed from ("benchmark": each declared one's own metric)."""
+        return "benchmark" if self.config.benchmarks else self.config.evaluation.score
+
+    @property
+    def benchmarks(self) -> tuple[str, ...]:
+        """The names the trials' scores are keyed by: search benchmarks, or the domains (their dev splits)."""
+        return self.config.benchmark_names
+
+    @property
+    def benchmark_metrics(self) -> dict[str, str]:
+        """Each scored benchmark's metric."""
+        if self.config.benchmarks:
+            return {b.name: b.metric for b in self.config.benchmarks if b.role == "search"}
+        return dict.fromkeys(self.config.domain_names, self.config.evaluation.score)
 
     @property
     def objective_kind(self) -> str:

@@ -1,11 +1,11 @@
-"""Turn configured domains into samples: synthetic generators or user JSONL."""
+"""Turn configured domains and benchmarks into samples: synthetic generators or user JSONL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from dmo.config.schema import DmoConfig, DomainSettings, JsonlSource
-from dmo.data.sample import SPLITS, DomainData
+from dmo.data.sample import SPLITS, DomainData, Sample
 from dmo.data.sharegpt import dataset_info_entry, read_jsonl, write_jsonl
 from dmo.data.synthetic import generate_splits
 from dmo.files import write_text
@@ -34,6 +34,16 @@ def load_domains(config: DmoConfig) -> dict[str, DomainData]:
     return {
         d.name: load_domain(d, seed=config.project.seed, image_size=config.model.image_size)
         for d in config.domains
+    }
+
+
+def load_benchmarks(config: DmoConfig, roles: tuple[str, ...]) -> dict[str, tuple[Sample, ...]]:
+    """The configured benchmarks of these roles, in config order. A search asks for ("search",) only:
+    a report benchmark's file is never opened while mixtures are being chosen."""
+    return {
+        b.name: read_jsonl(b.file, domain=b.name, image_size=config.model.image_size)
+        for b in config.benchmarks
+        if b.role in roles
     }
 
 

@@ -31,6 +31,10 @@ class SampleEncoder(Protocol):
         """What identifies the encoding (the tokenizer, the processor): part of every cache key."""
         ...
 
+    def decode(self, ids: Sequence[int]) -> str:
+        """Generated answer ids (up to the end of the turn) as text, for the text scorers."""
+        ...
+
     def save(self, directory: Path) -> None:
         """Write what a checkpoint needs to encode like this (tokenizer, processor files)."""
         ...
@@ -40,6 +44,7 @@ class PreparedData:
     def __init__(self, domains: dict[str, DomainData], encoder: SampleEncoder):
         self.domains = domains
         self.encoder = encoder
+        self.benchmarks: dict[str, tuple[Sample, ...]] = {}  # declared benchmarks, loaded by role when asked
         self._encoded: dict[tuple[str, str], EncodedSplit] = {}
 
     @property
@@ -60,8 +65,18 @@ class PreparedData:
             self._encoded[key] = self.encoder.encode(self.domains[domain].split(split))
         return self._encoded[key]
 
+    def add_benchmarks(self, benchmarks: dict[str, tuple[Sample, ...]]) -> None:
+        self.benchmarks.update(benchmarks)
+
+    def encoded_benchmark(self, name: str) -> EncodedSplit:
+        key = ("\0benchmark", name)  # no domain is named with a NUL
+        if key not in self._encoded:
+            self._encoded[key] = self.encoder.encode(self.benchmarks[name])
+        return self._encoded[key]
+
     def fingerprint(self) -> str:
-        """Hash of every sample and the encoder: part of every model's cache key."""
+        """Hash of every domain sample and the encoder (benchmarks train nothing): part of every model's
+        cache key."""
         digest = hashlib.sha256(data_hash(self.domains).encode())
         digest.update(self.encoder.fingerprint())
         return digest.hexdigest()

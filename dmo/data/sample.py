@@ -18,6 +18,11 @@ class Sample:
     question: str
     answer: str
     source: str | None = None  # where it came from, e.g. "train.jsonl:12", for error messages
+    references: tuple[str, ...] = ()  # every reference answer of an evaluation sample (VQA's ten); () = (answer,)
+
+    @property
+    def reference_answers(self) -> tuple[str, ...]:
+        return self.references or (self.answer,)
 
     def content_key(self) -> bytes:
         """What makes two samples the same, whatever their uid: image, question, answer."""

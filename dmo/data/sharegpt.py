@@ -7,7 +7,9 @@ One JSON object per line::
      "images": ["images/train/000000.png"]}
 
 Image paths are relative to the JSONL file's folder. The matching
-`dataset_info.json` entry is :func:`dataset_info_entry`.
+`dataset_info.json` entry is :func:`dataset_info_entry`. An evaluation file may
+add ``"answers": [...]``, every reference answer of the line (VQA's ten
+annotators); without it the assistant turn is the one reference.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ def _parse_line(line: str, *, where: str, base: Path, domain: str, image_size: i
     images = record.get("images")
     if not isinstance(images, list) or len(images) != 1 or not isinstance(images[0], str):
         raise DataError("field 'images' must list exactly one image path", where=where)
+    answers = record.get("answers", [])
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise DataError("field 'answers' must be a list of reference answer strings", where=where)
     image = _load_image(base / images[0], where=where, image_size=image_size)
     uid = record.get("id") if isinstance(record.get("id"), str) else f"{domain}-{index:06d}"
     return Sample(
@@ -146,6 +151,7 @@ def _parse_line(line: str, *, where: str, base: Path, domain: str, image_size: i
         question=question.replace(IMAGE_PLACEHOLDER, "").strip(),
         answer=assistant["content"].strip(),
         source=where,
+        references=tuple(a.strip() for a in answers),
     )
 
 

@@ -10,14 +10,17 @@ import torch
 from dmo.data.encoding import IGNORE, EncodedSplit, on_device, prompt_batch, training_batch
 from dmo.data.prepared import PreparedData
 from dmo.evaluation.benchmarks import Benchmark, check_metric
+from dmo.evaluation.scorers import get_scorer
 from dmo.models.backends.base import ModelBackend
 
 
 @dataclass(frozen=True)
 class BenchmarkScore:
     exact_match: float  # points, 0-100
-    likelihood: float  # points, 0-100
+    likelihood: float | None  # points, 0-100; None where the benchmark's metric does not need the extra pass
     samples: int
+    metric: str | None = None  # a declared benchmark's metric
+    score: float | None = None  # points, 0-100, by that metric
 
 
 @dataclass(frozen=True)
@@ -26,18 +29,22 @@ class EvaluationResult:
     benchmarks: dict[str, BenchmarkScore]
 
     def scores(self, metric: str) -> dict[str, float]:
+        """Each benchmark's score in ``metric`` ("benchmark": by its own metric); benchmarks without one are left out."""
         check_metric(metric)
-        return {name: getattr(score, metric) for name, score in self.benchmarks.items()}
+        field = "score" if metric == "benchmark" else metric
+        return {name: value for name, score in self.benchmarks.items()
+                if (value := getattr(score, field)) is not None}
 
-    def average(self, metric: str) -> float:
+    def average(self, metric: str) -> float | None:
         values = list(self.scores(metric).values())
-        return sum(values) / len(values)
+        return sum(values) / len(values) if values else None
 
     def to_dict(self) -> dict:
+        metrics = ("benchmark", "exact_match", "likelihood") if self.scores("benchmark") else ("exact_match", "likelihood")
         return {
             "split": self.split,
             "benchmarks": {name: asdict(score) for name, score in self.benchmarks.items()},
-            "average": {m: self.average(m) for m in ("exact_match", "likelihood")},
+            "average": {m: self.average(m) for m in metrics},
         }
 
 
@@ -59,29 +66,45 @@ def evaluate(
         raise ValueError(f"benchmarks of one evaluation share a split, got {sorted(splits)}")
     results = {}
     for benchmark in benchmarks:
-        split = data.encoded(benchmark.domain, benchmark.split)
+        if benchmark.metric is None:
+            split = data.encoded(benchmark.domain, benchmark.split)
+        else:
+            split = data.encoded_benchmark(benchmark.name)
         n = len(split) if limit is None else min(limit, len(split))
-        hits, likelihood = 0.0, 0.0
+        hits, likelihood, generated = 0.0, 0.0, []
+        needs_likelihood = benchmark.metric in (None, "likelihood")
         for start in range(0, n, batch_size):
             indices = list(range(start, min(n, start + batch_size)))
-            hits += _exact_matches(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
-            likelihood += _answer_likelihoods(model, split, indices, data.pad_id)
+            rows = _generate(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
+            hits += sum(row[: len(split.answers[i])] == split.answers[i] for row, i in zip(rows, indices))
+            generated += rows
+            if needs_likelihood:
+                likelihood += _answer_likelihoods(model, split, indices, data.pad_id)
+        score = None
+        if benchmark.metric == "likelihood":
+            score = 100.0 * likelihood / n
+        elif benchmark.metric is not None:
+            predictions = [data.encoder.decode(_until(row, data.eos_id)) for row in generated]
+            references = [sample.reference_answers for sample in data.benchmarks[benchmark.name][:n]]
+            score = get_scorer(benchmark.metric).aggregate(predictions, references)
         results[benchmark.name] = BenchmarkScore(
-            exact_match=100.0 * hits / n, likelihood=100.0 * likelihood / n, samples=n
+            exact_match=100.0 * hits / n, likelihood=100.0 * likelihood / n if needs_likelihood else None, samples=n,
+            metric=benchmark.metric, score=score,
         )
     model.train(was_training)
     return EvaluationResult(split=splits.pop(), benchmarks=results)
 
 
-def _exact_matches(model, backend: ModelBackend, split: EncodedSplit, indices: list[int], pad: int, eos: int,
-                   max_new_tokens: int) -> int:
+def _generate(model, backend: ModelBackend, split: EncodedSplit, indices: list[int], pad: int, eos: int,
+              max_new_tokens: int) -> list[list[int]]:
+    """Greedy answers (token ids) of the samples at ``indices``; exact match compares them with the
+    reference ids, which end with the end of the turn."""
     batch = on_device(prompt_batch(split, indices, pad), _device(model))
-    generated = backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
-    hits = 0
-    for row, i in zip(generated, indices):
-        answer = split.answers[i]  # ends with the end of the turn
-        hits += row[: len(answer)] == answer
-    return hits
+    return backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
+
+
+def _until(row: list[int], eos: int) -> list[int]:
+    return row[: row.index(eos)] if eos in row else row
 
 
 def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> float:

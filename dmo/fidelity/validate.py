@@ -22,14 +22,14 @@ from typing import Any, Literal
 import numpy as np
 
 from dmo.config.schema import DmoConfig
-from dmo.evaluation import benchmarks_for, evaluate
+from dmo.evaluation import evaluate
+from dmo.evaluation.benchmarks import search_benchmarks
 from dmo.fidelity.calibration import MAX_FIT, judge
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
 from dmo.fidelity.ranking import fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
 from dmo.models.backends import backend_for
 from dmo.search.pool import Evaluator
-from dmo.search.proxy import SEARCH_SPLIT
 from dmo.training.jobs import ModelSpec, mixture_spec
 from storage import ModelRecord, SearchRecord, Store
 
@@ -102,7 +102,7 @@ def validate_search(
             store.record_mixture_result(validation.id, mixture=planned[i].mixture, trial_id=planned[i].trial_id,
                                         model_id=model.id, proxy_scores=proxy_scores[i], real_scores=real[i, r],
                                         replicate=r, group=planned[i].group)
-        summary = summarise(planned, proxy_scores, real, list(search.domains), plan)
+        summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan)
         summary["metric"] = metric
         store.finish_validation(validation.id, summary=summary)
         return summary
@@ -159,15 +159,18 @@ def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mappin
 
 
 def _real_scores(config: DmoConfig, model: ModelRecord, metric: str) -> dict[str, float]:
-    """Dev scores of a trained mixture model (the same benchmarks the proxies saw)."""
+    """Scores of a trained mixture model on the benchmarks the proxies saw (its recorded dev scores when
+    those are the domains' dev splits)."""
     dev = (model.metrics or {}).get("dev")
-    if dev:
+    if dev and metric != "benchmark":
         return {b: float(s[metric]) for b, s in dev["benchmarks"].items()}
+    from dmo.data.domains import load_benchmarks
     from dmo.data.prepared import prepare_data
 
     data = prepare_data(config)
+    data.add_benchmarks(load_benchmarks(config, ("search",)))
     backend = backend_for(config)
-    result = evaluate(backend.load(Path(model.checkpoint_uri)), data, benchmarks_for(data.names, SEARCH_SPLIT),
+    result = evaluate(backend.load(Path(model.checkpoint_uri)), data, search_benchmarks(config),
                       backend=backend,
                       max_new_tokens=config.evaluation.max_new_tokens, batch_size=config.evaluation.batch_size,
                       limit=config.evaluation.dev_limit)

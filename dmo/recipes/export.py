@@ -277,6 +277,7 @@ def _provenance(store: Store, search: SearchRecord, trial: TrialRecord, split: S
             "trial": trial.number,
             "objective": list(trial.objective),
             "metric": search.metric,
+            "benchmarks": search.benchmark_metrics,
             "scores": trial.scores,
             "fidelity": validation.summary if validation else None,
             "experts": [{"domain": e.domain, "checkpoint_sha256": e.checkpoint_sha256, "efficiency": e.efficiency}

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dmo.config.schema import DmoConfig, ObjectiveSettings
+from dmo.evaluation.benchmarks import search_score
 from dmo.mixture import Mixture
 from dmo.search.objectives import objective_values
 from dmo.search.pool import EvaluatorPool, ProxyResult
@@ -37,17 +38,23 @@ class SearchPlan:
     trials: int
     metric: str
     objective: ObjectiveSettings
+    benchmarks: tuple[str, ...]  # what the objective is computed over
     subset: int | None  # dev samples per benchmark of the pruning probe; None = no pruning
     heartbeat_s: int
 
     @classmethod
     def of(cls, config: DmoConfig) -> SearchPlan:
         search = config.search
+        objective = search.objective
+        weights = {b.name: b.weight for b in config.benchmarks if b.role == "search"}
+        if objective.kind == "mean" and any(w != 1.0 for w in weights.values()):
+            objective = ObjectiveSettings(kind="weighted", weights=weights)  # the mean, weighted as the benchmarks say
         return cls(
             domains=config.domain_names,
             trials=search.trials,
-            metric=config.evaluation.score,
-            objective=search.objective,
+            metric=search_score(config),
+            objective=objective,
+            benchmarks=config.benchmark_names,
             subset=search.pruning.subset if search.pruning.enabled else None,
             heartbeat_s=search.heartbeat_s,
         )
@@ -169,7 +176,7 @@ def _tell(
         error = f"{type(outcome).__name__}: {outcome}"[:500]
         journal.record(TrialOutcome(trial.number, flight.mixture, "fail", error=error, seconds=seconds))
         return None
-    values = objective_values(outcome.scores[plan.metric], plan.objective, plan.domains)
+    values = objective_values(outcome.scores[plan.metric], plan.objective, plan.benchmarks)
     if flight.limit is not None:  # the pruning probe on a dev subset
         trial.report(values[0], step=0)
         if not trial.should_prune():

@@ -14,7 +14,8 @@ import torch
 
 from dmo.data.prepared import PreparedData, prepare_data
 from dmo.errors import SearchError
-from dmo.evaluation import benchmarks_for, evaluate
+from dmo.evaluation import evaluate
+from dmo.evaluation.benchmarks import search_benchmarks
 from dmo.merging.banks import open_bank
 from dmo.merging.methods import get_method
 from dmo.models.backends import backend_for
@@ -52,7 +53,11 @@ class ProxyEvaluator:
             # Built on the host from the checkpoints, then moved (what is on the device already stays put).
             self.bank = self.bank.to(device)
         self.bank.bind(self.model)
-        self.benchmarks = benchmarks_for(self.data.names, SEARCH_SPLIT)
+        self.benchmarks = search_benchmarks(config)
+        if config.benchmarks and not all(b.name in self.data.benchmarks for b in self.benchmarks):
+            from dmo.data.domains import load_benchmarks
+
+            self.data.add_benchmarks(load_benchmarks(config, ("search",)))  # never a report benchmark
 
     def evaluate(self, weights: Sequence[float], *, limit: int | None = None) -> ProxyResult:
         started = time.perf_counter()
@@ -70,7 +75,7 @@ class ProxyEvaluator:
         )
         done = time.perf_counter()
         return ProxyResult(
-            scores={metric: result.scores(metric) for metric in ("exact_match", "likelihood")},
+            scores={metric: result.scores(metric) for metric in ("benchmark", "exact_match", "likelihood")},
             samples=sum(score.samples for score in result.benchmarks.values()),
             merge_seconds=merged - started,
             eval_seconds=done - merged,

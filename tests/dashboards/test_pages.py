@@ -232,3 +232,25 @@ def test_the_app_opens_on_the_searches_page(seeded, monkeypatch):
     assert not app.exception
     assert texts(app.title) == ["Searches"] and len(app.dataframe[0].value) == 3
     assert not math.isnan(app.dataframe[0].value["best"].iloc[0])
+
+
+def test_search_page_names_each_declared_benchmark_s_metric(run_page, tmp_path):
+    """A search scored on benchmarks apart from its domains: columns are the benchmarks, the caption their metrics."""
+    from dmo.mixture import Mixture
+    from storage import Store
+
+    url = f"sqlite:///{tmp_path / 'dmo.sqlite'}"
+    config = project_config(("a", "b"), search__trials=2, benchmarks=[
+        {"name": "docs", "file": str(tmp_path / "docs.jsonl"), "metric": "anls"},
+        {"name": "pope", "file": str(tmp_path / "pope.jsonl"), "metric": "yes_no_f1"}])
+    with Store.open(url) as store:
+        search = search_row(store, config, study_name="dmo-declared", with_study=False)
+        for number, (w, docs, pope) in enumerate(((0.3, 41.0, 70.0), (0.8, 55.0, 61.0))):
+            store.record_trial(search_id=search.id, number=number, mixture=Mixture.of(("a", "b"), {"a": w, "b": 1 - w}),
+                               merge_method="task_arithmetic", params={}, scores={"docs": docs, "pope": pope},
+                               objective=[(docs + pope) / 2], state="complete", duration_s=1.0)
+    app = run_page(SEARCH, url, search=str(search.id))
+    assert any("docs: anls, pope: yes_no_f1" in caption for caption in texts(app.caption))
+    (top,) = [frame.value for frame in app.dataframe if "rank" in frame.value.columns]
+    assert {"docs", "pope", "w a", "w b"} <= set(top.columns)
+    assert top.loc[0, "docs"] == pytest.approx(55.0) and top.loc[0, "pope"] == pytest.approx(61.0)  # best first: 58 > 55.5

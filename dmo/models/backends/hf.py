@@ -240,6 +240,9 @@ class HfEncoder:
             check_lengths(samples, split, max(counts), self.max_tokens)
         return split
 
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
     def fingerprint(self) -> bytes:
         digest = [self.tokenizer.backend_tokenizer.to_str() if hasattr(self.tokenizer, "backend_tokenizer") else "",
                   self.tokenizer.chat_template or "", json.dumps(self.processor.to_dict(), sort_keys=True, default=str),

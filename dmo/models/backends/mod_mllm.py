@@ -56,6 +56,9 @@ class ProjectTokenizerEncoder:
     def fingerprint(self) -> bytes:
         return self.tokenizer.backend_tokenizer.to_str().encode()
 
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
     def save(self, directory: Path) -> None:
         self.tokenizer.save_pretrained(directory)
 
