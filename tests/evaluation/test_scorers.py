@@ -105,3 +105,9 @@ def test_a_prediction_without_its_references_is_refused():
         get_scorer("exact_match").aggregate(["a", "b"], [["a"]])
     with pytest.raises(ValueError, match="non-empty list"):
         get_scorer("anls").aggregate(["a"], ["a"])
+
+
+def test_the_config_s_metric_names_are_the_registry_s_plus_likelihood():
+    from dmo.config import names
+
+    assert set(names.METRICS) == set(SCORERS) | {"likelihood"}
