@@ -75,7 +75,9 @@ class ProxyEvaluator:
         )
         done = time.perf_counter()
         return ProxyResult(
-            scores={metric: result.scores(metric) for metric in ("benchmark", "exact_match", "likelihood")},
+            # "benchmark" only where benchmarks are declared; likelihood only where it was computed
+            scores={metric: scores for metric in ("benchmark", "exact_match", "likelihood")
+                    if (scores := result.scores(metric))},
             samples=sum(score.samples for score in result.benchmarks.values()),
             merge_seconds=merged - started,
             eval_seconds=done - merged,

@@ -178,7 +178,7 @@ def _full_checkpoint_from_a_separate_training(config_path: Path, domain: str, ou
     return out
 
 
-def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_path):
+def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_path, dmo_cli, monkeypatch):
     from hf_support import tiny_qwen2_vl
 
     checkpoint = tiny_qwen2_vl(tmp_path / "checkpoint")
@@ -206,20 +206,19 @@ def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_p
     (pickled / "config.json").write_bytes((full / "config.json").read_bytes())
     (pickled / "model.safetensors").write_bytes((full / "model.safetensors").read_bytes())
     (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    monkeypatch.delenv("DMO_STORE_URL", raising=False)
     for bad, project_path, message in ((full, routed, "has no p-MoD routers, and this project routes its layers"),
                                        (other, config, "config setting text_config"),
                                        (pickled, config, "pickle-based weights are refused")):
-        refused = _dmo("expert", "import", bad, "--domain", imported, "-c", project_path, cwd=tmp_path, env=env)
-        assert refused.returncode == 2 and message in " ".join(refused.stderr.split()), refused.stderr[-2000:]
-        assert "Traceback" not in refused.stderr
+        dmo_cli("expert", "import", bad, "--domain", imported, "-c", project_path).refused(message)
     for workdir in ("work", "routed"):
         with Store.open_existing(f"sqlite:///{tmp_path / workdir / 'dmo.sqlite'}") as store:
             assert [m.kind for m in store.list_models()] == ["base"]
         assert not list((tmp_path / workdir / "models").glob("imported-*"))
 
-    done = _dmo("expert", "import", full, "--domain", imported, "-c", config, "--json", cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    row = json.loads(done.stdout)
+    done = dmo_cli("expert", "import", full, "--domain", imported, "-c", config, "--json")
+    assert done.code == 0, done.err[-3000:]
+    row = json.loads(done.out)
     copy = Path(row["checkpoint"])
     assert {p.name for p in copy.iterdir()} == {p.name for p in full.iterdir()}
     assert (copy / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
@@ -232,6 +231,6 @@ def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_p
     assert experts[imported]["id"] == row["id"] and experts[trained]["id"] != row["id"]
     with Store.open_existing(f"sqlite:///{tmp_path / 'work' / 'dmo.sqlite'}") as store:
         assert store.get_model(row["id"]).finetune == "full"
-    best = _dmo("best", "-c", config, "--json", cwd=tmp_path, env=env)
-    assert best.returncode == 0, best.stderr[-2000:]
-    assert set(json.loads(best.stdout)["trials"][0]["weights"]) == {imported, trained}
+    best = dmo_cli("best", "-c", config, "--json")
+    assert best.code == 0, best.err[-2000:]
+    assert set(json.loads(best.out)["trials"][0]["weights"]) == {imported, trained}
