@@ -131,7 +131,7 @@ def evaluate_command(
     if benchmarks is None:
         chosen, where = benchmarks_for(data.names, split.value), split.value
     else:
-        data.add_benchmarks(load_benchmarks(settings, (benchmarks.value,)))
+        data.add_benchmarks(load_benchmarks(settings, (benchmarks.value,), data.domains))
         chosen, where = declared_benchmarks(settings, benchmarks.value), f"{benchmarks.value} benchmarks"
     result = evaluate(model, data, chosen, backend=backend, max_new_tokens=settings.evaluation.max_new_tokens,
                       batch_size=settings.evaluation.batch_size, limit=limit)

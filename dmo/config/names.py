@@ -30,6 +30,9 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
     "multi": ("mean", "worst"),
 }
 
+# Synthetic evaluation-only sets (dmo.data.synthetic.BENCHMARK_GENERATORS).
+BENCHMARK_GENERATORS: tuple[str, ...] = ("count_color", "chart_value", "shape_present")
+
 # Benchmark metrics: the text scorers of dmo.evaluation.scorers, and answer likelihood (read from logits).
 METRICS: tuple[str, ...] = ("exact_match", "vqa_accuracy", "anls", "relaxed_accuracy", "multiple_choice",
                             "yes_no_accuracy", "yes_no_f1", "likelihood")

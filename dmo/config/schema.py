@@ -91,9 +91,14 @@ class BenchmarkSettings(Frozen):
     """An evaluation set apart from the training domains, scored with its own metric."""
 
     name: str = Field(description="Lower-case identifier, used in scores, tables and the objective.")
-    file: Path = Field(description="LLaMA-Factory ShareGPT JSONL; an optional 'answers' list per line holds "
-                                   "every reference answer (else the assistant turn is the one reference); image "
-                                   "paths relative to the file.")
+    file: Path | None = Field(None, description="LLaMA-Factory ShareGPT JSONL; an optional 'answers' list per line "
+                                                "holds every reference answer (else the assistant turn is the one "
+                                                "reference); image paths relative to the file.")
+    generator: str | None = Field(None, description="Instead of a file: a synthetic evaluation set, one of "
+                                                    + ", ".join(names.BENCHMARK_GENERATORS) + ".")
+    size: int = Field(200, ge=1, description="Samples a generator draws (seeded by project.seed and the name).")
+    domain: str | None = Field(None, description="Instead of a file: this training domain's dev split, scored by "
+                                                 "this benchmark's metric.")
     role: Literal["search", "report"] = Field(
         "search", description="'search': scored on every proxy; 'report': never read by a search, only by "
                               "dmo eval and dmo validate, so the mixture is judged on data it was not chosen on.")
@@ -113,6 +118,19 @@ class BenchmarkSettings(Frozen):
         if value not in names.METRICS:
             raise ValueError(names.unknown_name(value, names.METRICS, "metric"))
         return value
+
+    @field_validator("generator")
+    @classmethod
+    def _known_generator(cls, value: str | None) -> str | None:
+        if value is not None and value not in names.BENCHMARK_GENERATORS:
+            raise ValueError(names.unknown_name(value, names.BENCHMARK_GENERATORS, "benchmark generator"))
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BenchmarkSettings:
+        if sum(source is not None for source in (self.file, self.generator, self.domain)) != 1:
+            raise ValueError("give a benchmark exactly one of 'file', 'generator' and 'domain'")
+        return self
 
 
 # --------------------------------------------------------------------------- model
@@ -409,6 +427,7 @@ class DmoConfig(Frozen):
     @model_validator(mode="after")
     def _images_fit_in_memory(self) -> DmoConfig:
         samples = sum(d.sizes.train + d.sizes.dev + d.sizes.test for d in self.domains)
+        samples += sum(b.size for b in self.benchmarks if b.generator is not None)
         needed = samples * self.model.image_size**2 * 3
         if needed > MAX_IMAGE_BYTES:
             raise ValueError(
@@ -429,6 +448,14 @@ class DmoConfig(Frozen):
         if benchmarks and not any(b.role == "search" for b in benchmarks):
             raise ValueError("no benchmark has role 'search': a search would have nothing to score")
         return benchmarks
+
+    @model_validator(mode="after")
+    def _benchmark_domains_exist(self) -> DmoConfig:
+        for index, benchmark in enumerate(self.benchmarks):
+            if benchmark.domain is not None and benchmark.domain not in self.domain_names:
+                raise ValueError(f"benchmarks[{index}].domain names unknown domain {benchmark.domain!r}; "
+                                 f"configured: {', '.join(self.domain_names)}")
+        return self
 
     @model_validator(mode="after")
     def _objective_weights_name_benchmarks(self) -> DmoConfig:

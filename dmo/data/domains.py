@@ -37,14 +37,28 @@ def load_domains(config: DmoConfig) -> dict[str, DomainData]:
     }
 
 
-def load_benchmarks(config: DmoConfig, roles: tuple[str, ...]) -> dict[str, tuple[Sample, ...]]:
+def load_benchmarks(config: DmoConfig, roles: tuple[str, ...],
+                    domains: dict[str, DomainData] | None = None) -> dict[str, tuple[Sample, ...]]:
     """The configured benchmarks of these roles, in config order. A search asks for ("search",) only:
-    a report benchmark's file is never opened while mixtures are being chosen."""
-    return {
-        b.name: read_jsonl(b.file, domain=b.name, image_size=config.model.image_size)
-        for b in config.benchmarks
-        if b.role in roles
-    }
+    a report benchmark's file is never opened while mixtures are being chosen. A benchmark over a
+    domain is its dev split, taken from ``domains`` when given (else the domain is loaded)."""
+    loaded = {}
+    for benchmark in config.benchmarks:
+        if benchmark.role not in roles:
+            continue
+        if benchmark.domain is not None:
+            if domains is None or benchmark.domain not in domains:
+                settings = next(d for d in config.domains if d.name == benchmark.domain)
+                domains = {**(domains or {}), benchmark.domain: load_domain(
+                    settings, seed=config.project.seed, image_size=config.model.image_size)}
+            loaded[benchmark.name] = domains[benchmark.domain].dev
+        elif benchmark.file is not None:
+            loaded[benchmark.name] = read_jsonl(benchmark.file, domain=benchmark.name, image_size=config.model.image_size)
+        else:
+            loaded[benchmark.name] = generate_splits(
+                benchmark.generator, domain=benchmark.name, sizes={"dev": benchmark.size}, seed=config.project.seed,
+                image_size=config.model.image_size)["dev"]
+    return loaded
 
 
 def write_domains(domains: dict[str, DomainData], out: Path) -> dict[str, dict]:

@@ -101,11 +101,70 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
+# --------------------------------------------------------------------------- evaluation-only sets
+# Benchmarks that are not a training domain's dev split: each needs two domains' skills, or asks a
+# known skill in a question style no domain trains (the reference study's setting: four training
+# domains scored on other benchmarks).
+
+
+def count_color(rng: np.random.Generator) -> Generated:
+    """How many shapes of one colour among shapes of two colours: counting and colour together."""
+    first, second = (str(c) for c in rng.choice(list(draw.COLORS), size=2, replace=False))
+    counts = {first: int(rng.integers(1, 5)), second: int(rng.integers(1, 5))}
+    kind = str(rng.choice(draw.SHAPES))
+    image = draw.blank(CANVAS)
+    cells = rng.choice(16, size=sum(counts.values()), replace=False)
+    colors = [first] * counts[first] + [second] * counts[second]
+    for cell, color in zip(cells, colors):
+        row, col = divmod(int(cell), 4)
+        draw.paint(image, draw.shape_mask(kind, 6), row * 8 + 1, col * 8 + 1, draw.COLORS[color])
+    asked = first if rng.random() < 0.5 else second
+    return image, f"how many {asked} shapes are there?", str(counts[asked])
+
+
+def chart_value(rng: np.random.Generator) -> Generated:
+    """The height of one bar (1 to 8), a chart question the chart domain never asks."""
+    colors = rng.choice(list(draw.COLORS), size=3, replace=False)
+    values = rng.integers(1, 9, size=3)
+    image = draw.blank(CANVAS)
+    image[30, 1:31] = (0, 0, 0)
+    for i, (color, value) in enumerate(zip(colors, values)):
+        image[30 - 3 * int(value) : 30, 3 + i * 9 : 10 + i * 9] = draw.COLORS[str(color)]
+    asked = int(rng.integers(0, 3))
+    return image, f"how tall is the {colors[asked]} bar?", str(int(values[asked]))
+
+
+def shape_present(rng: np.random.Generator) -> Generated:
+    """POPE-style: is there a shape of this colour and kind? Half the answers are yes."""
+    color, kind = str(rng.choice(list(draw.COLORS))), str(rng.choice(draw.SHAPES))
+    present = bool(rng.random() < 0.5)
+    shown_color, shown_kind = color, kind
+    if not present:  # change the colour, the kind or both, so neither alone gives the answer away
+        change = int(rng.integers(0, 3))
+        if change in (0, 2):
+            shown_color = str(rng.choice([c for c in draw.COLORS if c != color]))
+        if change in (1, 2):
+            shown_kind = str(rng.choice([k for k in draw.SHAPES if k != kind]))
+    image = draw.blank(CANVAS)
+    size = int(rng.integers(9, 15))
+    top, left = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
+    draw.paint(image, draw.shape_mask(shown_kind, size), top, left, draw.COLORS[shown_color])
+    return image, f"is there a {color} {kind}?", "yes" if present else "no"
+
+
+BENCHMARK_GENERATORS: dict[str, Generator] = {
+    "count_color": count_color,
+    "chart_value": chart_value,
+    "shape_present": shape_present,
+}
+
+
 def get_generator(kind: str) -> Generator:
-    try:
-        return GENERATORS[kind]
-    except KeyError:
-        raise DataError(f"unknown synthetic generator {kind!r}; known: {', '.join(GENERATORS)}") from None
+    generator = GENERATORS.get(kind) or BENCHMARK_GENERATORS.get(kind)
+    if generator is None:
+        known = ", ".join([*GENERATORS, *BENCHMARK_GENERATORS])
+        raise DataError(f"unknown synthetic generator {kind!r}; known: {known}")
+    return generator
 
 
 def _stable_int(text: str) -> int:

@@ -168,7 +168,7 @@ def _real_scores(config: DmoConfig, model: ModelRecord, metric: str) -> dict[str
     from dmo.data.prepared import prepare_data
 
     data = prepare_data(config)
-    data.add_benchmarks(load_benchmarks(config, ("search",)))
+    data.add_benchmarks(load_benchmarks(config, ("search",), data.domains))
     backend = backend_for(config)
     result = evaluate(backend.load(Path(model.checkpoint_uri)), data, search_benchmarks(config),
                       backend=backend,

@@ -57,7 +57,7 @@ class ProxyEvaluator:
         if config.benchmarks and not all(b.name in self.data.benchmarks for b in self.benchmarks):
             from dmo.data.domains import load_benchmarks
 
-            self.data.add_benchmarks(load_benchmarks(config, ("search",)))  # never a report benchmark
+            self.data.add_benchmarks(load_benchmarks(config, ("search",), self.data.domains))  # never a report one
 
     def evaluate(self, weights: Sequence[float], *, limit: int | None = None) -> ProxyResult:
         started = time.perf_counter()

@@ -81,3 +81,32 @@ def test_growing_train_keeps_dev_and_test():
     small = generate_splits("chart", domain="chart", sizes=SIZES, seed=3)
     larger = generate_splits("chart", domain="chart", sizes={**SIZES, "train": 900}, seed=3)
     assert all(a == b for a, b in zip(small["test"], larger["test"], strict=True))
+
+
+# --------------------------------------------------------------------------- evaluation-only sets
+
+
+@pytest.mark.parametrize("kind", ["count_color", "chart_value", "shape_present"])
+def test_evaluation_sets_need_the_image_and_ask_what_no_domain_trains(kind):
+    from dmo.data.synthetic import BENCHMARK_GENERATORS
+
+    assert kind in BENCHMARK_GENERATORS
+    data = generate_splits(kind, domain=kind, sizes=SIZES, seed=7)
+    again = generate_splits(kind, domain=kind, sizes=SIZES, seed=7)
+    assert all(a == b for a, b in zip(data["dev"], again["dev"], strict=True))
+    answers_by_question = defaultdict(Counter)
+    for sample in data["train"]:
+        answers_by_question[sample.question][sample.answer] += 1
+    options = len({s.answer for s in data["train"]})
+    hits = sum(answers_by_question[s.question].most_common(1)[0][0] == s.answer for s in data["test"]
+               if s.question in answers_by_question)
+    assert hits / len(data["test"]) < 1 / options + 0.15  # text alone: about chance
+    trained = {s.question for k in GENERATORS for s in generate_splits(k, domain=k, sizes=SIZES, seed=1)["train"]}
+    assert not {s.question for s in data["train"]} & trained  # a question style no training domain asks
+
+
+def test_the_config_s_benchmark_generators_are_the_registry_s():
+    from dmo.config import names
+    from dmo.data.synthetic import BENCHMARK_GENERATORS
+
+    assert names.BENCHMARK_GENERATORS == tuple(BENCHMARK_GENERATORS)

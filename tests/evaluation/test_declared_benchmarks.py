@@ -166,6 +166,10 @@ def test_benchmark_config_errors_name_the_field():
          "search: {objective: {kind: weighted, weights: {x: 1}}}\n"): "keep one",
         ("benchmarks:\n  - {name: x, file: x.jsonl}\n"
          "search: {objective: {kind: weighted, weights: {a: 1}}}\n"): "unknown search benchmarks: a",
+        "benchmarks:\n  - {name: x, file: x.jsonl, generator: count_color}\n": "exactly one of 'file', 'generator'",
+        "benchmarks:\n  - {name: x}\n": "exactly one of 'file', 'generator'",
+        "benchmarks:\n  - {name: x, generator: count_colour}\n": "unknown benchmark generator 'count_colour'",
+        "benchmarks:\n  - {name: x, domain: b}\n": "names unknown domain 'b'",
     }
     from dmo.errors import ConfigError
 
@@ -198,3 +202,17 @@ def test_dmo_eval_scores_the_report_benchmarks_a_search_never_saw(tiny_config, t
     del data["benchmarks"][1]
     project.write_text(yaml.safe_dump(data))
     dmo_cli("eval", checkpoint, "-c", project, "--benchmarks", "report").refused("the config declares no report benchmark")
+
+
+def test_generated_and_domain_benchmarks_load_beside_files(tiny_config, tiny_data, benchmark_files):
+    from dmo.data.domains import load_benchmarks
+
+    config = configured(tiny_config, benchmarks=[
+        {"name": "ocr_dev", "domain": "ocr", "metric": "anls"},
+        {"name": "present", "generator": "shape_present", "size": 20, "metric": "yes_no_f1"},
+        {"name": "digits", "file": str(benchmark_files["digits"]), "role": "report"}])
+    loaded = load_benchmarks(config, ("search",), tiny_data.domains)
+    assert list(loaded) == ["ocr_dev", "present"]  # the report file is not read
+    assert loaded["ocr_dev"] == tiny_data.domains["ocr"].dev and len(loaded["present"]) == 20
+    assert {s.answer for s in loaded["present"]} == {"yes", "no"}
+    assert [s.answer for s in load_benchmarks(config, ("search",))["present"]] == [s.answer for s in loaded["present"]]
