@@ -122,6 +122,9 @@ def evaluate_command(
     from dmo.models.backends import backend_of_checkpoint
 
     settings = load_project(config)
+    if benchmarks is not None and split is not Split.dev:
+        raise ConfigError("--split picks a domain split; declared benchmarks have their own samples",
+                          where="--split", hint="drop --split, or drop --benchmarks to score the domains' splits")
     if benchmarks is not None and not declared_benchmarks(settings, benchmarks.value):
         raise ConfigError(f"the config declares no {benchmarks.value} benchmark", where="benchmarks",
                           hint="add one to the config's benchmarks: section, or score the domains' splits")

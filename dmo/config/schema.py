@@ -97,11 +97,12 @@ class BenchmarkSettings(Frozen):
     generator: str | None = Field(None, description="Instead of a file: a synthetic evaluation set, one of "
                                                     + ", ".join(names.BENCHMARK_GENERATORS) + ".")
     size: int = Field(200, ge=1, description="Samples a generator draws (seeded by project.seed and the name).")
-    domain: str | None = Field(None, description="Instead of a file: this training domain's dev split, scored by "
-                                                 "this benchmark's metric.")
+    domain: str | None = Field(None, description="Instead of a file: this training domain's dev split (test split "
+                                                 "for a report benchmark), scored by this benchmark's metric.")
     role: Literal["search", "report"] = Field(
         "search", description="'search': scored on every proxy; 'report': never read by a search, only by "
-                              "dmo eval and dmo validate, so the mixture is judged on data it was not chosen on.")
+                              "dmo eval --benchmarks report, so the mixture is judged on data it was not chosen on "
+                              "(a report benchmark over a domain is its test split).")
     metric: str = Field("exact_match", description="A scorer of dmo.evaluation.scorers, or 'likelihood'.")
     weight: float = Field(1.0, gt=0, description="Its weight in the mean objective over search benchmarks.")
 

@@ -41,7 +41,8 @@ def load_benchmarks(config: DmoConfig, roles: tuple[str, ...],
                     domains: dict[str, DomainData] | None = None) -> dict[str, tuple[Sample, ...]]:
     """The configured benchmarks of these roles, in config order. A search asks for ("search",) only:
     a report benchmark's file is never opened while mixtures are being chosen. A benchmark over a
-    domain is its dev split, taken from ``domains`` when given (else the domain is loaded)."""
+    domain is its dev split (a search chooses on it) or, for a report benchmark, its test split (never
+    seen while choosing), taken from ``domains`` when given (else the domain is loaded)."""
     loaded = {}
     for benchmark in config.benchmarks:
         if benchmark.role not in roles:
@@ -51,7 +52,8 @@ def load_benchmarks(config: DmoConfig, roles: tuple[str, ...],
                 settings = next(d for d in config.domains if d.name == benchmark.domain)
                 domains = {**(domains or {}), benchmark.domain: load_domain(
                     settings, seed=config.project.seed, image_size=config.model.image_size)}
-            loaded[benchmark.name] = domains[benchmark.domain].dev
+            data = domains[benchmark.domain]
+            loaded[benchmark.name] = data.test if benchmark.role == "report" else data.dev
         elif benchmark.file is not None:
             loaded[benchmark.name] = read_jsonl(benchmark.file, domain=benchmark.name, image_size=config.model.image_size)
         else:

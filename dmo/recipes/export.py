@@ -172,7 +172,8 @@ def _header(search: SearchRecord, trial: TrialRecord, split: Sequence[DomainShar
             options: ExportOptions) -> list[str]:
     objective = trial.objective[0] if trial.objective else float("nan")
     lines = [
-        f"dmo recipe: search {search.id}, trial {trial.number} (objective {objective:.2f}, dev {search.metric})",
+        f"dmo recipe: search {search.id}, trial {trial.number} (objective {objective:.2f}, "
+        + ("declared benchmarks)" if search.metric == "benchmark" else f"dev {search.metric})"),
         "mixture: " + ", ".join(f"{s.domain} {s.weight:.4f}" for s in split),
     ]
     if options.strategy == "exact":

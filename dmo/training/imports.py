@@ -90,17 +90,26 @@ def import_expert(config: DmoConfig, store: Store, directory: Path, domain: str,
         raise DmoError(f"domain {domain!r} already has an imported expert (model {existing.id})", where="--domain",
                        hint="pass --force to replace it")
     base_path = Path(base.checkpoint_uri)
+    started = time.perf_counter()
     if lora is not None:
         _check_declared_base(lora.base_model, base_path, base.checkpoint_sha256, backend, directory)
         verified = _verify_adapter(config, backend, base_path, lora)
+        sources = {name: file_sha256(directory / name) for name in verified.files}
+        target = _target(config, domain, sources)
+        copied = _copy_verified(directory, target, sources)
     else:
-        verified = _verify_checkpoint(config, backend, base_path, directory)
-    sources = {name: file_sha256(directory / name) for name in verified.files}
-    sha256 = total_sha256(sources)
-    target = config.project.workdir / "models" / f"imported-{domain}-{sha256[:12]}"
-    started = time.perf_counter()
-    copied = _copy_verified(directory, target, sources)
+        # The checkpoint's own files only (no trainer state, no pickles: never loaded), copied first and
+        # verified as stored, so what is checked is what later searches merge.
+        sources = {name: file_sha256(directory / name) for name in _checkpoint_files(directory)}
+        target = _target(config, domain, sources)
+        copied = _copy_verified(directory, target, sources)
     try:
+        if lora is None:
+            try:
+                verified = _verify_checkpoint(config, backend, base_path, target)
+            except DmoError as error:  # name the user's folder, not our copy of it
+                raise type(error)(error.message, where=(error.where or "").replace(str(target), str(directory)),
+                                  hint=error.hint) from None
         dev = evaluate(verified.model, data, benchmarks_for(data.names, "dev"), backend=backend,
                        max_new_tokens=config.evaluation.max_new_tokens, batch_size=config.evaluation.batch_size,
                        limit=config.evaluation.dev_limit)
@@ -108,7 +117,7 @@ def import_expert(config: DmoConfig, store: Store, directory: Path, domain: str,
             config, store, key=key, domain=domain, base=base, finetune=verified.form,
             training={"imported": str(directory.resolve()), "form": verified.form, **verified.training},
             efficiency=backend.efficiency(backend.model_config(config, data.encoder)),
-            checkpoint=target.resolve(), sha256=sha256,
+            checkpoint=target.resolve(), sha256=total_sha256(sources),
             metrics={"dev": dev.to_dict(), "imported_from": str(directory.resolve())},
             duration_s=time.perf_counter() - started, replace=force,
         )
@@ -116,6 +125,10 @@ def import_expert(config: DmoConfig, store: Store, directory: Path, domain: str,
         if copied:
             shutil.rmtree(target, ignore_errors=True)
         raise
+
+
+def _target(config: DmoConfig, domain: str, sources: dict[str, str]) -> Path:
+    return config.project.workdir / "models" / f"imported-{domain}-{total_sha256(sources)[:12]}"
 
 
 def _verify_adapter(config: DmoConfig, backend, base_path: Path, expert) -> _Verified:
@@ -136,11 +149,20 @@ def _is_full_checkpoint(directory: Path) -> bool:
     return directory.is_dir() and (directory / "config.json").is_file() and any(directory.glob("*.safetensors"))
 
 
-def _verify_checkpoint(config: DmoConfig, backend, base_path: Path, directory: Path) -> _Verified:
-    """A full checkpoint must pass the merge guard and hold exactly the proxy model's tensors and shapes."""
-    from dmo.models.checkpoint import refuse_pickles
+# What a trainer writes beside a checkpoint and no merge reads: pickles (training_args.bin, optimizer.pt,
+# rng_state.pth, pickled weight copies) and training state. Sub-folders (checkpoint-500/) are not copied either.
+_NOT_CHECKPOINT = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+_TRAINER_STATE = frozenset({"trainer_state.json", "all_results.json", "train_results.json", "eval_results.json"})
 
-    refuse_pickles(directory)
+
+def _checkpoint_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.is_file() and not p.name.lower().endswith(_NOT_CHECKPOINT)
+                  and p.name not in _TRAINER_STATE and not p.name.startswith("."))
+
+
+def _verify_checkpoint(config: DmoConfig, backend, base_path: Path, directory: Path) -> _Verified:
+    """A full checkpoint must pass the merge guard, be routed as the project routes, and hold exactly the
+    proxy model's tensors and shapes."""
     backend.check_compatible(base_path, [directory])
     model = backend.proxy_model(config, base_path).float().eval()
     expected = model.state_dict()
@@ -159,6 +181,7 @@ def _verify_checkpoint(config: DmoConfig, backend, base_path: Path, directory: P
                  if names]
         raise CheckpointError(f"its tensors do not match the base's: {'; '.join(parts)}", where=str(directory),
                               hint="was it trained from another base model?")
+    backend.check_routing(model, directory)
     model.load_state_dict(state)
     files = tuple(sorted(p.name for p in directory.iterdir() if p.is_file()))
     return _Verified(model, files, "full", {"tensors": len(state), "files": len(files)})

@@ -210,8 +210,10 @@ def test_generated_and_domain_benchmarks_load_beside_files(tiny_config, tiny_dat
     config = configured(tiny_config, benchmarks=[
         {"name": "ocr_dev", "domain": "ocr", "metric": "anls"},
         {"name": "present", "generator": "shape_present", "size": 20, "metric": "yes_no_f1"},
-        {"name": "digits", "file": str(benchmark_files["digits"]), "role": "report"}])
+        {"name": "digits", "file": str(benchmark_files["digits"]), "role": "report"},
+        {"name": "ocr_test", "domain": "ocr", "role": "report"}])
     loaded = load_benchmarks(config, ("search",), tiny_data.domains)
+    assert load_benchmarks(config, ("report",), tiny_data.domains)["ocr_test"] == tiny_data.domains["ocr"].test
     assert list(loaded) == ["ocr_dev", "present"]  # the report file is not read
     assert loaded["ocr_dev"] == tiny_data.domains["ocr"].dev and len(loaded["present"]) == 20
     assert {s.answer for s in loaded["present"]} == {"yes", "no"}

@@ -80,8 +80,9 @@ def test_relaxed_accuracy_allows_five_percent_on_numbers_and_nothing_on_text():
 
 
 @pytest.mark.parametrize(("answer", "letter"), [
-    ("B", "B"), ("(B)", "B"), ("B.", "B"), ("The answer is (C).", "C"), ("Answer: D", "D"),
-    ("C. blue", "C"), ("I think A is right", "A"), ("none of them", None),
+    ("B", "B"), ("(B)", "B"), ("B.", "B"), ("(b)", "B"), ("c", "C"), ("The answer is (C).", "C"), ("Answer: D", "D"),
+    ("Option A", "A"), ("C. blue", "C"), ("I think A is right", "A"), ("A dog is on the left", None),
+    ("the answer is a dog", None), ("none of them", None),
 ])
 def test_multiple_choice_reads_the_option_letter(answer, letter):
     choice = get_scorer("multiple_choice")
@@ -98,6 +99,8 @@ def test_yes_no_reads_answers_as_pope_does_and_scores_accuracy_and_f1_over_the_s
     # yes is positive: TP 2, FP 1, FN 1 → precision 2/3, recall 2/3, F1 2/3
     assert f1.aggregate(predictions, truth) == pytest.approx(100 * 2 / 3)
     assert f1.aggregate(["no", "no"], [["yes"], ["no"]]) == 0.0  # no true positive
+    # POPE reads the first sentence only
+    assert accuracy.sample("Yes, there is a cat. There is no dog.", ["yes"]) == 1.0
 
 
 def test_a_prediction_without_its_references_is_refused():

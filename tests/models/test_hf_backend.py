@@ -290,3 +290,25 @@ def test_a_lora_expert_trains_routers_in_full_and_saves_dense_weights_with_the_v
         f"model.language_model.layers.1.router.{p}" for p in ("weight", "bias")}
     assert any(".self_attn.q_proj." in n for n in changed)  # LoRA moved the adapted projections
     assert not [n for n in changed if n.startswith("model.visual.")]  # the vision tower stays frozen
+
+
+def test_an_expert_routed_otherwise_than_the_project_is_refused(checkpoints, tmp_path):
+    """What an import checks beside names and shapes: the same layers routed at the same retention."""
+    from types import SimpleNamespace
+
+    routed = {"schedule": "explicit", "retention": [1.0, 0.5, 0.25], "tanh_alpha": 1.0, "tanh_beta": 0.0}
+    expert = tmp_path / "expert"
+    shutil.copytree(checkpoints["qwen2_vl"], expert)
+    saved = json.loads((expert / "config.json").read_text())
+    backend = get_backend("hf")
+    project = SimpleNamespace(config=SimpleNamespace(dmo_mod=routed))
+    for mod in (None, {**routed, "retention": [1.0, 0.5, 0.5]}):
+        (expert / "config.json").write_text(json.dumps({**saved, "dmo_mod": mod} if mod else saved))
+        with pytest.raises(MergeError, match="is routed") as caught:
+            backend.check_routing(project, expert)
+        assert caught.value.where == str(expert)
+    (expert / "config.json").write_text(json.dumps({**saved, "dmo_mod": routed}))
+    backend.check_routing(project, expert)  # the same routing passes
+    dense = SimpleNamespace(config=SimpleNamespace(dmo_mod={**routed, "retention": [1.0, 1.0, 1.0]}))
+    (expert / "config.json").write_text(json.dumps(saved))
+    backend.check_routing(dense, expert)  # a dense schedule routes nothing, like a checkpoint without dmo_mod

@@ -175,6 +175,9 @@ def _full_checkpoint_from_a_separate_training(config_path: Path, domain: str, ou
         optimizer.step()
         optimizer.zero_grad()
     model.save_pretrained(out)
+    (out / "training_args.bin").write_bytes(b"a pickle the Trainer writes")  # beside every Trainer checkpoint
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "optimizer.pt").write_bytes(b"optimizer state")
     return out
 
 
@@ -204,13 +207,12 @@ def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_p
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_bytes((full / "config.json").read_bytes())
-    (pickled / "model.safetensors").write_bytes((full / "model.safetensors").read_bytes())
-    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    (pickled / "pytorch_model.bin").write_bytes(b"never loaded")
     monkeypatch.delenv("DMO_STORE_URL", raising=False)
     for bad, project_path, message in ((full, routed, "has no p-MoD routers, and this project routes its layers"),
                                        (other, config, "config setting text_config"),
-                                       (pickled, config, "pickle-based weights are refused")):
-        dmo_cli("expert", "import", bad, "--domain", imported, "-c", project_path).refused(message)
+                                       (pickled, config, "is neither a peft LoRA adapter")):
+        dmo_cli("expert", "import", bad, "--domain", imported, "-c", project_path).refused(message, str(bad))
     for workdir in ("work", "routed"):
         with Store.open_existing(f"sqlite:///{tmp_path / workdir / 'dmo.sqlite'}") as store:
             assert [m.kind for m in store.list_models()] == ["base"]
@@ -220,7 +222,8 @@ def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_p
     assert done.code == 0, done.err[-3000:]
     row = json.loads(done.out)
     copy = Path(row["checkpoint"])
-    assert {p.name for p in copy.iterdir()} == {p.name for p in full.iterdir()}
+    # The checkpoint's files, not the Trainer's pickles and state beside it
+    assert {p.name for p in copy.iterdir()} == {p.name for p in full.iterdir() if p.is_file()} - {"training_args.bin"}
     assert (copy / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
 
     searched = _dmo("search", "run", config, "--trials", "3", "--json", cwd=tmp_path, env=env)

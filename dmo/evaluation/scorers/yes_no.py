@@ -1,7 +1,7 @@
 """Yes/no questions, POPE's metrics (Li et al., 2023).
 
-An answer means "no" when it contains the word "no" or "not", else "yes" (POPE's own reading,
-which counts a hedged or empty answer as "yes"). Accuracy is the share read right; F1 takes
+An answer means "no" when its first sentence contains the word "no" or "not", else "yes" (POPE's
+own reading: it keeps the text before the first period and counts a hedged or empty answer as "yes"). Accuracy is the share read right; F1 takes
 "yes" as the positive class, over the whole benchmark, so it is a set-level score.
 """
 
@@ -15,7 +15,7 @@ from dmo.evaluation.scorers.base import Scorer, _check_lengths
 
 
 def reads_yes(answer: str) -> bool:
-    words = set(re.findall(r"[a-z]+", answer.lower()))
+    words = set(re.findall(r"[a-z]+", answer.split(".")[0].lower()))
     return not ({"no", "not"} & words)
 
 

@@ -106,6 +106,10 @@ class ModelBackend(ABC):
     def check_compatible(self, base: Path, experts: Sequence[Path]) -> None:
         """Refuse experts that do not share the base, its config and its MoD settings (MergeError)."""
 
+    def check_routing(self, model: nn.Module, expert: Path) -> None:
+        """Refuse an expert routed otherwise than ``model``, the project's proxy model (MergeError).
+        dmo's own checkpoints carry their MoD settings in the config ``check_compatible`` compares."""
+
     # ------------------------------------------------------------------ inference
 
     @abstractmethod

@@ -425,6 +425,12 @@ class HfBackend(ModelBackend):
             raise MergeError("the experts have different MoD settings", where=", ".join(map(str, experts)),
                              hint="experts must keep one MoD schedule, retention and TanhNorm")
 
+    def check_routing(self, model: nn.Module, expert: Path) -> None:
+        ours, theirs = getattr(model.config, MOD_KEY, None), getattr(_hf_config(Path(expert)), MOD_KEY, None)
+        if _routing_key(ours) != _routing_key(theirs):
+            raise MergeError(f"is routed {_routing_key(theirs)}, the project {_routing_key(ours)}", where=str(expert),
+                             hint="experts of one search share one routing: match model.mod to the expert's")
+
     # ------------------------------------------------------------------ inference
 
     def generate(self, model: nn.Module, batch: Mapping[str, torch.Tensor], *, max_new_tokens: int,
