@@ -11,7 +11,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from dmo.config import names
 
@@ -24,6 +33,16 @@ MAX_IMAGE_BYTES = 4 << 30
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _identifier(value: str) -> str:
+    if not DOMAIN_NAME.match(value):
+        raise ValueError("must match [a-z][a-z0-9_]* (at most 32 characters)")
+    return value
+
+
+# A name used in weights, scores, tables, recipes and file names.
+Identifier = Annotated[str, AfterValidator(_identifier)]
 
 
 # --------------------------------------------------------------------------- project
@@ -72,16 +91,9 @@ DomainSource = Annotated[SyntheticSource | JsonlSource, Field(discriminator="kin
 
 
 class DomainSettings(Frozen):
-    name: str = Field(description="Lower-case identifier, used in weights, tables and recipes.")
+    name: Identifier = Field(description="Lower-case identifier, used in weights, tables and recipes.")
     source: DomainSource
     sizes: SplitSizes = SplitSizes()
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_identifier(cls, value: str) -> str:
-        if not DOMAIN_NAME.match(value):
-            raise ValueError("must match [a-z][a-z0-9_]* (at most 32 characters)")
-        return value
 
 
 # --------------------------------------------------------------------------- benchmarks
@@ -90,7 +102,7 @@ class DomainSettings(Frozen):
 class BenchmarkSettings(Frozen):
     """An evaluation set apart from the training domains, scored with its own metric."""
 
-    name: str = Field(description="Lower-case identifier, used in scores, tables and the objective.")
+    name: Identifier = Field(description="Lower-case identifier, used in scores, tables and the objective.")
     file: Path | None = Field(None, description="LLaMA-Factory ShareGPT JSONL; an optional 'answers' list per line "
                                                 "holds every reference answer (else the assistant turn is the one "
                                                 "reference); image paths relative to the file.")
@@ -105,13 +117,6 @@ class BenchmarkSettings(Frozen):
                               "(a report benchmark over a domain is its test split).")
     metric: str = Field("exact_match", description="A scorer of dmo.evaluation.scorers, or 'likelihood'.")
     weight: float = Field(1.0, gt=0, description="Its weight in the mean objective over search benchmarks.")
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_identifier(cls, value: str) -> str:
-        if not DOMAIN_NAME.match(value):
-            raise ValueError("must match [a-z][a-z0-9_]* (at most 32 characters)")
-        return value
 
     @field_validator("metric")
     @classmethod
