@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from dmo.cli.dashboard_cmd import STOP_TIMEOUT_S
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +85,8 @@ def running_dashboard(
     """Start it, wait until the app (and ``also_wait_for``) answer, and on exit stop it with
     SIGINT (Ctrl-C), checking it exits with code 0."""
     command = [*dashboard_command(), "--port", str(port), "--store-url", store_url, *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    # Its own session, so a dashboard that fails to stop is killed with its children, never orphaned.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
     dashboard = Dashboard(url=f"http://{HOST}:{port}", process=process)
     try:
         deadline = time.monotonic() + timeout_s
@@ -95,9 +99,10 @@ def running_dashboard(
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
         try:
-            dashboard.output, _ = process.communicate(timeout=30)
+            # Each child gets STOP_TIMEOUT_S to stop before it is killed: two children, and a loaded machine.
+            dashboard.output, _ = process.communicate(timeout=3 * STOP_TIMEOUT_S + 30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise
     assert process.returncode == 0, dashboard.output
