@@ -222,7 +222,9 @@ def _stop(servers: list[_Server]) -> None:
 
 @contextmanager
 def _stopped_by_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop the dashboard like Ctrl-C, so the children are never orphaned."""
+    """SIGTERM, SIGHUP and SIGINT stop the dashboard like Ctrl-C, so the children are never orphaned. SIGINT
+    too: a process started with it ignored (a background job of a script, nohup) inherits the ignore, and
+    Python then installs no Ctrl-C handler of its own."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -230,7 +232,7 @@ def _stopped_by_signals() -> Iterator[None]:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         yield
     finally:
