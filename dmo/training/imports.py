@@ -57,10 +57,9 @@ def imported_expert(store: Store, domain: str, base: ModelRecord) -> ModelRecord
 
 @dataclass(frozen=True)
 class _Verified:
-    """An expert checked against the base: the proxy model holding its weights, the files to copy, what to record."""
+    """An expert checked against the base: the proxy model holding its weights, and what to record."""
 
     model: torch.nn.Module
-    files: tuple[str, ...]
     form: str
     training: dict[str, Any]
 
@@ -94,7 +93,7 @@ def import_expert(config: DmoConfig, store: Store, directory: Path, domain: str,
     if lora is not None:
         _check_declared_base(lora.base_model, base_path, base.checkpoint_sha256, backend, directory)
         verified = _verify_adapter(config, backend, base_path, lora)
-        sources = {name: file_sha256(directory / name) for name in verified.files}
+        sources = {name: file_sha256(directory / name) for name in ADAPTER_FILES}
         target = _target(config, domain, sources)
         copied = _copy_verified(directory, target, sources)
     else:
@@ -140,7 +139,7 @@ def _verify_adapter(config: DmoConfig, backend, base_path: Path, expert) -> _Ver
                         exclude=tuple(backend.merge_exclude(base_path) if config.search.merge.exclude is None
                                       else config.search.merge.exclude))
     bank.load_into(model, [1.0])
-    return _Verified(model, ADAPTER_FILES, "lora", {
+    return _Verified(model, "lora", {
         "declared_base": expert.base_model, "r": max(f.rank for f in expert.factors.values()),
         "adapted_matrices": len(expert.factors), "trained_in_full": sorted(expert.full)})
 
@@ -183,8 +182,7 @@ def _verify_checkpoint(config: DmoConfig, backend, base_path: Path, directory: P
                               hint="was it trained from another base model?")
     backend.check_routing(model, directory)
     model.load_state_dict(state)
-    files = tuple(sorted(p.name for p in directory.iterdir() if p.is_file()))
-    return _Verified(model, files, "full", {"tensors": len(state), "files": len(files)})
+    return _Verified(model, "full", {"tensors": len(state), "files": sum(p.is_file() for p in directory.iterdir())})
 
 
 def _check_declared_base(declared: str | None, base_path: Path, base_sha256: str | None, backend, directory: Path) -> None:
