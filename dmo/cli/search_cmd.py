@@ -24,10 +24,11 @@ from dmo.cli.options import (
     print_json,
 )
 from dmo.cli.progress import model_bars, search_bar
+from dmo.config.names import SAMPLERS
 
 app = typer.Typer(no_args_is_help=True)
 
-SAMPLER_HELP = "tpe | gp | cmaes | qmc | random | grid (default: the config's search.sampler)"
+SAMPLER_HELP = f"{' | '.join(SAMPLERS)} (default: the config's search.sampler)"
 
 
 @app.command("run")

@@ -320,6 +320,8 @@ def materialize_proxy(
     with the base's tokenizer, the provenance (``dmo_merge.json``) and, when
     the patterns allow, the proxy's mergekit YAML (``mergekit_config.yml``).
     """
+    from dmo.files import check_directory_target
+    from dmo.models.backends import backend_of_checkpoint
     from dmo.models.checkpoint import (
         load_checkpoint,
         read_manifest,
@@ -332,6 +334,13 @@ def materialize_proxy(
     base, out_dir = Path(base), Path(out_dir)
     experts = [Path(expert) for expert in experts]
     refuse_adapters(experts)
+    if backend_of_checkpoint(base).name != "mod_mllm":
+        # The proxy is written as dmo's own checkpoint; a Hugging Face model would need its
+        # routers, processor and chat template carried over, which only mergekit's YAML does.
+        raise MergeError("is a Hugging Face checkpoint: dmo merge writes proxies of dmo's own model",
+                         where=str(base), hint="export the mixture's mergekit YAML (dmo export SEARCH "
+                         "--format mergekit) and run it with mergekit-yaml")
+    check_directory_target(out_dir)
     if out_dir.exists() and not force:
         raise MergeError(
             "output directory exists", where=str(out_dir), hint="pass --force to replace it"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dmo.mixture import NEGATIVE_TOLERANCE
+from dmo.mixture import check_weights
 
 
 def _one_minus_power(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
@@ -53,14 +53,9 @@ def weights_to_u(w: Sequence[float] | np.ndarray) -> np.ndarray:
     undefined; they are set to 0 so the result is deterministic, and it still
     maps back to the same w.
     """
-    w_arr = np.asarray(w, dtype=np.float64).reshape(-1)
-    if w_arr.size < 1 or not np.all(np.isfinite(w_arr)) or np.any(w_arr < -NEGATIVE_TOLERANCE):
-        raise ValueError(f"weights must be finite and non-negative, got {w_arr.tolist()}")
-    w_arr = np.clip(w_arr, 0.0, None)
-    total = w_arr.sum()
-    if total <= 0.0:
-        raise ValueError("weights must not all be zero")
-    w_arr = w_arr / total
+    # The one weight validator (finite, non-negative, not all zero), then onto the simplex.
+    flat = np.asarray(w, dtype=np.float64).reshape(-1)
+    w_arr = np.asarray(check_weights(flat.tolist(), [f"w{i}" for i in range(flat.size)], normalize=True))
     num_domains = w_arr.size
     # Stick left before break i as a suffix sum of the weights, not 1 − prefix sum:
     # it avoids cancellation when the leading weights take almost everything.

@@ -108,6 +108,31 @@ def test_existing_output_needs_force(checkpoints, tmp_path) -> None:
     assert _invoke(*args, "--force").exit_code == 0
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_an_output_that_is_not_a_directory_is_refused_before_merging(checkpoints, tmp_path, force) -> None:
+    import os
+
+    base, (e0, e1) = checkpoints
+    fifo = tmp_path / "proxy"
+    os.mkfifo(fifo)
+    args = ["-e", f"{e0},{e1}", "--base", str(base), "-w", "0.5,0.5", "-o", str(fifo)]
+    result = _invoke(*args, *(["--force"] if force else []))
+    assert result.exit_code != 0
+    assert "not a directory" in str(result.exception) and str(fifo) in result.exception.where
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["proxy"]
+
+
+def test_a_hugging_face_base_is_refused_with_the_way_to_merge_it(tmp_path) -> None:
+    from hf_support import tiny_llava
+
+    base = tiny_llava(tmp_path / "llava")
+    out = tmp_path / "proxy"
+    result = _invoke("-e", f"{base},{base}", "--base", str(base), "-w", "0.5,0.5", "-o", str(out))
+    assert isinstance(result.exception, MergeError)
+    assert "Hugging Face checkpoint" in str(result.exception) and "--format mergekit" in result.exception.hint
+    assert not out.exists()
+
+
 def test_unknown_method_lists_known_ones(checkpoints, tmp_path) -> None:
     base, (e0, e1) = checkpoints
     out = str(tmp_path / "p")

@@ -108,6 +108,61 @@ def test_each_routed_layer_keeps_exactly_its_scheduled_count(checkpoints, tmp_pa
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_kept_tokens_keep_their_own_positions_when_vision_tokens_are_skipped(checkpoints, tmp_path, arch):
+    """At ρ < 1 the text tokens of a routed layer equal the stock layer run on the kept tokens alone with
+    RoPE recomputed by the model's rotary module from the kept tokens' original position ids (Qwen2-VL:
+    its three M-RoPE axes); re-indexing the kept tokens 0..n-1 would give other outputs (checked)."""
+    from dmo.models.hf_routing import routing_of
+
+    config = _config(checkpoints[arch], tmp_path)
+    _, _, batch = _batch(config)
+    assert bool(batch["attention_mask"].all())  # unpadded, so the reference needs only a causal mask
+    model = get_backend("hf").initial_model(config, None, None, seed=0)
+    layer = model._dmo_routing.layers[0]
+    language = model.model.language_model
+    seen: dict = {}
+
+    def keep(key, value) -> None:  # hooks must return None
+        seen.setdefault(key, value)
+
+    language.register_forward_pre_hook(lambda _m, _a, kwargs: keep("positions", kwargs["position_ids"]),
+                                       with_kwargs=True)
+    layer.register_forward_pre_hook(lambda _m, args, kwargs: keep("input", args[0] if args else
+                                                                  kwargs["hidden_states"]), with_kwargs=True)
+    layer.register_forward_hook(lambda _m, _a, output: keep("output", output))
+    with torch.no_grad():
+        layer.router.weight.normal_(0, 1.0)
+        for projection in (layer.self_attn.q_proj, layer.self_attn.k_proj):
+            projection.weight.mul_(40.0)  # sharp attention, so that positions move the outputs visibly
+        record = routing_of(model, lambda: model(**batch))[0]
+        assert record.kept_vision < record.num_vision
+        B, T, d = seen["input"].shape
+        kept = torch.stack([row.nonzero().squeeze(1) for row in record.kept_mask])  # (B, n) ascending
+        positions = seen["positions"]
+        if positions is None:  # LLaVA: the decoder numbers tokens 0..T-1
+            positions = torch.arange(T).expand(B, T)
+        if positions.dim() == 3:  # Qwen2-VL: (3, B, T), one row per M-RoPE axis
+            kept_positions = positions.gather(2, kept[None].expand(positions.shape[0], -1, -1))
+            reindexed = torch.arange(kept.shape[1]).expand(positions.shape[0], B, -1)
+        else:
+            kept_positions, reindexed = positions.gather(1, kept), torch.arange(kept.shape[1]).expand(B, -1)
+        x = seen["input"].gather(1, kept[..., None].expand(-1, -1, d))
+        text = ~(batch["input_ids"] == model.config.image_token_id).gather(1, kept)
+        routed = seen["output"][0] if isinstance(seen["output"], tuple) else seen["output"]
+        routed_text = routed.gather(1, kept[..., None].expand(-1, -1, d))[text]
+        stock = type(layer).__mro__[1]
+        causal = torch.ones(kept.shape[1], kept.shape[1], dtype=torch.bool).tril()[None, None]
+
+        def reference(position_ids):
+            out = stock.forward(layer, x, attention_mask=causal, position_ids=None,
+                                position_embeddings=language.rotary_emb(x, position_ids))
+            return (out[0] if isinstance(out, tuple) else out)[text]
+
+        torch.testing.assert_close(routed_text, reference(kept_positions), rtol=1e-5, atol=1e-5)
+        assert (routed_text - reference(reindexed)).abs().max() > 100 * 1e-5
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_generation_equals_a_reference_loop_rerunning_the_routed_forward(checkpoints, tmp_path, arch):
     config = _config(checkpoints[arch], tmp_path)
     backend = get_backend("hf")
@@ -135,15 +190,26 @@ def test_generation_equals_a_reference_loop_rerunning_the_routed_forward(checkpo
         assert row[:stop] == want[:stop]
 
 
-def test_an_unsupported_architecture_is_refused_by_name(tmp_path):
+def test_an_unsupported_architecture_is_refused_by_name_and_nothing_is_stored(dmo_cli, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    llama = tmp_path / "llama"
     LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path / "llama")
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(llama)
     with pytest.raises(CheckpointError) as caught:
-        get_backend("hf").load(tmp_path / "llama")
+        get_backend("hf").load(llama)
     assert "unsupported architecture LlamaForCausalLM" in caught.value.render()
     assert "LlavaForConditionalGeneration, Qwen2VLForConditionalGeneration" in caught.value.render()
+    # The same refusal through the command a user runs, with no row left behind.
+    project = tmp_path / "hf.yaml"
+    project.write_text(hf_project((REPO / "configs" / "tiny.yaml").read_text(), llama, tmp_path / "work"))
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    dmo_cli("train", "expert", "general", "-c", project, "--store-url", url).refused(
+        str(llama), "unsupported architecture LlamaForCausalLM")
+    from storage import Store
+
+    with Store.open_existing(url) as store:
+        assert store.list_models() == []
 
 
 def test_a_chat_template_kept_by_the_processor_is_used_and_none_at_all_is_refused(checkpoints, tmp_path):

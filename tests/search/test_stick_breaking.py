@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from dmo.errors import MergeError
 from dmo.search.simplex import u_to_weights, weights_to_u
 
 DRAWS = 20_000
@@ -87,3 +88,10 @@ def test_u_outside_the_box_is_refused() -> None:
         u_to_weights([0.5, 1.5])
     with pytest.raises(ValueError):
         u_to_weights([np.nan])
+
+
+@pytest.mark.parametrize(("w", "fragment"), [([0.5, -0.5], "non-negative"), ([np.nan, 1.0], "NaN"),
+                                             ([0.0, 0.0], "all zero")])
+def test_weights_are_checked_by_the_one_weight_validator(w: list[float], fragment: str) -> None:
+    with pytest.raises(MergeError, match=fragment):
+        weights_to_u(w)
