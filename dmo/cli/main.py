@@ -102,8 +102,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:
-    """Usage errors as raised by the click Typer bundles and, for commands built on it, by click."""
-    import click
-    from typer._click.exceptions import ClickException
+    """Usage errors as raised by the click Typer bundles and, for commands built on it, by click.
 
-    return (ClickException, click.ClickException)
+    Typer vendors click since 0.26 in a module it calls private, so each is looked up without
+    assuming it is there: a Typer that moved it still exits 2 through click's own handling.
+    """
+    import importlib
+
+    errors = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            errors.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)

@@ -105,7 +105,7 @@ def submit(
     as_json: JsonFlag = False,
 ) -> None:
     """Send `dmo search run` to a Ray cluster through the Ray Jobs API."""
-    from dmo.cli.submit import submit_search
+    from dmo.cli.submit import UNFINISHED, submit_search
 
     payload = submit_search(config_path, address=address, store_url=store_url, trials=trials, sampler=sampler,
                             wait=wait, ray_address=ray_address)
@@ -115,10 +115,11 @@ def submit(
         console.print(f"submitted job [bold]{payload['job_id']}[/] to {payload['address']}: {payload['status']}")
         if "logs_tail" in payload:
             console.print(payload["logs_tail"], markup=False, highlight=False)
-    if payload["status"] == "FAILED":
+    if payload["status"] in UNFINISHED:
         from dmo.errors import WorkFailed
 
-        raise WorkFailed(f"job {payload['job_id']} failed", where=address, hint="its log is printed above")
+        raise WorkFailed(f"job {payload['job_id']} {payload['status'].lower()} before its search finished",
+                         where=address, hint="its log is printed above")
 
 
 def finish(store, search, *, as_json: bool) -> None:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from dmo.errors import DmoError, SearchError
 
 POLL_S = 2.0
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
+UNFINISHED = ("FAILED", "STOPPED")  # ended without its search finishing: exit 4
 
 
 def job_entrypoint(*, trials: int | None, sampler: str | None, ray_address: str | None) -> str:
@@ -55,18 +57,28 @@ def submit_search(
             runtime_env={"working_dir": str(staging),
                          "env_vars": {"RAY_AUTH_MODE": "disabled", "DMO_STORE_URL": store_url}},
         )
-    except (ConnectionError, RuntimeError) as error:
+    except (OSError, RuntimeError) as error:  # OSError: the built-in ConnectionError and requests' errors
         raise DmoError(f"the cluster refused the job: {error}", where=address) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    status = str(client.get_job_status(job_id).value)
+    status = _asked(address, job_id, lambda: str(client.get_job_status(job_id).value))
     while wait and status not in DONE:
         time.sleep(POLL_S)
-        status = str(client.get_job_status(job_id).value)
+        status = _asked(address, job_id, lambda: str(client.get_job_status(job_id).value))
     payload: dict[str, Any] = {"job_id": job_id, "status": status, "address": address, "store": mask_url(store_url)}
-    if status == "FAILED":
-        payload["logs_tail"] = client.get_job_logs(job_id)[-4000:]
+    if status in UNFINISHED:
+        payload["logs_tail"] = _asked(address, job_id, lambda: client.get_job_logs(job_id))[-4000:]
     return payload
+
+
+def _asked(address: str, job_id: str, ask: Callable[[], Any]) -> Any:
+    """One question to the cluster about a submitted job; losing the cluster names the job to look up later."""
+    try:
+        return ask()
+    except (OSError, RuntimeError) as error:
+        raise DmoError(f"lost the cluster while following job {job_id}: {str(error).splitlines()[0]}",
+                       where=address, hint=f"the job may still run: `ray job status {job_id} --address {address}`"
+                       ) from None
 
 
 def _client(address: str) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +94,22 @@ def write_jsonl(samples: Iterable[Sample], path: Path, *, image_dir: str, force:
 def read_jsonl(path: Path, *, domain: str, image_size: int | None = None) -> tuple[Sample, ...]:
     """Read a ShareGPT JSONL file; every problem names the file and line."""
     path = Path(path)
+    samples = []
+    ids = UniqueIds()
+    for number, where, line in jsonl_lines(path):
+        sample = _parse_line(line, where=where, base=path.parent, domain=domain, image_size=image_size,
+                             index=len(samples))
+        ids.claim(sample.uid, number, where)
+        samples.append(sample)
+    if not samples:
+        raise DataError("no samples in file", where=str(path), hint="a domain needs at least one sample per split")
+    return tuple(samples)
+
+
+def jsonl_lines(path: Path) -> Iterator[tuple[int, str, str]]:
+    """``(line number, "file:line", text)`` of every non-blank line, each refused past MAX_LINE_CHARS."""
     if not path.is_file():
         raise DataError("JSONL file not found", where=str(path))
-    samples = []
-    first_line_of: dict[str, int] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -106,16 +118,20 @@ def read_jsonl(path: Path, *, domain: str, image_size: int | None = None) -> tup
             if len(line) > MAX_LINE_CHARS:
                 raise DataError(f"line of {len(line):,} characters; a sample line holds at most {MAX_LINE_CHARS:,}",
                                 where=where, hint="a question this long cannot fit any model's context")
-            sample = _parse_line(line, where=where, base=path.parent, domain=domain, image_size=image_size,
-                                 index=len(samples))
-            if sample.uid in first_line_of:
-                raise DataError(f"id {sample.uid!r} is used twice (first on line {first_line_of[sample.uid]})",
-                                where=where, hint="give every sample of a file its own id")
-            first_line_of[sample.uid] = number
-            samples.append(sample)
-    if not samples:
-        raise DataError("no samples in file", where=str(path), hint="a domain needs at least one sample per split")
-    return tuple(samples)
+            yield number, where, line
+
+
+class UniqueIds:
+    """Sample ids seen in one file: a second use is refused naming both lines."""
+
+    def __init__(self) -> None:
+        self._first_line_of: dict[str, int] = {}
+
+    def claim(self, uid: str, number: int, where: str) -> None:
+        if uid in self._first_line_of:
+            raise DataError(f"id {uid!r} is used twice (first on line {self._first_line_of[uid]})",
+                            where=where, hint="give every sample of a file its own id")
+        self._first_line_of[uid] = number
 
 
 def _parse_line(line: str, *, where: str, base: Path, domain: str, image_size: int | None, index: int) -> Sample:

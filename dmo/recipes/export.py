@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -129,8 +130,9 @@ def _export_directory(store: Store, search: SearchRecord, trial: TrialRecord, fm
                               seed=options.seed + index)
                 entries[f"dmo_{share.domain}"] = dataset_info_entry(file)
             dataset_dir = "." if options.relative else str(out.resolve())
-            command = (f"cd {out} && llamafactory-cli train {RECIPE_YAML}" if options.relative
-                       else f"llamafactory-cli train {out.resolve() / RECIPE_YAML}")
+            # Quoted: the user pastes this line into a shell, and a folder may hold spaces or quotes.
+            command = (f"cd {shlex.quote(str(out))} && llamafactory-cli train {RECIPE_YAML}" if options.relative
+                       else f"llamafactory-cli train {shlex.quote(str(out.resolve() / RECIPE_YAML))}")
             text = llamafactory_recipe(dataset_dir=dataset_dir, datasets=list(entries), shares_=split, run=run,
                                        strategy=options.strategy, header=_header(search, trial, split, run, options),
                                        run_command=command)

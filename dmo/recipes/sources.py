@@ -23,7 +23,7 @@ from PIL import Image
 from dmo.config.schema import DmoConfig, DomainSettings, JsonlSource
 from dmo.data.domains import load_domain
 from dmo.data.sample import Sample
-from dmo.data.sharegpt import IMAGE_PLACEHOLDER, image_file_name
+from dmo.data.sharegpt import IMAGE_PLACEHOLDER, UniqueIds, image_file_name, jsonl_lines
 from dmo.errors import DataError
 
 
@@ -56,26 +56,24 @@ def _record(sample: Sample) -> dict[str, Any]:
 
 
 def _user_samples(path: Path) -> list[RecipeSample]:
-    if not path.is_file():
-        raise DataError("JSONL file not found", where=str(path))
+    """A user's records as they are, with the same line checks as training reads them (length, unique ids)."""
     samples = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"malformed JSON: {error.msg} at column {error.colno}", where=where) from None
-            images = record.pop("images", []) if isinstance(record, dict) else None
-            if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-                raise DataError("field 'images' must be a list of image paths", where=where)
-            resolved = tuple((path.parent / i).resolve() for i in images)
-            missing = [str(i) for i in resolved if not i.is_file()]
-            if missing:
-                raise DataError(f"image not found: {missing[0]}", where=where)
-            samples.append(RecipeSample(record, images=resolved, source=where))
+    ids = UniqueIds()
+    for number, where, line in jsonl_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"malformed JSON: {error.msg} at column {error.colno}", where=where) from None
+        images = record.pop("images", []) if isinstance(record, dict) else None
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            raise DataError("field 'images' must be a list of image paths", where=where)
+        if isinstance(record.get("id"), str):
+            ids.claim(record["id"], number, where)
+        resolved = tuple((path.parent / i).resolve() for i in images)
+        missing = [str(i) for i in resolved if not i.is_file()]
+        if missing:
+            raise DataError(f"image not found: {missing[0]}", where=where)
+        samples.append(RecipeSample(record, images=resolved, source=where))
     return samples
 
 

@@ -4,6 +4,7 @@ and stops both on Ctrl-C."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -77,3 +78,31 @@ def _command_lines() -> list[str]:
         except OSError:
             continue
     return lines
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_optuna_dashboard_s_connection_reads_and_never_writes(tmp_path, backend):
+    """What dashboards/optuna_server.py hands optuna-dashboard, on both stores (the process test above
+    covers SQLite through HTTP)."""
+    from contextlib import ExitStack
+
+    from pg_support import fresh_database
+
+    from dashboards.optuna_server import read_only
+
+    with ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'store.sqlite'}" if backend == "sqlite"
+               else stack.enter_context(fresh_database("dmo_readonly")))
+        optuna.create_study(study_name="s", storage=url).optimize(lambda trial: trial.suggest_float("x", 0, 1), 2)
+        ro_url, engine_kwargs = read_only(url)
+        storage = optuna.storages.RDBStorage(ro_url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+        try:
+            (study,) = storage.get_all_studies()
+            assert study.study_name == "s" and len(storage.get_all_trials(study._study_id)) == 2
+            with pytest.raises(optuna.exceptions.StorageInternalError) as caught:
+                storage.delete_study(study._study_id)
+            assert re.search("read-only|readonly", str(caught.value.__cause__)), caught.value.__cause__
+            assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["s"]  # still there
+        finally:
+            storage.remove_session()
+            storage.engine.dispose()

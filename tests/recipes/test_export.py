@@ -142,6 +142,22 @@ def test_relative_recipes_can_be_moved(tmp_path, tiny_store, finished_search):
         assert all((tmp_path / "moved" / image).is_file() for line in _jsonl_lines(path) for image in line["images"])
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_the_run_command_in_the_header_survives_a_shell_for_any_folder_name(tmp_path, tiny_store, finished_search,
+                                                                            relative):
+    import shlex
+
+    search, _ = finished_search
+    out = tmp_path / "it's my recipes" / "recipe"
+    _lf(search, tiny_store, out, relative=relative)
+    (line,) = [line for line in (out / "recipe.yaml").read_text().splitlines() if "llamafactory-cli train" in line]
+    words = shlex.split(line.split("Then:", 1)[1])
+    if relative:
+        assert words[:2] == ["cd", str(out)] and words[-1] == "recipe.yaml"
+    else:
+        assert words[-1] == str(out.resolve() / "recipe.yaml")
+
+
 def test_json_recipe_counts_sum_to_budget(tmp_path, tiny_store, finished_search):
     search, _ = finished_search
     result = export_recipe(tiny_store, search.id, fmt="json", out=tmp_path / "m.json", options=ExportOptions(budget=1001))
@@ -221,3 +237,25 @@ def test_a_target_that_is_not_a_regular_file_is_refused_even_with_force(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["target", *(["real"] if kind == "symlink" else [])])
     still = {"fifo": stat.S_ISFIFO, "socket": stat.S_ISSOCK, "symlink": stat.S_ISLNK}[kind]
     assert still(os.lstat(target).st_mode)  # still there, still what it was
+
+
+def test_a_user_domain_is_read_for_export_with_the_checks_training_applies(tmp_path, tiny_config):
+    """Duplicate ids would make two samples share one copied image under --relative; overlong lines
+    would be read whole into memory."""
+    from dmo.data.sharegpt import MAX_LINE_CHARS
+    from dmo.recipes.sources import domain_samples
+
+    (tmp_path / "a.png").write_bytes((Path(__file__).parents[2] / "docs" / "dashboard-search.png").read_bytes())
+    record = {"messages": [{"role": "user", "content": "<image>what?"}, {"role": "assistant", "content": "x"}],
+              "images": ["a.png"]}
+    domain = tiny_config.domains[0].model_validate({"name": "mine", "source": {
+        "kind": "jsonl", **{s: tmp_path / "train.jsonl" for s in ("train", "dev", "test")}}})
+    cases = {
+        "is used twice (first on line 1)": [{"id": "s1", **record}, {"id": "s1", **record}],
+        f"at most {MAX_LINE_CHARS:,}": [record, {**record, "padding": "x" * MAX_LINE_CHARS}],
+    }
+    for message, lines in cases.items():
+        (tmp_path / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        with pytest.raises(DataError) as caught:
+            domain_samples(tiny_config, domain)
+        assert message in caught.value.render() and f"{tmp_path / 'train.jsonl'}:2" in caught.value.render()

@@ -38,10 +38,11 @@ def llamafactory() -> Path:
     return PYTHON
 
 
-def _probe(python: Path, recipe: Path, model_dir: Path) -> dict:
+def _probe(python: Path, recipe: Path, model_dir: Path, *, cwd: Path | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(STUBS), "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"}
     done = subprocess.run([str(python), str(Path(__file__).with_name("llamafactory_probe.py")), str(recipe),
-                           str(model_dir)], capture_output=True, text=True, timeout=600, env=env, cwd=recipe.parent.parent)
+                           str(model_dir)], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=cwd or recipe.parent.parent)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -76,3 +77,36 @@ def test_llamafactory_reads_the_jsonl_mixture_through_its_dataset_info(llamafact
     seen = _probe(llamafactory, recipe, tmp_path / "tiny-llava")
     assert seen["merged"] == seen["tokenized"] == seen["images_opened"] == 300
     assert seen["domains"] == {s.domain: s.count for s in result.shares if s.count}
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_llamafactory_reads_a_user_jsonl_domain_beside_a_synthetic_one(llamafactory, tmp_path, tiny_config, relative):
+    """A user's ShareGPT domain keeps its images next to its own file: the recipe must resolve them
+    (absolute paths, or copies under --relative, run from the recipe's folder as its header says)."""
+    from search_support import configured, search_row
+
+    from dmo.data.sharegpt import write_jsonl
+    from dmo.data.synthetic import generate_splits
+    from dmo.mixture import Mixture
+    from storage import Store
+
+    splits = generate_splits("digit", domain="mine", sizes={"train": 60, "dev": 4, "test": 4}, seed=3)
+    for split, samples in splits.items():
+        write_jsonl(samples, tmp_path / "mine" / f"{split}.jsonl", image_dir=split)  # the probe reads a domain off <domain>/<split>/x.png
+    config = configured(tiny_config, project__workdir=str(tmp_path / "work"))
+    config = config.model_copy(update={"domains": (config.domains[0], config.domains[0].model_validate({
+        "name": "mine", "source": {"kind": "jsonl", **{s: tmp_path / "mine" / f"{s}.jsonl" for s in splits}}}))})
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        search = search_row(store, config, with_study=False)
+        store.record_trial(search_id=search.id, number=0, mixture=Mixture(search.domains, (0.4, 0.6)),
+                           merge_method="task_arithmetic", params={}, scores={}, objective=[1.0], state="complete",
+                           duration_s=1.0)
+        result = export_recipe(store, search.id, fmt="llamafactory", out=tmp_path / "out" / "recipe",
+                               options=ExportOptions(budget=100, relative=relative))
+    recipe = tmp_path / "out" / "recipe"
+    if relative:  # moved elsewhere, then run as its header says: from its own folder
+        recipe = (tmp_path / "out" / "recipe").rename(tmp_path / "moved")
+    seen = _probe(llamafactory, recipe / "recipe.yaml", tmp_path / "tiny-llava", cwd=recipe if relative else tmp_path)
+    counts = {s.domain: s.count for s in result.shares}
+    assert counts == {config.domains[0].name: 40, "mine": 60}
+    assert seen["merged"] == seen["tokenized"] == seen["images_opened"] == 100 and seen["domains"] == counts

@@ -112,6 +112,20 @@ def test_duplicate_domain_in_config(dmo, tmp_path):
     dmo("config", "validate", path).refused("bad.yaml:2", "field 'domains'", "duplicate domain names: ocr", "domains[1]")
 
 
+@pytest.mark.parametrize(("setting", "line", "field", "name"), [
+    ("  sampler: tpe\n", "  sampler: foo\n", "search.sampler", "unknown sampler 'foo'"),
+    ("  sampler: tpe\n", "  sampler: tpe\n  merge: {method: tiess}\n", "search.merge.method",
+     "unknown merge method 'tiess'"),
+])
+def test_config_validate_refuses_unknown_registry_names_with_file_line_and_field(dmo, tmp_path, setting, line,
+                                                                                  field, name):
+    text = (REPO / "configs" / "tiny.yaml").read_text()
+    assert setting in text
+    path = _config(tmp_path, text.replace(setting, line))
+    number = text.replace(setting, line).splitlines().index(line.splitlines()[-1]) + 1
+    dmo("config", "validate", path).refused(f"bad.yaml:{number}", field, name)
+
+
 def test_unknown_domain_argument(dmo, tiny_yaml):
     dmo("train", "expert", "maps", "--config", tiny_yaml).refused("DOMAIN", "unknown domain 'maps'", "general, ocr, counting")
 

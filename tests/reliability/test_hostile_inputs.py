@@ -296,6 +296,20 @@ def test_the_job_command_is_quoted_and_carries_no_store_url():
     assert "store" not in command
 
 
+def test_losing_the_cluster_while_following_a_job_names_the_job_instead_of_a_traceback():
+    """Ray's job client speaks HTTP through requests: a dashboard gone after the submission raises
+    requests' ConnectionError (an OSError), which must become the job to look up later."""
+    import requests
+
+    from dmo.cli.submit import _asked
+    from dmo.errors import DmoError
+
+    with pytest.raises(DmoError) as caught:
+        _asked("http://127.0.0.1:1", "raysubmit_42", lambda: requests.get("http://127.0.0.1:1", timeout=5))
+    assert "lost the cluster while following job raysubmit_42" in caught.value.render()
+    assert "ray job status raysubmit_42" in caught.value.render()
+
+
 # --------------------------------------------------------------------------- 12. file modes
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,17 @@ def test_dmo_store_url_wins_over_the_config_for_every_command(demo_project, tmp_
             assert _status_seen(name, done.stdout) == "interrupted", (name, extra)
     flag = _dmo("best", "--json", "--store-url", f"sqlite:///{root / '.dmo/demo/dmo.sqlite'}", cwd=root, env=moved)
     assert _status_seen("best", flag.stdout) == "finished"  # --store-url wins over $DMO_STORE_URL
+
+    def recipes(path: Path) -> int:
+        with closing(sqlite3.connect(path)) as connection:
+            return connection.execute("SELECT count(*) FROM dmo_recipes").fetchone()[0]
+
+    before = recipes(root / ".dmo/demo/dmo.sqlite")
+    for index, extra in enumerate(([], ["-c", "configs/demo.yaml"])):
+        done = _dmo("export", "1", "-f", "json", "-o", str(tmp_path / f"mix-{index}.json"), *extra, cwd=root, env=moved)
+        assert done.returncode == 0, done.stderr
+    # The copy was taken with the demo's recipes: both exports are recorded there, none in the demo's store.
+    assert (recipes(other), recipes(root / ".dmo/demo/dmo.sqlite")) == (before + 2, before)
 
 
 def test_a_read_command_on_a_missing_store_creates_nothing(demo_project, tmp_path):
