@@ -31,6 +31,7 @@ from storage import RecipeRecord, SearchRecord, Store, TrialRecord
 FORMATS = ("llamafactory", "json", "mergekit", "jsonl")
 STRATEGIES = ("exact", "interleave")
 DIRECTORY_FORMATS = ("llamafactory", "jsonl")
+FILE_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
 RECIPE_YAML = "recipe.yaml"
 DATASET_INFO = "dataset_info.json"
 MIXTURE_JSONL = "mixture.jsonl"
@@ -80,6 +81,11 @@ def export_recipe(
             raise DmoError(f"must be a positive integer, got {value}", where=flag)
     out = Path(out)
     if fmt in DIRECTORY_FORMATS:
+        if out.suffix.lower() in FILE_SUFFIXES and not out.is_dir():
+            # `-o recipe/recipe.yaml` would otherwise become a folder named recipe.yaml.
+            inside = RECIPE_YAML if fmt == "llamafactory" else MIXTURE_JSONL
+            raise DmoError(f"names a file, but a {fmt} recipe is a folder", where=str(out),
+                           hint=f"name the folder: -o {out.parent / out.stem} writes {out.parent / out.stem / inside}")
         check_directory_target(out)
         _check_owned(out, OWNED[fmt], force=force)
     else:

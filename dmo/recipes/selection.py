@@ -73,12 +73,41 @@ def interleaved_domains(counts: Sequence[int], seed: int) -> Iterator[int]:
     while total > 0:
         n = min(block, total)
         # A block is a sample without replacement of n items from the remaining multiset.
-        drawn = rng.multivariate_hypergeometric(remaining, n)
+        drawn = (rng.multivariate_hypergeometric(remaining, n) if total < NUMPY_HYPERGEOMETRIC_LIMIT
+                 else _large_multivariate_hypergeometric(rng, remaining, n))
         order = np.repeat(np.arange(len(remaining)), drawn)
         rng.shuffle(order)
         yield from (int(d) for d in order)
         remaining -= drawn
         total -= n
+
+
+# numpy's hypergeometric samplers refuse populations of 1e9 or more (a budget that large is a valid request).
+NUMPY_HYPERGEOMETRIC_LIMIT = 10**9
+
+
+def _large_multivariate_hypergeometric(rng: np.random.Generator, remaining: np.ndarray, n: int) -> np.ndarray:
+    """``n`` draws without replacement from ``remaining`` when it holds 1e9 items or more.
+
+    Domain by domain from the conditionals (x_d given the earlier draws is hypergeometric with
+    ``remaining[d]`` good and the later domains' items bad). A pile numpy refuses is drawn as a
+    binomial, which differs from the hypergeometric by a finite-population factor of at least
+    1 − n/N > 1 − 2e-5; each draw is clipped to what the piles allow, so the counts stay exact.
+    """
+    drawn = np.zeros_like(remaining)
+    later = int(remaining.sum())
+    left = n
+    for d, good in enumerate(int(r) for r in remaining):
+        later -= good
+        if left == 0:
+            break
+        if good < NUMPY_HYPERGEOMETRIC_LIMIT and later < NUMPY_HYPERGEOMETRIC_LIMIT:
+            x = int(rng.hypergeometric(good, later, left)) if good and later else (left if good else 0)
+        else:
+            x = int(rng.binomial(left, good / (good + later)))
+        x = min(max(x, left - later), good, left)
+        drawn[d], left = x, left - x
+    return drawn
 
 
 __all__ = ["DomainShare", "domain_order", "interleaved_domains", "shares"]

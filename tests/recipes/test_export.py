@@ -54,6 +54,22 @@ def test_interleaving_keeps_exact_counts_and_mixes_domains():
     assert 20_000 < first_half[1] < 30_000  # spread over the file, not one domain after another
 
 
+def test_interleaving_streams_a_billion_samples_past_numpy_s_hypergeometric_limit():
+    """numpy refuses populations of 1e9 or more; the domain-by-domain draw keeps every block exact."""
+    import itertools
+
+    import numpy as np
+
+    from dmo.recipes.selection import _large_multivariate_hypergeometric
+
+    head = Counter(itertools.islice(interleaved_domains([400_000_000, 700_000_000, 5], seed=0), 200_000))
+    assert sum(head.values()) == 200_000 and 0.33 < head[0] / 200_000 < 0.40  # 4/11 = 0.364
+    rng, remaining = np.random.default_rng(0), np.array([600_000_000, 700_000_000, 2], dtype=np.int64)
+    blocks = np.stack([_large_multivariate_hypergeometric(rng, remaining, 16_384) for _ in range(500)])
+    assert (blocks.sum(axis=1) == 16_384).all() and (blocks <= remaining).all()
+    assert abs(blocks[:, 0].mean() / 16_384 - 6 / 13) < 0.002
+
+
 def _lf(search, store, out, *, budget=300, force=False, **options):
     return export_recipe(store, search.id, fmt="llamafactory", out=out,
                          options=ExportOptions(budget=budget, **options), force=force)
@@ -259,3 +275,14 @@ def test_a_user_domain_is_read_for_export_with_the_checks_training_applies(tmp_p
         with pytest.raises(DataError) as caught:
             domain_samples(tiny_config, domain)
         assert message in caught.value.render() and f"{tmp_path / 'train.jsonl'}:2" in caught.value.render()
+
+
+@pytest.mark.parametrize("fmt", ["llamafactory", "jsonl"])
+def test_a_folder_recipe_named_like_a_file_is_refused_with_the_folder_to_name(tmp_path, tiny_store, finished_search,
+                                                                             fmt):
+    search, _ = finished_search
+    with pytest.raises(DmoError) as caught:
+        export_recipe(tiny_store, search.id, fmt=fmt, out=tmp_path / "recipe" / "recipe.yaml",
+                      options=ExportOptions(budget=10))
+    assert "a folder" in caught.value.render() and f"-o {tmp_path / 'recipe' / 'recipe'}" in caught.value.render()
+    assert not (tmp_path / "recipe").exists()

@@ -224,15 +224,17 @@ def test_eval_of_a_checkpoint_made_for_other_images_is_refused(dmo, trained_proj
 @pytest.mark.slow
 def test_export_on_a_full_disk_reports_it_and_leaves_nothing(searched_store, tiny_yaml, tmp_path):
     limit = 256 << 10  # RLIMIT_FSIZE: writes past 256 KiB fail with EFBIG, as a full disk would
+    memory = 6 << 30  # address space, as for the 10 MB line: a billion samples must stream, not be listed
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     out = tmp_path / "exports"
     out.mkdir()
     for fmt in ("llamafactory", "jsonl"):
         done = subprocess.run([sys.executable, "-m", "dmo", "export", "1", "-f", fmt, "-o", str(out / fmt),
-                               "--budget", "200000", "--store-url", searched_store, "-c", str(tiny_yaml)],
+                               "--budget", "1000000000", "--store-url", searched_store, "-c", str(tiny_yaml)],
                               capture_output=True, text=True, timeout=300, preexec_fn=cap)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
         assert "File too large" in " ".join(done.stderr.split())
