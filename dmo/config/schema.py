@@ -75,7 +75,7 @@ class SplitSizes(Frozen):
 
 class SyntheticSource(Frozen):
     kind: Literal["synthetic"] = "synthetic"
-    generator: Literal["general", "ocr", "digit", "counting", "chart"]
+    generator: Literal["general", "ocr", "digit", "counting", "counting_among", "chart"]
 
 
 class JsonlSource(Frozen):

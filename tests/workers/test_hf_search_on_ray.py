@@ -91,7 +91,8 @@ def _adapter_from_a_separate_training(config_path: Path, domain: str, out: Path,
     return out
 
 
-def test_an_imported_adapter_is_merged_beside_a_lora_expert_dmo_trains(tmp_path):
+def test_an_imported_adapter_is_merged_beside_a_lora_expert_dmo_trains(tmp_path, dmo_cli, monkeypatch):
+    """The import's checks run in this process; the search that merges it runs on Ray, as a user's does."""
     from hf_support import tiny_llava, tiny_qwen2_vl
 
     checkpoint = tiny_llava(tmp_path / "checkpoint")
@@ -115,22 +116,20 @@ def test_an_imported_adapter_is_merged_beside_a_lora_expert_dmo_trains(tmp_path)
     pickled.mkdir()
     (pickled / "adapter_config.json").write_bytes((adapter / "adapter_config.json").read_bytes())
     (pickled / "adapter_model.bin").write_bytes(b"not loaded")
+    monkeypatch.delenv("DMO_STORE_URL", raising=False)
     for bad, message in ((foreign, f"was trained from {tmp_path / 'qwen'}, not from this project's base"),
                          (pickled, "pickle adapter")):
-        refused = _dmo("expert", "import", bad, "--domain", imported, "-c", config, cwd=tmp_path, env=env)
-        assert refused.returncode == 2 and message in " ".join(refused.stderr.split()), refused.stderr[-2000:]
-        assert "Traceback" not in refused.stderr
+        dmo_cli("expert", "import", bad, "--domain", imported, "-c", config).refused(message)
     with Store.open_existing(store_url) as store:
         assert [m.kind for m in store.list_models()] == ["base"]  # the base is registered; no expert row
     assert not list((tmp_path / "work" / "models").glob("imported-*"))
 
-    done = _dmo("expert", "import", adapter, "--domain", imported, "-c", config, "--json", cwd=tmp_path, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    row = json.loads(done.stdout)
+    done = dmo_cli("expert", "import", adapter, "--domain", imported, "-c", config, "--json")
+    assert done.code == 0, done.err[-3000:]
+    row = json.loads(done.out)
     assert (row["kind"], row["domain"]) == ("expert", imported)
     assert Path(row["checkpoint"]).parent == (tmp_path / "work" / "models").resolve()
-    again = _dmo("expert", "import", adapter, "--domain", imported, "-c", config, cwd=tmp_path, env=env)
-    assert again.returncode == 2 and "already has an imported expert" in again.stderr
+    dmo_cli("expert", "import", adapter, "--domain", imported, "-c", config).refused("already has an imported expert")
 
     searched = _dmo("search", "run", config, "--trials", "3", "--json", cwd=tmp_path, env=env)
     assert searched.returncode == 0, searched.stderr[-3000:]
@@ -141,18 +140,16 @@ def test_an_imported_adapter_is_merged_beside_a_lora_expert_dmo_trains(tmp_path)
     assert experts[trained]["id"] != row["id"]
     with Store.open_existing(store_url) as store:
         assert store.get_model(experts[trained]["id"]).finetune == "lora"
-    best = _dmo("best", "-c", config, "--json", cwd=tmp_path, env=env)
-    assert best.returncode == 0, best.stderr[-2000:]
-    assert set(json.loads(best.stdout)["trials"][0]["weights"]) == {imported, trained}
-    mergekit = _dmo("export", str(report["search"]["id"]), "-c", config, "--format", "mergekit", "--out",
-                    tmp_path / "proxy.yml", cwd=tmp_path, env=env)
-    assert mergekit.returncode == 2 and "is a LoRA adapter" in " ".join(mergekit.stderr.split())
+    best = dmo_cli("best", "-c", config, "--json")
+    assert best.code == 0, best.err[-2000:]
+    assert set(json.loads(best.out)["trials"][0]["weights"]) == {imported, trained}
+    dmo_cli("export", str(report["search"]["id"]), "-c", config, "--format", "mergekit", "--out",
+            tmp_path / "proxy.yml").refused("is a LoRA adapter")
     assert not (tmp_path / "proxy.yml").exists()
     # The copy is hash-checked whenever it is used: a changed file is named, never merged silently.
     with (Path(row["checkpoint"]) / "adapter_config.json").open("a") as changed:
         changed.write(" ")
-    reused = _dmo("train", "expert", imported, "-c", config, cwd=tmp_path, env=env)
-    assert reused.returncode == 2 and "the imported expert's files changed or are gone" in " ".join(reused.stderr.split())
+    dmo_cli("train", "expert", imported, "-c", config).refused("the imported expert's files changed or are gone")
 
 
 def _full_checkpoint_from_a_separate_training(config_path: Path, domain: str, out: Path) -> Path:
@@ -185,8 +182,6 @@ def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_p
     from hf_support import tiny_qwen2_vl
 
     checkpoint = tiny_qwen2_vl(tmp_path / "checkpoint")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "160"}
-    env.pop("DMO_STORE_URL", None)
 
     def project(name: str, **model_fields) -> Path:
         data = yaml.safe_load(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoint, tmp_path / name))
@@ -226,14 +221,28 @@ def test_an_imported_full_checkpoint_is_merged_beside_an_expert_dmo_trains(tmp_p
     assert {p.name for p in copy.iterdir()} == {p.name for p in full.iterdir() if p.is_file()} - {"training_args.bin"}
     assert (copy / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
 
-    searched = _dmo("search", "run", config, "--trials", "3", "--json", cwd=tmp_path, env=env)
-    assert searched.returncode == 0, searched.stderr[-3000:]
-    report = json.loads(searched.stdout)
-    assert report["search"]["trials"]["complete"] == 3
-    experts = {e["domain"]: e for e in report["experts"]}
-    assert experts[imported]["id"] == row["id"] and experts[trained]["id"] != row["id"]
+    # The search in this process (the Ray path of an import is the adapter test's): the import is the
+    # domain's expert, the other domain's is trained, and proxies merge both.
+    from search_support import configured
+
+    from dmo.config import load_config
+    from dmo.data.prepared import prepare_data
+    from dmo.search.pool import LocalPool
+    from dmo.search.proxy import ProxyEvaluator
+    from dmo.search.searches import create_search, proxy_source, run_search
+    from dmo.training.jobs import base_spec, ensure_model, expert_spec
+
+    project_config = configured(load_config(config), search__trials=3)
     with Store.open_existing(f"sqlite:///{tmp_path / 'work' / 'dmo.sqlite'}") as store:
+        data = prepare_data(project_config)
+        base = ensure_model(project_config, store, base_spec(project_config), data=data)
+        experts = {d: ensure_model(project_config, store, expert_spec(project_config, d), base=base, data=data)
+                   for d in project_config.domain_names}
+        assert experts[imported].id == row["id"] and experts[trained].id != row["id"]
         assert store.get_model(row["id"]).finetune == "full"
+        search = create_search(store, project_config, base=base, experts=experts)
+        run_search(store, search, LocalPool(ProxyEvaluator(proxy_source(store, search), data=data)))
+        assert store.trial_counts(search.id) == {"complete": 3}
     best = dmo_cli("best", "-c", config, "--json")
     assert best.code == 0, best.err[-2000:]
     assert set(json.loads(best.out)["trials"][0]["weights"]) == {imported, trained}
