@@ -57,6 +57,8 @@ SECTIONS = (
             "fidelity: Spearman ρ ≥ 0.8 and top-1 regret ≤ 1 point on ≥ 10 mixtures; proxies cheaper than training"),
     Section("scale", "6. Scale with K and model size", "scale.py", ("--dev", "10"), ("--quick",),
             "proxy build stays a small share of a trial as K and the model grow"),
+    Section("generation", "7. Proxy scoring: greedy generation with the per-layer KV cache", "generation.py",
+            (), ("--quick",), "≥ 4× the uncached path and ≥ 50 % of the machine's matmul limit"),
     Section("data", "Data generation", "data_generation.py", ("--train", "2000"), ("--train", "500"),
             "4 × 2,000 samples well under 30 s"),
 )

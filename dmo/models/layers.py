@@ -6,6 +6,7 @@ Shapes: B batch, n tokens, d hidden, h heads, hd head dim.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,24 @@ def causal_padding_mask(key_valid: torch.Tensor) -> torch.Tensor:
     return causal & (key_valid[:, None, None, :] | diagonal)  # (B, 1, n, n)
 
 
+@dataclass
+class LayerCache:
+    """One decoder layer's keys and values for generation: only the tokens that layer processed.
+
+    A routed layer caches its kept tokens (p-MoD's KV saving), so each layer's cache has its own
+    length; ``key_valid`` marks padding among them (left-padded prompts).
+    """
+
+    keys: torch.Tensor | None = None  # (B, h, n, hd), rotary applied
+    values: torch.Tensor | None = None  # (B, h, n, hd)
+    key_valid: torch.Tensor | None = None  # (B, n) bool
+
+    def extend(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys = keys if self.keys is None else torch.cat([self.keys, keys], dim=2)
+        self.values = values if self.values is None else torch.cat([self.values, values], dim=2)
+        return self.keys, self.values
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModMLLMConfig):
         super().__init__()
@@ -75,14 +94,17 @@ class Attention(nn.Module):
         x: torch.Tensor,  # (B, n, d)
         cos: torch.Tensor,  # (B, 1, n, hd)
         sin: torch.Tensor,
-        allowed: torch.Tensor,  # (B, 1, n, n) bool
+        allowed: torch.Tensor,  # (B, 1, n, n + cached) bool
         output_attentions: bool = False,
+        cache: LayerCache | None = None,  # given: this call's keys are appended and all of them attended
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, n, d = x.shape
         q = self.q_proj(x).view(B, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, n, hd)
         k = self.k_proj(x).view(B, n, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, n, self.num_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if cache is not None:
+            k, v = cache.extend(k, v)  # (B, h, cached + n, hd)
         probs = None
         if output_attentions:
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, h, n, n)

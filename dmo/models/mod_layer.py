@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dmo.models.configuration_mod_mllm import ModMLLMConfig
-from dmo.models.layers import Attention, RMSNorm, SwiGLU, causal_padding_mask
+from dmo.models.layers import Attention, LayerCache, RMSNorm, SwiGLU, causal_padding_mask
 from dmo.models.schedules import kept_vision_tokens
 
 
@@ -94,8 +94,9 @@ class ModDecoderLayer(nn.Module):
         allowed: torch.Tensor,  # (B, 1, n, n)
         output_attentions: bool,
         mlp_scale: torch.Tensor | None = None,  # (B, n): g on kept vision tokens, 1 elsewhere
+        cache: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h, probs = self.self_attn(self.input_layernorm(x), cos, sin, allowed, output_attentions)
+        h, probs = self.self_attn(self.input_layernorm(x), cos, sin, allowed, output_attentions, cache)
         u = x + h  # (B, n, d)
         m = self.mlp(self.post_attention_layernorm(u))
         if mlp_scale is not None:
@@ -104,11 +105,15 @@ class ModDecoderLayer(nn.Module):
 
     def forward(
         self, x: torch.Tensor, inputs: DecoderInputs, output_attentions: bool = False,
-        output_routing: bool = False,
+        output_routing: bool = False, cache: LayerCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, LayerRouting | None]:  # fmt: skip
+        """The layer over a whole sequence; with an empty ``cache``, it keeps the keys and values of
+        the tokens this layer processed (a prefill for :meth:`decode`)."""
         n_vis = inputs.num_vision
         if self.router is None:
-            y, probs = self._block(x, inputs.cos, inputs.sin, inputs.allowed, output_attentions)
+            if cache is not None:
+                cache.key_valid = inputs.key_valid
+            y, probs = self._block(x, inputs.cos, inputs.sin, inputs.allowed, output_attentions, cache=cache)
             routing = None
             if output_routing:
                 routing = LayerRouting(
@@ -127,7 +132,9 @@ class ModDecoderLayer(nn.Module):
         vision_kept = inputs.vision_mask.gather(1, kept)  # (B, n)
         allowed = causal_padding_mask(inputs.key_valid.gather(1, kept))  # (B, 1, n, n)
         mlp_scale = torch.where(vision_kept, gate.gather(1, kept), torch.ones_like(x_kept[..., 0]))
-        y_kept, probs = self._block(x_kept, cos, sin, allowed, output_attentions, mlp_scale)
+        if cache is not None:
+            cache.key_valid = inputs.key_valid.gather(1, kept)
+        y_kept, probs = self._block(x_kept, cos, sin, allowed, output_attentions, mlp_scale, cache)
         # Skipped vision tokens become g·x; text rows are overwritten by the scatter below.
         skip_scale = torch.where(inputs.vision_mask, gate, torch.ones_like(gate))  # (B, T)
         y = (x * skip_scale[..., None]).scatter(1, kept[..., None].expand(-1, -1, d), y_kept)
@@ -139,3 +146,14 @@ class ModDecoderLayer(nn.Module):
             mean_gate = float(vision_gates.mean()) if vision_gates.numel() else None
             routing = LayerRouting(self.retention, n_vis, k, kept_mask, gate.detach(), mean_gate)
         return y, probs, routing
+
+    def decode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache) -> torch.Tensor:
+        """One new text token per row (B, 1, d) against this layer's cache.
+
+        Text is kept by every layer and, by causality, nothing before it changes as tokens are
+        appended, so this equals the full forward's last row (tests/models/test_modeling_mod_mllm.py).
+        """
+        cache.key_valid = torch.cat([cache.key_valid, torch.ones_like(cache.key_valid[:, :1])], dim=1)
+        allowed = cache.key_valid[:, None, None, :]  # (B, 1, 1, cached + 1)
+        y, _ = self._block(x, cos, sin, allowed, output_attentions=False, cache=cache)
+        return y

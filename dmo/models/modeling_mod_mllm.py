@@ -19,7 +19,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from dmo.models.configuration_mod_mllm import ModMLLMConfig
-from dmo.models.layers import RMSNorm, causal_padding_mask, rotary_cos_sin
+from dmo.models.layers import LayerCache, RMSNorm, causal_padding_mask, rotary_cos_sin
 from dmo.models.mod_layer import DecoderInputs, LayerRouting, ModDecoderLayer, TokenRouter
 from dmo.models.vision import Projector, VisionTower
 
@@ -123,6 +123,7 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         output_attentions: bool = False,
         output_routing: bool = False,
         output_hidden_states: bool = False,
+        caches: list[LayerCache] | None = None,  # one empty cache per layer: filled for decode()
     ) -> ModMLLMModelOutput:
         cfg = self.config
         B, T = input_ids.shape
@@ -142,8 +143,9 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         routing = [] if output_routing else None
-        for layer in self.layers:
-            x, probs, layer_routing = layer(x, inputs, output_attentions, output_routing)
+        for index, layer in enumerate(self.layers):
+            cache = caches[index] if caches is not None else None
+            x, probs, layer_routing = layer(x, inputs, output_attentions, output_routing, cache)
             if hidden_states is not None:
                 hidden_states.append(x)
             if attentions is not None:
@@ -156,6 +158,16 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
             attentions=tuple(attentions) if attentions is not None else None,
             routing=tuple(routing) if routing is not None else None,
         )
+
+
+    def decode(self, token: torch.Tensor, position: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
+        """The normed hidden state (B, 1, d) of one new text token per row at ``position`` (B,)."""
+        cfg = self.config
+        x = self.embed_tokens(token[:, None])  # (B, 1, d)
+        cos, sin = rotary_cos_sin(position[:, None], cfg.head_dim, cfg.rope_theta, x.dtype)
+        for layer, cache in zip(self.layers, caches, strict=True):
+            x = layer.decode(x, cos, sin, cache)
+        return self.norm(x)
 
 
 class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
@@ -217,12 +229,14 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         max_new_tokens: int = 8,
         eos_token_id: int | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Greedy answers (B, ≤ max_new_tokens); rows that finished are filled with padding.
 
-        No KV cache: each step re-runs the whole left-padded prefix, which at
-        ~80 tokens costs little and keeps the MoD routing of every step exactly
-        that of the training forward.
+        With ``use_cache`` the prompt runs once (vision tower included) and every layer keeps
+        the keys and values of the tokens it processed — a routed layer only its kept vision
+        tokens, as p-MoD does — so each new token costs one token's forward. Without it every
+        step re-runs the whole prefix (the reference the cache is tested against).
         """
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else eos
@@ -233,8 +247,16 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
             raise ValueError("generate_greedy needs left-padded inputs (the last column must be real tokens)")
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         new_tokens: list[torch.Tensor] = []
-        for _ in range(max_new_tokens):
-            logits = self(input_ids, pixel_values, attention_mask).logits[:, -1]  # (B, V)
+        caches = [LayerCache() for _ in self.model.layers] if use_cache else None
+        position = attention_mask.long().sum(dim=1)  # the next token's position (left padding)
+        hidden = self.model(input_ids, pixel_values, attention_mask, caches=caches).last_hidden_state[:, -1:]
+        for step in range(max_new_tokens):
+            if step and caches is not None:
+                hidden = self.model.decode(token, position, caches)
+                position = position + 1
+            elif step:
+                hidden = self.model(input_ids, pixel_values, attention_mask).last_hidden_state[:, -1:]
+            logits = self.lm_head(hidden[:, -1])  # (B, V)
             # An emitted <image> would break the next step's vision-token count: never pick it.
             logits[:, self.config.image_token_id] = float("-inf")
             token = logits.argmax(-1).masked_fill(finished, pad)  # (B,)
@@ -243,8 +265,9 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
                 finished |= token == eos
             if bool(finished.all()):
                 break
-            input_ids = torch.cat([input_ids, token[:, None]], dim=1)
-            attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+            if caches is None:
+                input_ids = torch.cat([input_ids, token[:, None]], dim=1)
+                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         if not new_tokens:
             return input_ids.new_zeros(B, 0)
         return torch.stack(new_tokens, dim=1)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dmo.models import ModMLLMConfig, ModMLLMForCausalLM
-from dmo.models.layers import causal_padding_mask, rotary_cos_sin
+from dmo.models.layers import LayerCache, causal_padding_mask, rotary_cos_sin
 from dmo.models.mod_layer import DecoderInputs, ModDecoderLayer, select_kept_tokens
 from dmo.models.schedules import kept_vision_tokens
 
@@ -282,3 +282,32 @@ def test_generation_never_emits_the_image_placeholder():
     batch["input_ids"][batch["input_ids"] == IMAGE] = 0
     out = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=3, eos_token_id=-1)
     assert (out == 1).all()
+
+
+@pytest.mark.parametrize("schedule", ["dense", "prd_shifted_cosine"])
+def test_cached_generation_gives_the_tokens_and_states_of_rerunning_the_prefix(schedule):
+    """The KV cache holds, per layer, only the tokens that layer processed; each new token's hidden
+    state equals the uncached forward's last row, so greedy tokens are the same (ties: lowest id)."""
+    config = tiny_config(mod_schedule=schedule)
+    model = model_with(config)
+    randomise_routers(model)  # routing depends on the content, so a wrong cache would pick other tokens
+    with torch.no_grad():
+        for module in model.modules():  # sharper logits than initialisation's, so tokens differ by step
+            if isinstance(module, torch.nn.Linear) and module.out_features == config.vocab_size:
+                module.weight.mul_(50)
+    batch = make_batch(config, batch_size=3, n_text=8)
+    rows = [batch["input_ids"][0], batch["input_ids"][1, :-3], batch["input_ids"][2, :-5]]
+    ids, mask = left_pad(rows)
+    cached = model.generate_greedy(ids, batch["pixel_values"], mask, max_new_tokens=12, eos_token_id=-1)
+    rerun = model.generate_greedy(ids, batch["pixel_values"], mask, max_new_tokens=12, eos_token_id=-1,
+                                  use_cache=False)
+    assert torch.equal(cached, rerun) and len(set(cached.flatten().tolist())) > 3
+    with torch.no_grad():  # the states themselves, not only their argmax
+        caches = [LayerCache() for _ in model.model.layers]
+        model.model(ids, batch["pixel_values"], mask, caches=caches)
+        if schedule != "dense":
+            assert caches[-1].keys.shape[2] < caches[0].keys.shape[2]  # routed layers cache fewer tokens
+        step = model.model.decode(cached[:, 0], mask.sum(1), caches)[:, 0]
+        full = model.model(torch.cat([ids, cached[:, :1]], 1), batch["pixel_values"],
+                           torch.cat([mask, torch.ones_like(mask[:, :1])], 1)).last_hidden_state[:, -1]
+    torch.testing.assert_close(step, full, rtol=1e-5, atol=1e-5)

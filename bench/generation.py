@@ -1,0 +1,118 @@
+"""Proxy scoring throughput: greedy generation with and without the KV cache, side by side in one run,
+and as a fraction of this machine's matmul limit measured in the same run.
+
+    python bench/generation.py [--config configs/demo.yaml] [--batch 128] [--new-tokens 8] [--json]
+
+The model is the config's (random weights: speed does not depend on them), routed as the config
+says, on dev-shaped prompts (the config's image tokens + 16 text tokens) at the evaluation batch
+size; the two paths take turns, so load on a shared machine hits both alike. FLOPs are counted by
+torch's FlopCounterMode on the cached path (the useful work); the limit is the best of float32
+matmuls of the model's prefill shape (batch × prompt tokens, hidden) × (hidden, intermediate) and
+of its decode shape (batch, hidden) × (hidden, intermediate). Target (issue 20): ≥ 4× the uncached
+path and ≥ 50 % of the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from harness import best_seconds, emit
+from torch.utils.flop_counter import FlopCounterMode
+
+from dmo.config import load_config
+from dmo.models.configuration_mod_mllm import ModMLLMConfig
+from dmo.models.efficiency import probe_batch
+from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
+
+TEXT_TOKENS = 16
+
+
+def matmul_flops_per_second(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    seconds = best_seconds(lambda: a @ b, repeats)
+    return 2.0 * rows * inner * cols / seconds
+
+
+def measure(config_path: str, batch_size: int, new_tokens: int, rounds: int) -> dict:
+    project = load_config(config_path)
+    config = ModMLLMConfig.from_settings(project.model, vocab_size=256, image_token_id=4, pad_token_id=0,
+                                         bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    model = ModMLLMForCausalLM(config).eval()
+    batch = probe_batch(config, batch_size, n_text=TEXT_TOKENS)
+
+    def generate(use_cache: bool) -> torch.Tensor:
+        with torch.no_grad():  # eos -1: every row generates all its tokens, as the slowest benchmark does
+            return model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=new_tokens,
+                                         eos_token_id=-1, use_cache=use_cache)
+
+    same = bool(torch.equal(generate(True), generate(False)))
+    times: dict[str, list[float]] = {"uncached": [], "cached": []}
+    for _ in range(rounds):  # taking turns
+        for name, use_cache in (("uncached", False), ("cached", True)):
+            started = time.perf_counter()
+            generate(use_cache)
+            times[name].append(time.perf_counter() - started)
+    seconds = {name: statistics.median(values) for name, values in times.items()}
+    with FlopCounterMode(display=False) as counter:
+        generate(True)
+    flops = counter.get_total_flops()
+    prompt = batch["input_ids"].shape[1]
+    limits = {
+        "prefill": matmul_flops_per_second(batch_size * prompt, config.hidden_size, config.intermediate_size),
+        "decode": matmul_flops_per_second(batch_size, config.hidden_size, config.intermediate_size),
+    }
+    achieved = flops / seconds["cached"]
+    return {
+        "config": config_path, "batch": batch_size, "prompt_tokens": prompt, "new_tokens": new_tokens,
+        "threads": torch.get_num_threads(), "identical_tokens": same,
+        "samples_per_s": {name: batch_size / s for name, s in seconds.items()},
+        "speedup": seconds["uncached"] / seconds["cached"],
+        "flops_per_call": flops, "achieved_flops_per_s": achieved,
+        "limit_flops_per_s": limits,
+        "fraction_of_limit": {shape: achieved / limit for shape, limit in limits.items()},
+        "met": {"speedup >= 4": seconds["uncached"] / seconds["cached"] >= 4,
+                "fraction of the prefill-shape limit >= 0.5": achieved / limits["prefill"] >= 0.5},
+    }
+
+
+def markdown(report: dict) -> str:
+    sps, frac, limit = report["samples_per_s"], report["fraction_of_limit"], report["limit_flops_per_s"]
+    return "\n".join([
+        f"Greedy generation of {report['new_tokens']} tokens for {report['batch']} prompts of "
+        f"{report['prompt_tokens']} tokens ({report['config']}, {report['threads']} threads); cached and "
+        f"uncached tokens identical: {report['identical_tokens']}.",
+        "",
+        "| path | samples/s |",
+        "|---|---:|",
+        f"| re-run the prefix every token (before) | {sps['uncached']:.1f} |",
+        f"| per-layer KV cache (after) | {sps['cached']:.1f} |",
+        "",
+        f"Speed-up **{report['speedup']:.2f}×** (target ≥ 4×: {'met' if report['met']['speedup >= 4'] else 'not met'}).",
+        f"Cached path: {report['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s of useful work, "
+        f"{100 * frac['prefill']:.0f} % of the prefill-shape matmul limit ({limit['prefill'] / 1e9:.1f} GFLOP/s) and "
+        f"{100 * frac['decode']:.0f} % of the decode-shape one ({limit['decode'] / 1e9:.1f} GFLOP/s); "
+        f"target ≥ 50 %: {'met' if report['met']['fraction of the prefill-shape limit >= 0.5'] else 'not met'}.",
+    ])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--new-tokens", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="batch 16, 2 rounds")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batch, rounds = (16, 2) if args.quick else (args.batch, args.rounds)
+    return emit(measure(args.config, batch, args.new_tokens, rounds), args.json, markdown)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
