@@ -82,9 +82,9 @@ def measure(config_path: str, batch_size: int, new_tokens: int, rounds: int) -> 
 def markdown(report: dict) -> str:
     sps, frac, limit = report["samples_per_s"], report["fraction_of_limit"], report["limit_flops_per_s"]
     return "\n".join([
-        f"Greedy generation of {report['new_tokens']} tokens for {report['batch']} prompts of "
-        f"{report['prompt_tokens']} tokens ({report['config']}, {report['threads']} threads); cached and "
-        f"uncached tokens identical: {report['identical_tokens']}.",
+        (f"Greedy generation of {report['new_tokens']} tokens for {report['batch']} prompts of "
+         f"{report['prompt_tokens']} tokens ({report['config']}, {report['threads']} threads); cached and "
+         f"uncached tokens identical: {report['identical_tokens']}."),
         "",
         "| path | samples/s |",
         "|---|---:|",
@@ -92,10 +92,10 @@ def markdown(report: dict) -> str:
         f"| per-layer KV cache (after) | {sps['cached']:.1f} |",
         "",
         f"Speed-up **{report['speedup']:.2f}×** (target ≥ 4×: {'met' if report['met']['speedup >= 4'] else 'not met'}).",
-        f"Cached path: {report['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s of useful work, "
-        f"{100 * frac['prefill']:.0f} % of the prefill-shape matmul limit ({limit['prefill'] / 1e9:.1f} GFLOP/s) and "
-        f"{100 * frac['decode']:.0f} % of the decode-shape one ({limit['decode'] / 1e9:.1f} GFLOP/s); "
-        f"target ≥ 50 %: {'met' if report['met']['fraction of the prefill-shape limit >= 0.5'] else 'not met'}.",
+        (f"Cached path: {report['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s of useful work, "
+         f"{100 * frac['prefill']:.0f} % of the prefill-shape matmul limit ({limit['prefill'] / 1e9:.1f} GFLOP/s) and "
+         f"{100 * frac['decode']:.0f} % of the decode-shape one ({limit['decode'] / 1e9:.1f} GFLOP/s); "
+         f"target ≥ 50 %: {'met' if report['met']['fraction of the prefill-shape limit >= 0.5'] else 'not met'}."),
     ])
 
 
