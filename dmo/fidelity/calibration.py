@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dmo.fidelity.ranking import kendall_tau, spearman, top1_regret
+from dmo.fidelity.ranking import benchmark_mean, kendall_tau, spearman, top1_regret
 
 MAX_FIT = 5  # a calibration worth having costs at most this many trained mixtures
 
@@ -64,7 +64,7 @@ class Calibration:
 
 
 def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]], *, fit: Sequence[int],
-          ) -> dict[str, Any]:
+          weights: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Mean-score fidelity on the mixtures not in ``fit``, raw and calibrated on ``fit``."""
     names = [b for b in proxy if b in real]
     n = len(next(iter(proxy.values())))
@@ -78,10 +78,10 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
                                   {b: [real[b][i] for i in fit_set] for b in names})
     held_proxy = {b: [proxy[b][i] for i in held] for b in names}
     calibrated = calibration.apply(held_proxy)
-    real_mean = np.mean([[real[b][i] for i in held] for b in names], axis=0)
+    real_mean = benchmark_mean({b: [real[b][i] for i in held] for b in names}, names, weights)
 
     def row(scores: Mapping[str, Sequence[float]]) -> dict[str, float]:
-        mean = np.mean([np.asarray(scores[b], dtype=np.float64) for b in names], axis=0)
+        mean = benchmark_mean(scores, names, weights)
         return {"spearman": spearman(mean, real_mean), "kendall": kendall_tau(mean, real_mean),
                 "regret": top1_regret(mean, real_mean)}
 

@@ -156,8 +156,21 @@ def _notes_for(name: str, proxy: np.ndarray, real: np.ndarray) -> list[str]:
     return notes
 
 
+def benchmark_mean(scores: Mapping[str, Sequence[float]], names: Sequence[str],
+                   weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each mixture's mean over ``names`` — weighted as the search's objective weights them, if it does."""
+    stacked = np.asarray([np.asarray(scores[b], dtype=np.float64) for b in names])  # (benchmarks, mixtures)
+    if weights is None:
+        return stacked.mean(axis=0)
+    omega = np.asarray([float(weights.get(b, 0.0)) for b in names])
+    if not omega.sum() > 0:
+        raise ValueError(f"the weights give none of {list(names)} a positive weight")
+    return omega @ stacked / omega.sum()
+
+
 def fidelity_summary(
-    proxy_scores: Mapping[str, Sequence[float]], real_scores: Mapping[str, Sequence[float]]
+    proxy_scores: Mapping[str, Sequence[float]], real_scores: Mapping[str, Sequence[float]],
+    weights: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Rank fidelity per benchmark, of the mean score, and averaged over benchmarks.
 
@@ -168,7 +181,7 @@ def fidelity_summary(
 
     where a row holds n, spearman, kendall, regret, in_top_1 and in_top_3.
     ``mean_score`` ranks mixtures by their score averaged over benchmarks (what
-    the default objective maximises); ``average`` averages each metric over
+    the objective maximises: weighted by ``weights`` when it weights them); ``average`` averages each metric over
     benchmarks (nan correlations left out, in_top_k as a fraction). Benchmarks
     scored on one side only are left out and listed in the notes.
     """
@@ -192,8 +205,8 @@ def fidelity_summary(
     lengths = {per_benchmark[b]["n"] for b in shared}
     if len(lengths) != 1:
         raise ValueError(f"benchmarks score different numbers of mixtures: {sorted(lengths)}")
-    proxy_mean = np.mean([np.asarray(proxy_scores[b], dtype=np.float64) for b in shared], axis=0)
-    real_mean = np.mean([np.asarray(real_scores[b], dtype=np.float64) for b in shared], axis=0)
+    proxy_mean = benchmark_mean(proxy_scores, shared, weights)
+    real_mean = benchmark_mean(real_scores, shared, weights)
     mean_row: dict[str, Any] = _metrics(proxy_mean, real_mean)
     mean_row["spearman_90"] = list(spearman_interval(proxy_mean, real_mean))
     mean_row["kendall_90"] = list(kendall_interval(proxy_mean, real_mean))
@@ -213,7 +226,8 @@ def fidelity_summary(
     }
 
 
-def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, Sequence[float]],
+                     weights: Mapping[str, float] | None = None) -> dict[str, Any]:
     """How well the real ranking agrees with itself: the same mixtures trained twice on two seeds.
 
     ``first[b][i]`` and ``second[b][i]`` score mixture i's two models on benchmark b. The
@@ -224,8 +238,7 @@ def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, 
     shared = [b for b in first if b in second]
     if not shared:
         raise ValueError("the two runs share no benchmark")
-    first_mean = np.mean([np.asarray(first[b], dtype=np.float64) for b in shared], axis=0)
-    second_mean = np.mean([np.asarray(second[b], dtype=np.float64) for b in shared], axis=0)
+    first_mean, second_mean = benchmark_mean(first, shared, weights), benchmark_mean(second, shared, weights)
     rho = spearman(first_mean, second_mean)
     return {
         "mean_score": {

@@ -26,9 +26,10 @@ from dmo.evaluation import evaluate
 from dmo.evaluation.benchmarks import search_benchmarks
 from dmo.fidelity.calibration import MAX_FIT, judge
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
-from dmo.fidelity.ranking import fidelity_summary, retest_agreement
+from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
 from dmo.models.backends import backend_for
+from dmo.search.objectives import mean_weights
 from dmo.search.pool import Evaluator
 from dmo.training.jobs import ModelSpec, mixture_spec
 from storage import ModelRecord, SearchRecord, Store
@@ -102,7 +103,7 @@ def validate_search(
             store.record_mixture_result(validation.id, mixture=planned[i].mixture, trial_id=planned[i].trial_id,
                                         model_id=model.id, proxy_scores=proxy_scores[i], real_scores=real[i, r],
                                         replicate=r, group=planned[i].group)
-        summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan)
+        summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan, weights=mean_weights(config))
         summary["metric"] = metric
         store.finish_validation(validation.id, summary=summary)
         return summary
@@ -113,10 +114,11 @@ def validate_search(
 
 
 def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mapping[tuple[int, int], Scores],
-              names: list[str], plan: ValidationPlan) -> dict[str, Any]:
+              names: list[str], plan: ValidationPlan, *, weights: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Fidelity on the held-out mixtures (real = the mean of their runs), the test–retest ceiling,
     per-set rows for the reference protocol, a calibration judged on mixtures it was not fitted on,
-    and the search's picks apart."""
+    and the search's picks apart. Every mean over benchmarks is the one the search maximised:
+    weighted by ``weights`` where its objective weights them."""
     held = [i for i, p in enumerate(planned) if p.group != "pick"]
     runs = plan.repeats
 
@@ -126,10 +128,14 @@ def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mappin
     def run_mean(i: int) -> Scores:
         return {b: float(np.mean([real[i, r][b] for r in range(runs)])) for b in names}
 
-    summary = fidelity_summary(columns(held, lambda i: proxy[i]), columns(held, run_mean))
-    summary.update(protocol=plan.protocol, seed=plan.seed, repeats=runs, held_out=len(held))
+    def mean(scores: Scores) -> float:
+        return float(benchmark_mean({b: [scores[b]] for b in names}, names, weights)[0])
+
+    summary = fidelity_summary(columns(held, lambda i: proxy[i]), columns(held, run_mean), weights)
+    summary.update(protocol=plan.protocol, seed=plan.seed, repeats=runs, held_out=len(held),
+                   mean_weights=dict(weights) if weights else None)
     if runs >= 2:
-        retest = retest_agreement(columns(held, lambda i: real[i, 0]), columns(held, lambda i: real[i, 1]))
+        retest = retest_agreement(columns(held, lambda i: real[i, 0]), columns(held, lambda i: real[i, 1]), weights)
         rho = retest["mean_score"]["spearman"]
         # A mean of `runs` runs is more reliable than one (Spearman–Brown); the ceiling is its square root.
         reliability = runs * rho / (1 + (runs - 1) * rho) if np.isfinite(rho) and rho > 0 else float("nan")
@@ -137,21 +143,21 @@ def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mappin
         summary["retest"] = retest
     if plan.protocol == "reference":
         summary["groups"] = {
-            group: fidelity_summary(columns(members, lambda i: proxy[i]), columns(members, run_mean))["mean_score"]
+            group: fidelity_summary(columns(members, lambda i: proxy[i]), columns(members, run_mean),
+                                    weights)["mean_score"]
             for group in ("pairs", "triples", "simplex")
             if len(members := [i for i in held if planned[i].group == group]) >= 2
         }
     if len(held) >= MAX_FIT + 2:
         rng = np.random.default_rng([plan.seed, 0xCA1])
         fit = sorted(int(k) for k in rng.choice(len(held), size=MAX_FIT, replace=False))
-        judged = judge(columns(held, lambda i: proxy[i]), columns(held, run_mean), fit=fit)
+        judged = judge(columns(held, lambda i: proxy[i]), columns(held, run_mean), fit=fit, weights=weights)
         judged["fit_on"] = [planned[held[k]].mixture.as_dict() for k in judged["fit_on"]]
         judged["judged_on"] = len(judged["judged_on"])
         summary["calibration"] = judged
-    best_real = max(float(np.mean(list(run_mean(i).values()))) for i in held)
+    best_real = max(mean(run_mean(i)) for i in held)
     summary["search_picks"] = [
-        {"trial": p.trial_number, "weights": p.mixture.as_dict(),
-         "proxy": float(np.mean([proxy[i][b] for b in names])), "real": float(np.mean([real[i, 0][b] for b in names])),
+        {"trial": p.trial_number, "weights": p.mixture.as_dict(), "proxy": mean(proxy[i]), "real": mean(real[i, 0]),
          "best_held_out_real": best_real}
         for i, p in enumerate(planned) if p.group == "pick"
     ]

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from dmo.config.schema import DmoConfig, ObjectiveSettings
 from dmo.evaluation.benchmarks import search_score
 from dmo.mixture import Mixture
-from dmo.search.objectives import objective_values
+from dmo.search.objectives import mean_weights, objective_values
 from dmo.search.pool import EvaluatorPool, ProxyResult
 from dmo.search.samplers import suggest_mixture
 from storage.optuna_trials import record_heartbeat
@@ -46,8 +46,8 @@ class SearchPlan:
     def of(cls, config: DmoConfig) -> SearchPlan:
         search = config.search
         objective = search.objective
-        weights = {b.name: b.weight for b in config.benchmarks if b.role == "search"}
-        if objective.kind == "mean" and any(w != 1.0 for w in weights.values()):
+        weights = mean_weights(config)
+        if objective.kind == "mean" and weights is not None:
             objective = ObjectiveSettings(kind="weighted", weights=weights)  # the mean, weighted as the benchmarks say
         return cls(
             domains=config.domain_names,

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 from dmo.config import names
-from dmo.config.schema import ObjectiveSettings
+from dmo.config.schema import DmoConfig, ObjectiveSettings
 from dmo.errors import SearchError
 
 Scores = Mapping[str, float]
@@ -107,6 +107,17 @@ OBJECTIVES: dict[str, _Objective] = {
     "worst": _worst,
     "multi": _multi,
 }
+
+
+def mean_weights(config: DmoConfig) -> dict[str, float] | None:
+    """The weights of the mean a search maximises, None for the plain mean: the objective's own
+    (kind ``weighted``), else the declared search benchmarks' where they are not all equal.
+    Validation ranks real models by the same mean (dmo.fidelity.validate)."""
+    objective = config.search.objective
+    if objective.kind == "weighted" and objective.weights:
+        return dict(objective.weights)
+    declared = {b.name: b.weight for b in config.benchmarks if b.role == "search"}
+    return declared if any(w != 1.0 for w in declared.values()) else None
 
 
 def _lookup(settings: ObjectiveSettings) -> _Objective:

@@ -7,12 +7,13 @@ import pytest
 from scipy import stats
 
 from dmo.fidelity.ranking import (
-    spearman_interval,
     average_ranks,
+    benchmark_mean,
     fidelity_summary,
     kendall_tau,
     pick_in_top_k,
     spearman,
+    spearman_interval,
     top1_regret,
 )
 
@@ -155,3 +156,16 @@ def test_fidelity_summary_keeps_the_interval_of_the_mean_score_ranking() -> None
     summary = fidelity_summary({"a": [1.0, 2.0, 3.0, 4.0]}, {"a": [1.0, 2.0, 4.0, 3.0]})
     low, high = summary["mean_score"]["spearman_90"]
     assert low <= summary["mean_score"]["spearman"] <= high
+
+
+def test_the_mean_score_is_weighted_as_the_search_weighted_it():
+    """A search whose objective weights benchmarks is validated on the same weighted mean: with all the
+    weight on one benchmark, the mean-score ranking is that benchmark's (here the opposite of the plain mean's)."""
+    proxy = {"a": [1.0, 2.0, 3.0, 4.0], "b": [40.0, 30.0, 20.0, 10.0]}
+    real = {"a": [1.5, 2.5, 3.5, 4.5], "b": [10.0, 20.0, 30.0, 40.0]}  # b ranked the other way round
+    weighted = fidelity_summary(proxy, real, weights={"a": 1.0, "b": 0.0})
+    assert weighted["mean_score"]["spearman"] == weighted["per_benchmark"]["a"]["spearman"] == 1.0
+    assert weighted["mean_score"]["regret"] == 0.0
+    assert fidelity_summary(proxy, real)["mean_score"]["spearman"] == -1.0
+    np.testing.assert_allclose(benchmark_mean(real, ["a", "b"], {"a": 3.0, "b": 1.0}),
+                               [(3 * 1.5 + 10) / 4, (3 * 2.5 + 20) / 4, (3 * 3.5 + 30) / 4, (3 * 4.5 + 40) / 4])

@@ -92,3 +92,22 @@ def test_registry_covers_every_kind_the_schema_allows() -> None:
 
 def test_every_objective_kind_has_its_value_names_in_the_light_module() -> None:
     assert set(OBJECTIVES) == set(names.OBJECTIVES)
+
+
+def test_the_mean_a_search_maximises_is_weighted_by_its_benchmarks_or_its_objective(repo_root):
+    """One rule for the search (SearchPlan) and its validation (dmo.fidelity.validate)."""
+    from dmo.config import load_config
+    from dmo.search.driver import SearchPlan
+    from dmo.search.objectives import mean_weights
+    from search_support import configured
+
+    declared = load_config(repo_root / "configs" / "benchmarks.yaml")
+    assert mean_weights(declared) is None  # every weight 1: the plain mean
+    heavier = declared.model_copy(update={"benchmarks": tuple(
+        b.model_copy(update={"weight": 3.0}) if b.name == "ocr_dev" else b for b in declared.benchmarks)})
+    weights = mean_weights(heavier)
+    assert weights["ocr_dev"] == 3.0 and weights["general_dev"] == 1.0 and "shape_present_report" not in weights
+    assert SearchPlan.of(heavier).objective.weights == weights
+    own = configured(load_config(repo_root / "configs" / "tiny.yaml"), search__objective={
+        "kind": "weighted", "weights": {"general": 2.0, "ocr": 1.0, "counting": 1.0}})
+    assert mean_weights(own) == {"general": 2.0, "ocr": 1.0, "counting": 1.0}
