@@ -96,10 +96,11 @@ def test_every_objective_kind_has_its_value_names_in_the_light_module() -> None:
 
 def test_the_mean_a_search_maximises_is_weighted_by_its_benchmarks_or_its_objective(repo_root):
     """One rule for the search (SearchPlan) and its validation (dmo.fidelity.validate)."""
+    from search_support import configured
+
     from dmo.config import load_config
     from dmo.search.driver import SearchPlan
     from dmo.search.objectives import mean_weights
-    from search_support import configured
 
     declared = load_config(repo_root / "configs" / "benchmarks.yaml")
     assert mean_weights(declared) is None  # every weight 1: the plain mean
