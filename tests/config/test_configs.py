@@ -43,8 +43,11 @@ def test_typo_names_file_line_and_field():
 
 
 def test_bad_enum_value_names_nested_field():
+    text = _demo_text()
+    bad = text.replace("generator: digit}", "generator: ocrr}")
+    assert bad != text
     with pytest.raises(ConfigError) as caught:
-        parse_config(_demo_text().replace("generator: ocr", "generator: ocrr"), source="x.yaml")
+        parse_config(bad, source="x.yaml")
     assert "domains[1].source.generator" in caught.value.render()
 
 

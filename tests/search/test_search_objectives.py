@@ -102,7 +102,7 @@ def test_the_mean_a_search_maximises_is_weighted_by_its_benchmarks_or_its_object
     from dmo.search.driver import SearchPlan
     from dmo.search.objectives import mean_weights
 
-    declared = load_config(repo_root / "configs" / "benchmarks.yaml")
+    declared = load_config(repo_root / "configs" / "demo.yaml")
     assert mean_weights(declared) is None  # every weight 1: the plain mean
     heavier = declared.model_copy(update={"benchmarks": tuple(
         b.model_copy(update={"weight": 3.0}) if b.name == "ocr_dev" else b for b in declared.benchmarks)})
