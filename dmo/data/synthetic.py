@@ -58,7 +58,8 @@ def counting_among(rng: np.random.Generator) -> Generated:
     """How many shapes of one kind among shapes of another: one to six targets and up to three
     distractors of the same colour. Counting occupied cells solves ``counting`` at 100 % after
     one expert's training, so more counting data cannot help a mixture model; here the count needs
-    the kind of each 6-pixel shape, which other domains train too (issue 19)."""
+    the kind of each 6-pixel shape, which other domains train too (issue 19). It replaces counting in a
+    world (configs/fidelity/world-v4.yaml) and asks counting's question, so the two never sit side by side."""
     kind, other = (str(k) for k in rng.choice(draw.SHAPES, size=2, replace=False))
     color = draw.COLORS[str(rng.choice(list(draw.COLORS)))]
     count, distractors = int(rng.integers(1, 7)), int(rng.integers(0, 4))

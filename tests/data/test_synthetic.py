@@ -72,9 +72,12 @@ def test_domains_are_distinguishable():
         for kind in GENERATORS
     }
     kinds = sorted(by_domain)
+    # counting_among replaces counting in a world (world-v4) and asks its question; it never sits beside it.
+    variants = {frozenset({"counting", "counting_among"})}
     for i, a in enumerate(kinds):
         for b in kinds[i + 1 :]:
-            assert not by_domain[a] & by_domain[b], f"{a} and {b} share question texts"
+            if frozenset({a, b}) not in variants:
+                assert not by_domain[a] & by_domain[b], f"{a} and {b} share question texts"
 
 
 def test_growing_train_keeps_dev_and_test():
