@@ -137,6 +137,7 @@ class SearchRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    prediction: Mapped[dict[str, Any] | None]  # dmo.search.surrogate.Prediction, set when the search ends
 
     experts: Mapped[list[SearchExpertRow]] = relationship(
         order_by="SearchExpertRow.position", cascade="all, delete-orphan", lazy="selectin"
@@ -149,7 +150,7 @@ class SearchRow(Base):
             sampler=self.sampler, domains=tuple(self.domains),
             expert_ids=tuple(e.model_id for e in self.experts), status=self.status,
             error=self.error, created_at=self.created_at, updated_at=self.updated_at,
-            finished_at=self.finished_at,
+            finished_at=self.finished_at, prediction=self.prediction,
         )
 
 

@@ -79,6 +79,7 @@ class SearchRecord:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    prediction: dict[str, Any] | None = None  # the surrogate's predicted optimum (a prediction, not a trial)
 
     @property
     def config(self) -> DmoConfig:

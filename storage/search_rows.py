@@ -87,6 +87,15 @@ class SearchRows(StoreBase):
 
         self._run(work, write=True, doing="updating a search")
 
+    def set_search_prediction(self, search_id: int, prediction: Mapping[str, Any] | None) -> None:
+        """Store the surrogate's predicted optimum of a search (None clears it)."""
+
+        def work(session: Session) -> None:
+            row = self._get(session, SearchRow, search_id, "search")
+            row.prediction = None if prediction is None else plain_json(dict(prediction))
+
+        self._run(work, write=True, doing="storing a search's prediction")
+
     # ----------------------------------------------------------------------- trials
 
     def record_trial(

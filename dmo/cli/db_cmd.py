@@ -104,11 +104,14 @@ def best(
                 for rank, t in enumerate(trials, start=1)
             ],
             "fidelity": fidelity,
+            "prediction": record.prediction,
         })
         return
     shown = f"the {len(trials)} best" if len(trials) != 1 else "the best"
     console.print(trials_table(trials, record.domains, record.benchmark_metrics, declared=record.metric == "benchmark",
                                title=f"{shown} mixtures of search {record.id} ({record.name}, {_scored(record)})"))
+    if record.prediction is not None:
+        console.print(_prediction_line(record.prediction))
     if fidelity is None:
         console.print("fidelity: no finished validation (run `dmo validate`)")
     else:
@@ -116,6 +119,14 @@ def best(
         keys = [k for k in ("spearman", "kendall", "regret") if k in mean]
         summary = ", ".join(f"{k} {_fmt(mean[k])}" for k in keys)
         console.print(f"fidelity (validation {fidelity['validation_id']}): {summary or 'no summary'}")
+
+
+def _prediction_line(prediction: dict) -> str:
+    """The surrogate's argmax, said to be a prediction: no model was merged or scored there."""
+    weights = ", ".join(f"{d} {w:.3f}" for d, w in prediction["weights"].items())
+    return (f"predicted optimum (not evaluated; {prediction['model']} fitted on {prediction['trials']} trials, "
+            f"in-sample R² {_fmt(prediction['r2'])}): {weights} -> objective {prediction['value']:.2f} "
+            f"(best evaluated {prediction['best_evaluated']:.2f})")
 
 
 def _scored(record) -> str:

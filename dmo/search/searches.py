@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from dmo.config.schema import DmoConfig
 from dmo.config.snapshot import SearchSnapshot
@@ -18,6 +21,7 @@ from dmo.errors import SearchError
 from dmo.search.driver import SearchOutcome, SearchPlan, SearchProgress, TrialOutcome, drive
 from dmo.search.pool import EvaluatorPool, ProxySource
 from dmo.search.study import fail_stale_trials, new_study_name, open_study
+from dmo.search.surrogate import predict_optimum
 from storage import ModelRecord, SearchRecord, Store
 
 
@@ -65,7 +69,21 @@ def run_search(
     else:
         status, error = "failed", f"{result.failed} trials failed"
     store.set_search_status(search.id, status, error=error)
+    if status == "finished":
+        store.set_search_prediction(search.id, predicted_optimum(store, search))
     return SearchOutcome(search.id, result.completed, result.pruned, result.failed, status, note)
+
+
+def predicted_optimum(store: Store, search: SearchRecord) -> dict[str, Any] | None:
+    """The surrogate's argmax over the search's complete trials, computed once when the search ends;
+    None for a multi-objective search (no single optimum) or too few trials to fit."""
+    if search.config.search.objective.kind == "multi":
+        return None
+    trials = store.trials(search.id, state="complete")
+    prediction = predict_optimum(search.domains, [[t.weights[d] for d in search.domains] for t in trials],
+                                 [np.nan if t.value is None else t.value for t in trials],
+                                 seed=search.config.project.seed)
+    return None if prediction is None else prediction.as_dict()
 
 
 class StoreJournal:
