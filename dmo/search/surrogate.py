@@ -71,7 +71,7 @@ def predict_optimum(domains: Sequence[str], weights: Sequence[Sequence[float]], 
     predicted = scheffe_terms(candidates) @ coef
     best = int(np.argmax(predicted))
     return Prediction(MODEL, {d: float(v) for d, v in zip(domains, candidates[best], strict=True)},
-                      float(predicted[best]), int(len(y)), r2, float(y.max()))
+                      float(predicted[best]), len(y), r2, float(y.max()))
 
 
 def _candidates(num_domains: int, seed: int) -> np.ndarray:
