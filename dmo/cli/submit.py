@@ -51,14 +51,18 @@ def submit_search(
     client = _client(address)
     staging = Path(tempfile.mkdtemp(prefix="dmo-job-"))
     try:
-        shutil.copy(config_path, staging / "config.yaml")
-        job_id = client.submit_job(
-            entrypoint=job_entrypoint(trials=trials, sampler=sampler, ray_address=ray_address),
-            runtime_env={"working_dir": str(staging),
-                         "env_vars": {"RAY_AUTH_MODE": "disabled", "DMO_STORE_URL": store_url}},
-        )
-    except (OSError, RuntimeError) as error:  # OSError: the built-in ConnectionError and requests' errors
-        raise DmoError(f"the cluster refused the job: {error}", where=address) from None
+        try:
+            shutil.copy(config_path, staging / "config.yaml")
+        except OSError as error:
+            raise DmoError(f"cannot stage the config for the job: {error}", where=str(config_path)) from None
+        try:
+            job_id = client.submit_job(
+                entrypoint=job_entrypoint(trials=trials, sampler=sampler, ray_address=ray_address),
+                runtime_env={"working_dir": str(staging),
+                             "env_vars": {"RAY_AUTH_MODE": "disabled", "DMO_STORE_URL": store_url}},
+            )
+        except (OSError, RuntimeError) as error:  # OSError: the built-in ConnectionError and requests' errors
+            raise DmoError(f"the cluster refused the job: {error}", where=address) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     status = _asked(address, job_id, lambda: str(client.get_job_status(job_id).value))
@@ -76,7 +80,7 @@ def _asked(address: str, job_id: str, ask: Callable[[], Any]) -> Any:
     try:
         return ask()
     except (OSError, RuntimeError) as error:
-        raise DmoError(f"lost the cluster while following job {job_id}: {str(error).splitlines()[0]}",
+        raise DmoError(f"lost the cluster while following job {job_id}: {_first_line(error)}",
                        where=address, hint=f"the job may still run: `ray job status {job_id} --address {address}`"
                        ) from None
 
@@ -87,5 +91,10 @@ def _client(address: str) -> Any:
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, ValueError, RuntimeError) as error:
-        raise DmoError(f"cannot reach the Ray dashboard: {str(error).splitlines()[0]}", where=address,
+        raise DmoError(f"cannot reach the Ray dashboard: {_first_line(error)}", where=address,
                        hint="check the address (http://HEAD:8265) and that `ray start --head` runs there") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """An error's first line, or its type where it has no message (a bare TimeoutError())."""
+    return (str(error).splitlines() or [type(error).__name__])[0]

@@ -245,6 +245,8 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         if not bool(attention_mask[:, -1].all()):
             raise ValueError("generate_greedy needs left-padded inputs (the last column must be real tokens)")
+        if max_new_tokens <= 0:
+            return input_ids.new_zeros(B, 0)
         finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         new_tokens: list[torch.Tensor] = []
         caches = [LayerCache() for _ in self.model.layers] if use_cache else None
@@ -268,8 +270,6 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
             if caches is None:
                 input_ids = torch.cat([input_ids, token[:, None]], dim=1)
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-        if not new_tokens:
-            return input_ids.new_zeros(B, 0)
         return torch.stack(new_tokens, dim=1)
 
 

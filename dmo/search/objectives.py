@@ -116,6 +116,8 @@ def mean_weights(config: DmoConfig) -> dict[str, float] | None:
     objective = config.search.objective
     if objective.kind == "weighted" and objective.weights:
         return dict(objective.weights)
+    if objective.kind != "mean":  # worst and multi take the plain mean (SearchPlan weights only `mean`)
+        return None
     declared = {b.name: b.weight for b in config.benchmarks if b.role == "search"}
     return declared if any(w != 1.0 for w in declared.values()) else None
 

@@ -9,6 +9,7 @@ or Ray actors from ``workers``) and records every trial through
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import numpy as np
 
 from dmo.config.schema import DmoConfig
 from dmo.config.snapshot import SearchSnapshot
-from dmo.errors import SearchError
+from dmo.errors import SearchError, StoreError
 from dmo.search.driver import SearchOutcome, SearchPlan, SearchProgress, TrialOutcome, drive
 from dmo.search.pool import EvaluatorPool, ProxySource
 from dmo.search.study import fail_stale_trials, new_study_name, open_study
 from dmo.search.surrogate import predict_optimum
 from storage import ModelRecord, SearchRecord, Store
+
+logger = logging.getLogger(__name__)
 
 
 def create_search(
@@ -70,7 +73,10 @@ def run_search(
         status, error = "failed", f"{result.failed} trials failed"
     store.set_search_status(search.id, status, error=error)
     if status == "finished":
-        store.set_search_prediction(search.id, predicted_optimum(store, search))
+        try:  # a prediction is extra: failing to store one must not fail a finished search
+            store.set_search_prediction(search.id, predicted_optimum(store, search))
+        except (StoreError, np.linalg.LinAlgError, ValueError) as failure:
+            logger.warning("search %s: no predicted optimum stored (%s)", search.id, failure)
     return SearchOutcome(search.id, result.completed, result.pruned, result.failed, status, note)
 
 

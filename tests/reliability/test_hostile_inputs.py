@@ -311,6 +311,12 @@ def test_losing_the_cluster_while_following_a_job_names_the_job_instead_of_a_tra
     assert "lost the cluster while following job raysubmit_42" in caught.value.render()
     assert "ray job status raysubmit_42" in caught.value.render()
 
+    def times_out() -> None:
+        raise TimeoutError  # no message at all
+
+    with pytest.raises(DmoError, match="following job raysubmit_42: TimeoutError"):
+        _asked("http://127.0.0.1:1", "raysubmit_42", times_out)
+
 
 # --------------------------------------------------------------------------- 12. file modes
 

@@ -112,3 +112,7 @@ def test_the_mean_a_search_maximises_is_weighted_by_its_benchmarks_or_its_object
     own = configured(load_config(repo_root / "configs" / "tiny.yaml"), search__objective={
         "kind": "weighted", "weights": {"general": 2.0, "ocr": 1.0, "counting": 1.0}})
     assert mean_weights(own) == {"general": 2.0, "ocr": 1.0, "counting": 1.0}
+    for kind in ("worst", "multi"):  # these take the plain mean, so validation must not weight it
+        other = heavier.model_copy(update={"search": heavier.search.model_copy(update={
+            "objective": heavier.search.objective.model_copy(update={"kind": kind})})})
+        assert mean_weights(other) is None and SearchPlan.of(other).objective.kind == kind
