@@ -253,11 +253,6 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         position = attention_mask.long().sum(dim=1)  # the next token's position (left padding)
         hidden = self.model(input_ids, pixel_values, attention_mask, caches=caches).last_hidden_state[:, -1:]
         for step in range(max_new_tokens):
-            if step and caches is not None:
-                hidden = self.model.decode(token, position, caches)
-                position = position + 1
-            elif step:
-                hidden = self.model(input_ids, pixel_values, attention_mask).last_hidden_state[:, -1:]
             logits = self.lm_head(hidden[:, -1])  # (B, V)
             # An emitted <image> would break the next step's vision-token count: never pick it.
             logits[:, self.config.image_token_id] = float("-inf")
@@ -265,11 +260,15 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
             new_tokens.append(token)
             if eos is not None:
                 finished |= token == eos
-            if bool(finished.all()):
+            if bool(finished.all()) or step == max_new_tokens - 1:
                 break
-            if caches is None:
+            if caches is not None:  # the new token alone, against every layer's cache
+                hidden = self.model.decode(token, position, caches)
+                position = position + 1
+            else:  # the whole sequence again
                 input_ids = torch.cat([input_ids, token[:, None]], dim=1)
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+                hidden = self.model(input_ids, pixel_values, attention_mask).last_hidden_state[:, -1:]
         return torch.stack(new_tokens, dim=1)
 
 
