@@ -22,6 +22,8 @@ from dmo.errors import DmoError, SearchError
 POLL_S = 2.0
 DONE = ("SUCCEEDED", "FAILED", "STOPPED")
 UNFINISHED = ("FAILED", "STOPPED")  # ended without its search finishing: exit 4
+NO_AGENT = "No available agent to submit job"
+AGENT_WAIT_S = 60.0
 
 
 def job_entrypoint(*, trials: int | None, sampler: str | None, ray_address: str | None) -> str:
@@ -55,14 +57,10 @@ def submit_search(
             shutil.copy(config_path, staging / "config.yaml")
         except OSError as error:
             raise DmoError(f"cannot stage the config for the job: {error}", where=str(config_path)) from None
-        try:
-            job_id = client.submit_job(
-                entrypoint=job_entrypoint(trials=trials, sampler=sampler, ray_address=ray_address),
-                runtime_env={"working_dir": str(staging),
-                             "env_vars": {"RAY_AUTH_MODE": "disabled", "DMO_STORE_URL": store_url}},
-            )
-        except (OSError, RuntimeError) as error:  # OSError: the built-in ConnectionError and requests' errors
-            raise DmoError(f"the cluster refused the job: {error}", where=address) from None
+        job_id = _submit(client, address, entrypoint=job_entrypoint(trials=trials, sampler=sampler,
+                                                                     ray_address=ray_address),
+                         runtime_env={"working_dir": str(staging),
+                                      "env_vars": {"RAY_AUTH_MODE": "disabled", "DMO_STORE_URL": store_url}})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     status = _asked(address, job_id, lambda: str(client.get_job_status(job_id).value))
@@ -73,6 +71,19 @@ def submit_search(
     if status in UNFINISHED:
         payload["logs_tail"] = _asked(address, job_id, lambda: client.get_job_logs(job_id))[-4000:]
     return payload
+
+
+def _submit(client: Any, address: str, **job: Any) -> str:
+    """Submit, retrying while the cluster says its job agent is not up yet (a head that just started
+    answers "No available agent to submit job, please try again later" for a few seconds)."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return client.submit_job(**job)
+        except (OSError, RuntimeError) as error:  # OSError: the built-in ConnectionError and requests' errors
+            if NO_AGENT not in str(error) or time.monotonic() > deadline:
+                raise DmoError(f"the cluster refused the job: {_first_line(error)}", where=address) from None
+            time.sleep(POLL_S)
 
 
 def _asked(address: str, job_id: str, ask: Callable[[], Any]) -> Any:
