@@ -80,7 +80,7 @@ def run_section(section: Section, quick: bool) -> dict:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    measured = {"command": shown, "seconds": seconds, "date": _now(), "quick": quick}
+    measured = {"command": shown, "seconds": seconds, "date": _now(), "quick": quick, "machine": machine()}
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -129,7 +129,9 @@ def report_markdown(results: dict, quick: bool) -> str:
         # With --only, other sections keep figures from an earlier run: each says when and how it ran.
         when = entry.get("date", results["date"])
         mode = ", quick settings" if entry.get("quick", results["quick"]) else ""
-        lines += [f"Command: `{entry['command']}` ({entry['seconds']:.0f} s, run {when}{mode})", ""]
+        where = entry.get("machine", results["machine"])
+        elsewhere = f"; on {where}" if where != results["machine"] else ""
+        lines += [f"Command: `{entry['command']}` ({entry['seconds']:.0f} s, run {when}{mode}{elsewhere})", ""]
         if "error" in entry:
             lines.append(f"**failed** ({entry['error']}); see the command's output.")
         else:
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": _now(),
         "machine": machine(),
         "quick": args.quick,
-        "sections": dict(previous["sections"]),
+        # A section kept from an earlier run keeps the machine it ran on.
+        "sections": {key: {"machine": previous.get("machine"), **entry} for key, entry in previous["sections"].items()},
     }
     for section in SECTIONS:
         if args.only is None or section.key in args.only:

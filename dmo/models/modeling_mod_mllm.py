@@ -159,7 +159,6 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
             routing=tuple(routing) if routing is not None else None,
         )
 
-
     def decode(self, token: torch.Tensor, position: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
         """The normed hidden state (B, 1, d) of one new text token per row at ``position`` (B,)."""
         cfg = self.config
