@@ -59,6 +59,8 @@ SECTIONS = (
             "proxy build stays a small share of a trial as K and the model grow"),
     Section("generation", "7. Proxy scoring: greedy generation with the per-layer KV cache", "generation.py",
             (), ("--quick",), "≥ 4× the uncached path and ≥ 50 % of the machine's matmul limit"),
+    Section("startup", "8. Start-up of the store commands", "startup.py", (), ("--quick",),
+            "`dmo --help`, `dmo searches` and `dmo best` each answer in ≤ 0.5 s"),
     Section("data", "Data generation", "data_generation.py", ("--train", "2000"), ("--train", "500"),
             "4 × 2,000 samples well under 30 s"),
 )

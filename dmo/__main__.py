@@ -1,3 +1,3 @@
-from dmo.cli.main import main
+from dmo.cli.main import run
 
-main()
+run()
