@@ -9,8 +9,10 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 
 LF_VENV := .venv-lf
 LF_STAMP := $(LF_VENV)/.installed-stamp
+LMMS_VENV := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean llamafactory-venv
+.PHONY: install demo test bench clean llamafactory-venv lmms-venv
 
 install: $(STAMP)
 
@@ -45,5 +47,20 @@ $(LF_STAMP): constraints.txt
 	$(LF_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio
 	touch $(LF_STAMP)
 
+# dmo with its lmms-eval extra in a virtualenv of its own (about 3 GB: lmms-eval asks for wandb,
+# sentence-transformers, opencv, ...), same CPU torch pin, for the test that scores a model in memory
+# on a local lmms-eval task. lmms-eval's evaluator imports torchvision, and PyPI's torchvision does
+# not load beside that torch ('operator torchvision::nms does not exist'): it is removed, and
+# lmms-eval's image tasks then import and run without it.
+lmms-venv: $(LMMS_STAMP)
+
+$(LMMS_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LMMS_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(LMMS_VENV)/bin/python -m pip install -q -e '.[lmms]'
+	$(LMMS_VENV)/bin/python -m pip uninstall -q -y torchvision
+	touch $(LMMS_STAMP)
+
 clean:
-	rm -rf $(VENV) $(LF_VENV) .dmo build *.egg-info
+	rm -rf $(VENV) $(LF_VENV) $(LMMS_VENV) .dmo build *.egg-info

@@ -146,7 +146,7 @@ def evaluate_command(
     for column in ("benchmark", *(("metric", "score") if declared else ()), "exact match", "likelihood", "samples"):
         table.add_column(column, justify="right")
     for name, score in result.benchmarks.items():
-        table.add_row(name, *((score.metric, f"{score.score:.1f}") if declared else ()), f"{score.exact_match:.1f}",
+        table.add_row(name, *((score.metric, f"{score.score:.1f}") if declared else ()), _points(score.exact_match),
                       _points(score.likelihood), str(score.samples))
     table.add_row("[bold]average[/]", *(("", _points(result.average("benchmark"))) if declared else ()),
                   _points(result.average("exact_match")), _points(result.average("likelihood")), "")

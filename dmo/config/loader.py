@@ -210,4 +210,8 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             if isinstance(benchmark, dict) and isinstance(benchmark.get("file"), str) \
                     and not Path(benchmark["file"]).is_absolute():
                 benchmark["file"] = str(base_dir / benchmark["file"])
+            task = benchmark.get("lmms_eval") if isinstance(benchmark, dict) else None
+            if isinstance(task, dict) and isinstance(task.get("tasks_dir"), str) \
+                    and not Path(task["tasks_dir"]).is_absolute():
+                task["tasks_dir"] = str(base_dir / task["tasks_dir"])
     return data

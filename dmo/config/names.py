@@ -33,9 +33,10 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
 # Synthetic evaluation-only sets (dmo.data.synthetic.BENCHMARK_GENERATORS).
 BENCHMARK_GENERATORS: tuple[str, ...] = ("count_color", "chart_value", "shape_present")
 
-# Benchmark metrics: the text scorers of dmo.evaluation.scorers, and answer likelihood (read from logits).
+# Benchmark metrics: the text scorers of dmo.evaluation.scorers, answer likelihood (read from logits),
+# and lmms-eval (a task of that harness scores the model itself: dmo.evaluation.lmms_eval).
 METRICS: tuple[str, ...] = ("exact_match", "vqa_accuracy", "anls", "relaxed_accuracy", "multiple_choice",
-                            "yes_no_accuracy", "yes_no_f1", "likelihood")
+                            "yes_no_accuracy", "yes_no_f1", "likelihood", "lmms_eval")
 
 # The frozen vision tower of the mod_mllm backend: kept at base values in every merge.
 VISION_TOWER_PATTERN = "model.vision_tower.*"

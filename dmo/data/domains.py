@@ -54,6 +54,8 @@ def load_benchmarks(config: DmoConfig, roles: tuple[str, ...],
                     settings, seed=config.project.seed, image_size=config.model.image_size)}
             data = domains[benchmark.domain]
             loaded[benchmark.name] = data.test if benchmark.role == "report" else data.dev
+        elif benchmark.lmms_eval is not None:
+            continue  # lmms-eval reads its task's own data when it scores
         elif benchmark.file is not None:
             loaded[benchmark.name] = read_jsonl(benchmark.file, domain=benchmark.name, image_size=config.model.image_size)
         else:

@@ -7,7 +7,8 @@ equality without detokenisation quirks), and ``likelihood`` is 100·exp(−mean 
 per answer token), a smooth second signal that moves before exact match does.
 
 A declared benchmark is its own file, scored by its own metric
-(:mod:`dmo.evaluation.scorers`, or likelihood); its score is the ``benchmark``
+(:mod:`dmo.evaluation.scorers`, or likelihood), or an lmms-eval task that scores the
+model itself (:mod:`dmo.evaluation.lmms_eval`); its score is the ``benchmark``
 score a search then optimises. Its role decides who reads it: a search reads
 only ``search`` benchmarks, never a ``report`` one.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dmo.config.schema import DmoConfig
+from dmo.config.schema import DmoConfig, LmmsEvalTask
 from dmo.errors import ConfigError
 
 SPLITS_FOR_BENCHMARKS = ("dev", "test")
@@ -30,6 +31,7 @@ class Benchmark:
     domain: str | None  # the domain whose split it is; None for a declared benchmark (its own file)
     split: str  # a domain split (dev, test) or a declared benchmark's role (search, report)
     metric: str | None = None  # a declared benchmark's metric; None: exact match and likelihood both
+    lmms_eval: LmmsEvalTask | None = None  # the task that scores it, where the metric is lmms_eval
 
 
 def benchmarks_for(domains: tuple[str, ...], split: str) -> tuple[Benchmark, ...]:
@@ -43,7 +45,7 @@ def declared_benchmarks(config: DmoConfig, role: str) -> tuple[Benchmark, ...]:
     """The config's benchmarks of ``role`` (search or report)."""
     if role not in ROLES:
         raise ConfigError(f"unknown benchmark role {role!r}; known: {', '.join(ROLES)}")
-    return tuple(Benchmark(name=b.name, domain=None, split=role, metric=b.metric)
+    return tuple(Benchmark(name=b.name, domain=None, split=role, metric=b.metric, lmms_eval=b.lmms_eval)
                  for b in config.benchmarks if b.role == role)
 
 

@@ -16,7 +16,7 @@ from dmo.models.backends.base import ModelBackend
 
 @dataclass(frozen=True)
 class BenchmarkScore:
-    exact_match: float  # points, 0-100
+    exact_match: float | None  # points, 0-100; None for an lmms-eval task, which dmo does not decode
     likelihood: float | None  # points, 0-100; None where the benchmark's metric does not need the extra pass
     samples: int
     metric: str | None = None  # a declared benchmark's metric
@@ -66,6 +66,15 @@ def evaluate(
         raise ValueError(f"benchmarks of one evaluation share a split, got {sorted(splits)}")
     results = {}
     for benchmark in benchmarks:
+        if benchmark.lmms_eval is not None:
+            # The optional harness: imported only when a benchmark asks for it.
+            from dmo.evaluation.lmms import score_task
+
+            score, n = score_task(model, backend, data.encoder, benchmark.lmms_eval, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, limit=limit, where=f"benchmark {benchmark.name}")
+            results[benchmark.name] = BenchmarkScore(exact_match=None, likelihood=None, samples=n,
+                                                     metric=benchmark.metric, score=score)
+            continue
         if benchmark.metric is None:
             split = data.encoded(benchmark.domain, benchmark.split)
         else:
@@ -84,7 +93,7 @@ def evaluate(
         if benchmark.metric == "likelihood":
             score = 100.0 * likelihood / n
         elif benchmark.metric is not None:
-            predictions = [data.encoder.decode(_until(row, data.eos_id)) for row in generated]
+            predictions = [data.encoder.decode(until_end(row, data.eos_id)) for row in generated]
             references = [sample.reference_answers for sample in data.benchmarks[benchmark.name][:n]]
             score = get_scorer(benchmark.metric).aggregate(predictions, references)
         results[benchmark.name] = BenchmarkScore(
@@ -103,7 +112,8 @@ def _generate(model, backend: ModelBackend, split: EncodedSplit, indices: list[i
     return backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
 
 
-def _until(row: list[int], eos: int) -> list[int]:
+def until_end(row: list[int], eos: int) -> list[int]:
+    """A generated row up to (not including) its end of turn: the answer the text scorers read."""
     return row[: row.index(eos)] if eos in row else row
 
 

@@ -110,7 +110,7 @@ def test_a_prediction_without_its_references_is_refused():
         get_scorer("anls").aggregate(["a"], ["a"])
 
 
-def test_the_config_s_metric_names_are_the_registry_s_plus_likelihood():
+def test_the_config_s_metric_names_are_the_registry_s_plus_likelihood_and_lmms_eval():
     from dmo.config import names
 
-    assert set(names.METRICS) == set(SCORERS) | {"likelihood"}
+    assert set(names.METRICS) == set(SCORERS) | {"likelihood", "lmms_eval"}
