@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dmo.config.schema import DmoConfig
+from dmo.evaluation.lmms import check_tasks
 from dmo.runtime import quiet_optuna
 from dmo.search.driver import SearchOutcome, SearchProgress
 from dmo.search.searches import create_search, proxy_source
@@ -25,6 +26,7 @@ def start_search(
     config: DmoConfig, store: Store, *, on_model: OnDone | None = None, on_step: OnStep | None = None
 ) -> SearchRecord:
     """Train (or find) the base and the experts on Ray, then create the search of ``config``."""
+    check_tasks(config)  # an lmms-eval benchmark that cannot be scored fails now, not after the experts
     quiet_optuna()
     base, experts = train_base_and_experts(config, store.url, on_done=on_model, on_step=on_step)
     return create_search(store, config, base=base, experts=experts)

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from dmo.config.schema import LmmsEvalTask
+from dmo.config.schema import DmoConfig, LmmsEvalTask
 from dmo.data.prepared import SampleEncoder
 from dmo.errors import ConfigError
 from dmo.models.backends.base import ModelBackend
@@ -34,10 +34,7 @@ def score_task(model: nn.Module, backend: ModelBackend, encoder: SampleEncoder, 
     simple_evaluate, task_manager = _import_harness(where)
     from dmo.evaluation.lmms_model import in_memory_model
 
-    manager = task_manager(include_path=str(task.tasks_dir), include_defaults=False, verbosity="ERROR")
-    if task.task not in manager.all_tasks:
-        raise ConfigError(f"no lmms-eval task {task.task!r} in {task.tasks_dir}", where=where,
-                          hint=f"tasks found there: {', '.join(sorted(manager.all_tasks)) or 'none'}")
+    manager = _task_manager_with(task_manager, task, where)
     limits = [n for n in (limit, task.limit) if n is not None]
     lmm = in_memory_model(model, backend, encoder, max_new_tokens=max_new_tokens, batch_size=batch_size)
     results = simple_evaluate(
@@ -45,6 +42,23 @@ def score_task(model: nn.Module, backend: ModelBackend, encoder: SampleEncoder, 
         log_samples=False, bootstrap_iters=0, verbosity="ERROR",
     )
     return _points(results, task, where), int(results["n-samples"][task.task]["effective"])
+
+
+def check_tasks(config: DmoConfig) -> None:
+    """Refuse, before any training, search benchmarks whose lmms-eval cannot load or whose task is not
+    there; a config without lmms-eval benchmarks costs nothing."""
+    for benchmark in config.benchmarks:
+        if benchmark.lmms_eval is not None and benchmark.role == "search":
+            _, task_manager = _import_harness(f"benchmark {benchmark.name}")
+            _task_manager_with(task_manager, benchmark.lmms_eval, f"benchmark {benchmark.name}")
+
+
+def _task_manager_with(task_manager: Any, task: LmmsEvalTask, where: str) -> Any:
+    manager = task_manager(include_path=str(task.tasks_dir), include_defaults=False, verbosity="ERROR")
+    if task.task not in manager.all_tasks:
+        raise ConfigError(f"no lmms-eval task {task.task!r} in {task.tasks_dir}", where=where,
+                          hint=f"tasks found there: {', '.join(sorted(manager.all_tasks)) or 'none'}")
+    return manager
 
 
 def _points(results: dict[str, Any], task: LmmsEvalTask, where: str) -> float:

@@ -73,6 +73,30 @@ def test_without_lmms_eval_an_lmms_benchmark_is_refused_with_the_way_to_install_
     assert "pip install 'dmo[lmms]'" in refused.value.render()
 
 
+def test_a_search_with_an_lmms_benchmark_it_cannot_score_is_refused_before_any_training(
+    tiny_config, tmp_path, monkeypatch
+):
+    import sys
+
+    from search_support import configured
+
+    from dmo.errors import ConfigError
+    from storage import Store
+    from workers.api import start_search
+
+    monkeypatch.setitem(sys.modules, "lmms_eval", None)
+    config = configured(tiny_config, benchmarks=[
+        {"name": "held", "metric": "lmms_eval",
+         "lmms_eval": {"task": "t", "tasks_dir": str(tmp_path), "score": "exact_match"}}])
+    store = Store.open(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        with pytest.raises(ConfigError, match="lmms-eval is not importable"):
+            start_search(config, store)
+        assert store.list_models() == [] and store.list_searches() == []
+    finally:
+        store.dispose()
+
+
 @pytest.mark.parametrize(("benchmark", "message"), [
     ({"file": "b.jsonl", "metric": "lmms_eval"}, "give both or neither"),
     ({"metric": "exact_match", "lmms_eval": {"task": "t", "tasks_dir": "x", "score": "s"}}, "give both or neither"),
