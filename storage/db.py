@@ -43,7 +43,7 @@ MISSING_STORE_HINT = (
 VERSION_TABLE = "dmo_alembic_version"
 # The newest migration in storage/migrations/versions (a test keeps them equal): readers compare
 # against it without loading Alembic's script directory.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_RETRY_S = 10.0
 _RACE_ATTEMPTS = 3

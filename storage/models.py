@@ -138,6 +138,7 @@ class SearchRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     prediction: Mapped[dict[str, Any] | None]  # dmo.search.surrogate.Prediction, set when the search ends
+    anchors: Mapped[dict[str, Any] | None]  # benchmark -> sample indices its trials are scored on (subset scoring)
 
     experts: Mapped[list[SearchExpertRow]] = relationship(
         order_by="SearchExpertRow.position", cascade="all, delete-orphan", lazy="selectin"
@@ -151,6 +152,7 @@ class SearchRow(Base):
             expert_ids=tuple(e.model_id for e in self.experts), status=self.status,
             error=self.error, created_at=self.created_at, updated_at=self.updated_at,
             finished_at=self.finished_at, prediction=self.prediction,
+            anchors=None if self.anchors is None else {b: tuple(i) for b, i in self.anchors.items()},
         )
 
 
@@ -200,6 +202,8 @@ class TrialRow(Base):
     routing: Mapped[dict[str, Any] | None]
     efficiency: Mapped[dict[str, Any] | None]
     duration_s: Mapped[float | None]
+    full_value: Mapped[float | None]  # the first objective on every sample, where the trial was rescored
+    full_scores: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -211,6 +215,7 @@ class TrialRow(Base):
             routing=None if self.routing is None else dict(self.routing),
             efficiency=None if self.efficiency is None else dict(self.efficiency),
             duration_s=self.duration_s, created_at=self.created_at, updated_at=self.updated_at,
+            full_value=self.full_value, full_scores=None if self.full_scores is None else dict(self.full_scores),
         )
 
 

@@ -80,6 +80,7 @@ class SearchRecord:
     updated_at: datetime
     finished_at: datetime | None
     prediction: dict[str, Any] | None = None  # the surrogate's predicted optimum (a prediction, not a trial)
+    anchors: dict[str, tuple[int, ...]] | None = None  # the samples its trials are scored on; None: all
 
     @property
     def config(self) -> DmoConfig:
@@ -128,11 +129,18 @@ class TrialRecord:
     duration_s: float | None
     created_at: datetime
     updated_at: datetime
+    full_value: float | None = None  # first objective on every sample, for a trial of an anchored search rescored
+    full_scores: dict[str, float] | None = None  # benchmark -> points on every sample, likewise
 
     @property
     def value(self) -> float | None:
-        """The first objective, the one best_trials ranks by."""
+        """The first objective as the search scored it (on its anchor subset, if it has one)."""
         return self.objective[0] if self.objective else None
+
+    @property
+    def final_value(self) -> float | None:
+        """What best_trials ranks a trial by: its full-split value where it was rescored."""
+        return self.full_value if self.full_value is not None else self.value
 
     @property
     def mixture(self) -> Mixture:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dmo.config.snapshot import SearchSnapshot
-from dmo.errors import SearchError
+from dmo.errors import SearchError, StoreError
 from dmo.mixture import Mixture
 from storage import records as rec
 from storage.models import ModelRow, SearchExpertRow, SearchRow, TrialRow, utcnow
@@ -96,6 +96,31 @@ class SearchRows(StoreBase):
 
         self._run(work, write=True, doing="storing a search's prediction")
 
+    def set_search_anchors(self, search_id: int, anchors: Mapping[str, Sequence[int]]) -> None:
+        """Store a search's anchor subset, once: a search whose trials were scored on one subset must
+        never score the rest on another."""
+
+        def work(session: Session) -> None:
+            row = self._get(session, SearchRow, search_id, "search")
+            chosen = {name: sorted(int(i) for i in indices) for name, indices in anchors.items()}
+            if row.anchors is not None and row.anchors != chosen:
+                raise StoreError(f"search {search_id} already has an anchor subset", where="store")
+            row.anchors = chosen
+
+        self._run(work, write=True, doing="storing a search's anchor subset")
+
+    def set_trial_full(self, search_id: int, number: int, *, value: float, scores: Mapping[str, float]) -> None:
+        """Store a complete trial's first objective and scores on every sample (its rescore)."""
+
+        def work(session: Session) -> None:
+            query = sa.select(TrialRow).filter_by(search_id=search_id, number=number, state="complete")
+            row = session.scalars(query).first()
+            if row is None:
+                raise StoreError(f"search {search_id} has no complete trial {number}", where="store")
+            row.full_value, row.full_scores, row.updated_at = float(value), plain_json(dict(scores)), utcnow()
+
+        self._run(work, write=True, doing="storing a trial's rescore")
+
     # ----------------------------------------------------------------------- trials
 
     def record_trial(
@@ -161,7 +186,8 @@ class SearchRows(StoreBase):
         self, search_id: int, top_k: int = 5, direction: str | None = None
     ) -> list[rec.TrialRecord]:
         """The ``top_k`` complete trials by their first objective, ties by trial number;
-        ``direction`` defaults to the search's (:attr:`SearchRecord.direction`)."""
+        ``direction`` defaults to the search's (:attr:`SearchRecord.direction`). In a search scored on
+        an anchor subset, the trials rescored on every sample come first, by that full value."""
 
         def work(session: Session) -> list[rec.TrialRecord]:
             search = self._get(session, SearchRow, search_id, "search").to_record()
@@ -171,7 +197,10 @@ class SearchRows(StoreBase):
                 sa.select(TrialRow)
                 .filter_by(search_id=search_id, state="complete")
                 .where(value.is_not(None))
-                .order_by(value.desc() if order == "maximize" else value.asc(), TrialRow.number)
+                .order_by(TrialRow.full_value.is_(None),
+                          *((TrialRow.full_value.desc(), value.desc()) if order == "maximize"
+                            else (TrialRow.full_value.asc(), value.asc())),
+                          TrialRow.number)
                 .limit(top_k)
             )
             return [r.to_record() for r in session.scalars(query)]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
 import ray
 from ray.exceptions import RayError
 
 from dmo.runtime import compute_device, quiet_transformers, set_torch_threads
-from dmo.search.pool import Outcome, ProxyResult, ProxySource
+from dmo.search.pool import Outcome, ProxyRequest, ProxyResult, ProxySource
 from dmo.search.proxy import ProxyEvaluator
 
 
@@ -27,8 +26,8 @@ class ProxyEvaluatorActor:
                                 granted=ray.get_runtime_context().get_assigned_resources())
         self.evaluator = ProxyEvaluator(source, device=device)
 
-    def evaluate(self, weights: Sequence[float], limit: int | None) -> ProxyResult:
-        return self.evaluator.evaluate(weights, limit=limit)
+    def run(self, request: ProxyRequest) -> ProxyResult:
+        return self.evaluator.run(request)
 
 
 def evaluator_resources(source: ProxySource) -> dict[str, float]:
@@ -42,18 +41,18 @@ class RayPool:
         resources = evaluator_resources(source)
         self._actors = [ProxyEvaluatorActor.options(**resources).remote(source) for _ in range(size)]
         self._idle = deque(self._actors)
-        self._queue: deque[tuple[int, list[float], int | None]] = deque()
+        self._queue: deque[tuple[int, ProxyRequest]] = deque()
         self._running: dict[ray.ObjectRef, tuple[int, object]] = {}
 
-    def submit(self, ticket: int, weights: Sequence[float], limit: int | None) -> None:
-        self._queue.append((ticket, list(weights), limit))
+    def submit(self, ticket: int, request: ProxyRequest) -> None:
+        self._queue.append((ticket, request))
         self._dispatch()
 
     def _dispatch(self) -> None:
         while self._idle and self._queue:
             actor = self._idle.popleft()
-            ticket, weights, limit = self._queue.popleft()
-            self._running[actor.evaluate.remote(weights, limit)] = (ticket, actor)
+            ticket, request = self._queue.popleft()
+            self._running[actor.run.remote(request)] = (ticket, actor)
 
     def wait(self, timeout: float) -> list[Outcome]:
         if not self._running:

@@ -78,7 +78,12 @@ def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], benchmarks
     table.add_column("trial", justify="right")
     for domain in domains:
         table.add_column(f"w {domain}", justify="right")
-    table.add_column("objective", justify="right", style="bold")
+    # A search scored on an anchor subset: its objective and scores are the subset's; the trials rescored
+    # on every sample (ranked first) add their full value.
+    rescored = any(trial.full_value is not None for trial in trials)
+    table.add_column("objective\n(anchors)" if rescored else "objective", justify="right", style="bold")
+    if rescored:
+        table.add_column("full\nsplits", justify="right", style="bold")
     for name, metric in benchmarks.items():
         table.add_column(f"{name}\n{metric}" if declared else name, justify="right")
     for rank, trial in enumerate(trials, start=1):
@@ -87,6 +92,7 @@ def trials_table(trials: list[TrialRecord], domains: tuple[str, ...], benchmarks
             str(trial.number),
             *(f"{trial.weights.get(d, 0.0):.3f}" for d in domains),
             _fmt(trial.objective[0] if trial.objective else None),
+            *((_fmt(trial.full_value),) if rescored else ()),
             *(_fmt(trial.scores.get(b)) for b in benchmarks),
         )
     return table

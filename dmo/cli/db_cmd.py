@@ -50,7 +50,7 @@ def searches(
                 "status": search.status, "error": search.error, "domains": list(search.domains),
                 "metric": search.metric, "trials_target": search.trials_target,
                 "trial_counts": store.trial_counts(search.id),
-                "best_value": best[0].value if best else None, "best_trial": best[0].number if best else None,
+                "best_value": best[0].final_value if best else None, "best_trial": best[0].number if best else None,
                 "created_at": search.created_at.isoformat(),
             })
         where = store.url_masked
@@ -96,10 +96,12 @@ def best(
         print_json({
             "search": {"id": record.id, "name": record.name, "study_name": record.study_name,
                        "status": record.status, "direction": record.direction, "metric": record.metric,
-                       "domains": list(record.domains), "benchmarks": record.benchmark_metrics},
+                       "domains": list(record.domains), "benchmarks": record.benchmark_metrics,
+                       "anchors": None if record.anchors is None else {b: len(i) for b, i in record.anchors.items()}},
             "trials": [
                 {"rank": rank, "number": t.number, "weights": t.weights, "value": t.value,
-                 "objective": list(t.objective), "scores": t.scores, "merge_method": t.merge_method,
+                 "objective": list(t.objective), "scores": t.scores, "full_value": t.full_value,
+                 "full_scores": t.full_scores, "merge_method": t.merge_method,
                  "efficiency": t.efficiency, "duration_s": t.duration_s}
                 for rank, t in enumerate(trials, start=1)
             ],

@@ -154,7 +154,8 @@ def report(store, search_id: int, *, as_json: bool, top: int) -> None:
                        "study": search.study_name, "metric": search.metric, "domains": list(search.domains),
                        "benchmarks": search.benchmark_metrics,
                        "trials_target": search.trials_target, "trials": counts},
-            "best": [{"number": t.number, "weights": t.weights, "objective": list(t.objective), "scores": t.scores} for t in best],
+            "best": [{"number": t.number, "weights": t.weights, "objective": list(t.objective), "scores": t.scores,
+                      "full_value": t.full_value, "full_scores": t.full_scores} for t in best],
             "pareto_front": None if front is None else [
                 {"number": t.number, "weights": t.weights, "objective": list(t.objective)} for t in front
             ],

@@ -360,6 +360,24 @@ class PruningSettings(Frozen):
     subset: int = Field(32, ge=1, description="Dev samples per benchmark scored before the full set.")
 
 
+class AnchorSettings(Frozen):
+    """Subset scoring: trials scored on an anchor subset of each search benchmark, the best rescored in full."""
+
+    fraction: float = Field(0.25, gt=0, le=1, description="Share of each benchmark's samples in its anchor subset, "
+                                                          "chosen once when the search first runs.")
+    rule: str = Field("random", description="How the subset is chosen (dmo.search.anchors): "
+                                            + ", ".join(names.ANCHOR_RULES) + ".")
+    rescore_top: int = Field(5, ge=1, description="How many of the best trials are scored again on the full "
+                                                  "benchmarks when the search ends; dmo best ranks them first.")
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, value: str) -> str:
+        if value not in names.ANCHOR_RULES:
+            raise ValueError(names.unknown_name(value, names.ANCHOR_RULES, "anchor rule"))
+        return value
+
+
 class SearchSettings(Frozen):
     sampler: str = Field("tpe", description=f"One of {', '.join(names.SAMPLERS)}.")
     trials: int = Field(40, ge=1)
@@ -369,6 +387,7 @@ class SearchSettings(Frozen):
     objective: ObjectiveSettings = ObjectiveSettings()
     merge: MergeSettings = MergeSettings()
     pruning: PruningSettings = PruningSettings()
+    anchors: AnchorSettings | None = Field(None, description="Score trials on an anchor subset; None: every sample.")
     heartbeat_s: int = Field(30, ge=1, description="RUNNING trials silent this long are failed and retried.")
 
     @field_validator("sampler")
@@ -377,6 +396,15 @@ class SearchSettings(Frozen):
         if value not in names.SAMPLERS:
             raise ValueError(names.unknown_name(value, names.SAMPLERS, "sampler"))
         return value
+
+    @model_validator(mode="after")
+    def _anchors_fit(self) -> SearchSettings:
+        if self.anchors is not None and self.pruning.enabled:
+            raise ValueError("anchors and pruning both score trials on a subset first: enable one")
+        if self.anchors is not None and self.objective.kind == "multi":
+            raise ValueError("anchors rescore the best trials, and objective kind 'multi' has no single best: "
+                             "drop one")
+        return self
 
     @model_validator(mode="after")
     def _sampler_fits_objective(self) -> SearchSettings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +21,9 @@ class BenchmarkScore:
     samples: int
     metric: str | None = None  # a declared benchmark's metric
     score: float | None = None  # points, 0-100, by that metric
+    # Each scored sample's credit in [0, 1] per score ("exact_match", "likelihood", "benchmark"), in the
+    # order scored; only when asked for (anchor selection), and never stored with a trial.
+    credit: dict[str, tuple[float, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class EvaluationResult:
         metrics = ("benchmark", "exact_match", "likelihood") if self.scores("benchmark") else ("exact_match", "likelihood")
         return {
             "split": self.split,
-            "benchmarks": {name: asdict(score) for name, score in self.benchmarks.items()},
+            "benchmarks": {name: {k: v for k, v in asdict(score).items() if k != "credit"}
+                           for name, score in self.benchmarks.items()},
             "average": {m: self.average(m) for m in metrics},
         }
 
@@ -58,7 +62,12 @@ def evaluate(
     max_new_tokens: int = 8,
     batch_size: int = 128,
     limit: int | None = None,
+    subsets: Mapping[str, Sequence[int]] | None = None,
+    per_sample: bool = False,
 ) -> EvaluationResult:
+    """Score ``model`` on ``benchmarks``: each one's first ``limit`` samples, or the samples ``subsets``
+    names for it (an anchor subset: no other sample of that benchmark is encoded into a batch). With
+    ``per_sample``, each score also keeps its samples' credit (for choosing anchors)."""
     was_training = model.training
     model.eval()
     splits = {b.split for b in benchmarks}
@@ -67,7 +76,8 @@ def evaluate(
     results = {}
     for benchmark in benchmarks:
         if benchmark.lmms_eval is not None:
-            # The optional harness: imported only when a benchmark asks for it.
+            # The optional harness: imported only when a benchmark asks for it. It reads its own documents,
+            # so an anchor subset does not apply: the task is scored whole (or its first `limit`).
             from dmo.evaluation.lmms import score_task
 
             score, n = score_task(model, backend, data.encoder, benchmark.lmms_eval, max_new_tokens=max_new_tokens,
@@ -79,29 +89,55 @@ def evaluate(
             split = data.encoded(benchmark.domain, benchmark.split)
         else:
             split = data.encoded_benchmark(benchmark.name)
-        n = len(split) if limit is None else min(limit, len(split))
-        hits, likelihood, generated = 0.0, 0.0, []
-        needs_likelihood = benchmark.metric in (None, "likelihood")
-        for start in range(0, n, batch_size):
-            indices = list(range(start, min(n, start + batch_size)))
-            rows = _generate(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
-            hits += sum(row[: len(split.answers[i])] == split.answers[i] for row, i in zip(rows, indices))
-            generated += rows
-            if needs_likelihood:
-                likelihood += _answer_likelihoods(model, split, indices, data.pad_id)
-        score = None
-        if benchmark.metric == "likelihood":
-            score = 100.0 * likelihood / n
-        elif benchmark.metric is not None:
-            predictions = [data.encoder.decode(until_end(row, data.eos_id)) for row in generated]
-            references = [sample.reference_answers for sample in data.benchmarks[benchmark.name][:n]]
-            score = get_scorer(benchmark.metric).aggregate(predictions, references)
-        results[benchmark.name] = BenchmarkScore(
-            exact_match=100.0 * hits / n, likelihood=100.0 * likelihood / n if needs_likelihood else None, samples=n,
-            metric=benchmark.metric, score=score,
-        )
+        chosen = _chosen(benchmark.name, len(split), limit, subsets)
+        results[benchmark.name] = _score(model, backend, data, benchmark, split, chosen, max_new_tokens, batch_size,
+                                         per_sample)
     model.train(was_training)
     return EvaluationResult(split=splits.pop(), benchmarks=results)
+
+
+def _chosen(name: str, size: int, limit: int | None, subsets: Mapping[str, Sequence[int]] | None) -> list[int]:
+    if subsets is not None and name in subsets:
+        chosen = list(subsets[name])
+        if not chosen or min(chosen) < 0 or max(chosen) >= size:
+            raise ValueError(f"benchmark {name}: subset indices must lie in 0..{size - 1}")
+        return chosen
+    return list(range(size if limit is None else min(limit, size)))
+
+
+def _score(model, backend: ModelBackend, data: PreparedData, benchmark: Benchmark, split: EncodedSplit,
+           chosen: list[int], max_new_tokens: int, batch_size: int, per_sample: bool) -> BenchmarkScore:
+    hits: list[float] = []
+    likelihoods: list[float] = []
+    generated: list[list[int]] = []
+    needs_likelihood = benchmark.metric in (None, "likelihood")
+    for start in range(0, len(chosen), batch_size):
+        indices = chosen[start : start + batch_size]
+        rows = _generate(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
+        hits += [float(row[: len(split.answers[i])] == split.answers[i]) for row, i in zip(rows, indices)]
+        generated += rows
+        if needs_likelihood:
+            likelihoods += _answer_likelihoods(model, split, indices, data.pad_id)
+    n = len(chosen)
+    credit: dict[str, tuple[float, ...]] = {"exact_match": tuple(hits)}
+    if needs_likelihood:
+        credit["likelihood"] = tuple(likelihoods)
+    score = None
+    if benchmark.metric == "likelihood":
+        score = 100.0 * sum(likelihoods) / n
+        credit["benchmark"] = credit["likelihood"]
+    elif benchmark.metric is not None:
+        scorer = get_scorer(benchmark.metric)
+        predictions = [data.encoder.decode(until_end(row, data.eos_id)) for row in generated]
+        samples = data.benchmarks[benchmark.name]
+        references = [samples[i].reference_answers for i in chosen]
+        score = scorer.aggregate(predictions, references)
+        if per_sample:  # a set-level metric (POPE's F1) credits a sample by whether it was read right
+            credit["benchmark"] = tuple(scorer.sample(p, r) for p, r in zip(predictions, references))
+    return BenchmarkScore(
+        exact_match=100.0 * sum(hits) / n, likelihood=100.0 * sum(likelihoods) / n if needs_likelihood else None,
+        samples=n, metric=benchmark.metric, score=score, credit=credit if per_sample else None,
+    )
 
 
 def _generate(model, backend: ModelBackend, split: EncodedSplit, indices: list[int], pad: int, eos: int,
@@ -117,8 +153,8 @@ def until_end(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos)] if eos in row else row
 
 
-def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> float:
-    """Sum over samples of exp(−mean NLL of the answer tokens)."""
+def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> list[float]:
+    """Each sample's exp(−mean NLL of its answer tokens)."""
     batch = on_device(training_batch(split, indices, pad), _device(model))
     labels = batch.pop("labels")[:, 1:]
     logits = model(**batch).logits[:, :-1]  # (B, T-1, V): predicts token t+1
@@ -126,7 +162,7 @@ def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int
     logprobs = torch.log_softmax(logits.float(), dim=-1)
     picked = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     mean_nll = -(picked * mask).sum(1) / mask.sum(1)
-    return float(torch.exp(-mean_nll).sum())
+    return torch.exp(-mean_nll).tolist()
 
 
 def _device(model: torch.nn.Module) -> torch.device:

@@ -288,6 +288,11 @@ def _provenance(store: Store, search: SearchRecord, trial: TrialRecord, split: S
             "metric": search.metric,
             "benchmarks": search.benchmark_metrics,
             "scores": trial.scores,
+            # Where the search scored trials on an anchor subset: the subset's size per benchmark, and this
+            # trial's objective and scores on every sample if it was rescored.
+            "anchors": None if search.anchors is None else {b: len(i) for b, i in search.anchors.items()},
+            "full_value": trial.full_value,
+            "full_scores": trial.full_scores,
             "fidelity": validation.summary if validation else None,
             "experts": [{"domain": e.domain, "checkpoint_sha256": e.checkpoint_sha256, "efficiency": e.efficiency}
                         for e in experts],

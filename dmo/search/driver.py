@@ -13,7 +13,7 @@ progress to an ``on_progress`` callback (a progress bar, in the CLI).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import count
 from typing import Protocol
@@ -25,7 +25,7 @@ from dmo.config.schema import DmoConfig, ObjectiveSettings
 from dmo.evaluation.benchmarks import search_score
 from dmo.mixture import Mixture
 from dmo.search.objectives import mean_weights, objective_values
-from dmo.search.pool import EvaluatorPool, ProxyResult
+from dmo.search.pool import EvaluatorPool, ProxyRequest, ProxyResult
 from dmo.search.samplers import suggest_mixture
 from storage.optuna_trials import record_heartbeat
 
@@ -41,9 +41,10 @@ class SearchPlan:
     benchmarks: tuple[str, ...]  # what the objective is computed over
     subset: int | None  # dev samples per benchmark of the pruning probe; None = no pruning
     heartbeat_s: int
+    anchors: Mapping[str, tuple[int, ...]] | None = None  # the samples every trial is scored on; None = all
 
     @classmethod
-    def of(cls, config: DmoConfig) -> SearchPlan:
+    def of(cls, config: DmoConfig, anchors: Mapping[str, tuple[int, ...]] | None = None) -> SearchPlan:
         search = config.search
         objective = search.objective
         weights = mean_weights(config)
@@ -57,6 +58,7 @@ class SearchPlan:
             benchmarks=config.benchmark_names,
             subset=search.pruning.subset if search.pruning.enabled else None,
             heartbeat_s=search.heartbeat_s,
+            anchors=anchors,
         )
 
 
@@ -138,7 +140,7 @@ def drive(
             ticket = next(tickets)
             in_flight[ticket] = flight
             journal.record(TrialOutcome(flight.trial.number, flight.mixture, "running"))
-            pool.submit(ticket, flight.mixture.weights, flight.limit)
+            pool.submit(ticket, ProxyRequest.proxy(flight.mixture.weights, limit=flight.limit, subsets=plan.anchors))
         if not in_flight:
             break
         # evaluate, then tell
@@ -146,7 +148,7 @@ def drive(
             follow_up = _tell(study, in_flight.pop(ticket), outcome, plan, journal)
             if follow_up is not None:
                 in_flight[ticket] = follow_up
-                pool.submit(ticket, follow_up.mixture.weights, None)
+                pool.submit(ticket, ProxyRequest.proxy(follow_up.mixture.weights, subsets=plan.anchors))
         for flight in in_flight.values():
             record_heartbeat(study, flight.trial)
         completed, pruned, failed = _counts(study)

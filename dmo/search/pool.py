@@ -9,7 +9,7 @@ an exception in place of the result when an evaluation failed.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +28,23 @@ class ProxySource:
 
 
 @dataclass(frozen=True)
+class ProxyRequest:
+    """One scoring job for an evaluator: a proxy's weights and which samples to score; or, with
+    ``checkpoint``, a stored model (the base or an expert) scored in full with each sample's credit,
+    from which a search chooses its anchor subset."""
+
+    weights: tuple[float, ...] = ()
+    limit: int | None = None  # the first N samples of each benchmark (the pruning probe); None: all
+    subsets: Mapping[str, tuple[int, ...]] | None = None  # an anchor subset per benchmark
+    checkpoint: Path | None = None
+
+    @classmethod
+    def proxy(cls, weights: Sequence[float], *, limit: int | None = None,
+              subsets: Mapping[str, tuple[int, ...]] | None = None) -> ProxyRequest:
+        return cls(weights=tuple(float(w) for w in weights), limit=limit, subsets=subsets)
+
+
+@dataclass(frozen=True)
 class ProxyResult:
     """What scoring one proxy gives: points per metric and benchmark, and where the time went."""
 
@@ -36,6 +53,8 @@ class ProxyResult:
     merge_seconds: float
     eval_seconds: float
     routing: dict[str, float]
+    # For a checkpoint request: benchmark -> each sample's credit in [0, 1] by the search's score.
+    credit: dict[str, tuple[float, ...]] | None = None
 
 
 Outcome = tuple[int, ProxyResult | BaseException]
@@ -44,7 +63,7 @@ Outcome = tuple[int, ProxyResult | BaseException]
 class EvaluatorPool(Protocol):
     size: int
 
-    def submit(self, ticket: int, weights: Sequence[float], limit: int | None) -> None: ...
+    def submit(self, ticket: int, request: ProxyRequest) -> None: ...
 
     def wait(self, timeout: float) -> list[Outcome]: ...
 
@@ -52,7 +71,7 @@ class EvaluatorPool(Protocol):
 
 
 class Evaluator(Protocol):
-    def evaluate(self, weights: Sequence[float], *, limit: int | None = None) -> ProxyResult: ...
+    def run(self, request: ProxyRequest) -> ProxyResult: ...
 
 
 class LocalPool:
@@ -62,17 +81,17 @@ class LocalPool:
 
     def __init__(self, evaluator: Evaluator):
         self.evaluator = evaluator
-        self._queue: deque[tuple[int, list[float], int | None]] = deque()
+        self._queue: deque[tuple[int, ProxyRequest]] = deque()
 
-    def submit(self, ticket: int, weights: Sequence[float], limit: int | None) -> None:
-        self._queue.append((ticket, list(weights), limit))
+    def submit(self, ticket: int, request: ProxyRequest) -> None:
+        self._queue.append((ticket, request))
 
     def wait(self, timeout: float) -> list[Outcome]:
         if not self._queue:
             return []
-        ticket, weights, limit = self._queue.popleft()
+        ticket, request = self._queue.popleft()
         try:
-            return [(ticket, self.evaluator.evaluate(weights, limit=limit))]
+            return [(ticket, self.evaluator.run(request))]
         except Exception as error:  # a failing evaluation fails its trial, not the search
             return [(ticket, error)]
 

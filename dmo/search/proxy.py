@@ -8,18 +8,19 @@ bank) and scores it on dev benchmarks. Nothing touches the disk per trial.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 
 from dmo.data.prepared import PreparedData, prepare_data
 from dmo.errors import SearchError
-from dmo.evaluation import evaluate
-from dmo.evaluation.benchmarks import search_benchmarks
+from dmo.evaluation import EvaluationResult, evaluate
+from dmo.evaluation.benchmarks import search_benchmarks, search_score
 from dmo.merging.banks import open_bank
 from dmo.merging.methods import get_method
 from dmo.models.backends import backend_for
-from dmo.search.pool import ProxyResult, ProxySource
+from dmo.search.pool import ProxyRequest, ProxyResult, ProxySource
 
 SEARCH_SPLIT = "dev"  # searches never see test splits
 
@@ -59,29 +60,59 @@ class ProxyEvaluator:
 
             self.data.add_benchmarks(load_benchmarks(config, ("search",), self.data.domains))  # never a report one
 
-    def evaluate(self, weights: Sequence[float], *, limit: int | None = None) -> ProxyResult:
+    def run(self, request: ProxyRequest) -> ProxyResult:
+        """What a pool asks of an evaluator: a proxy, or a stored checkpoint's per-sample credit."""
+        if request.checkpoint is not None:
+            return self.credit_of(request.checkpoint)
+        return self.evaluate(request.weights, limit=request.limit, subsets=request.subsets)
+
+    def evaluate(self, weights: Sequence[float], *, limit: int | None = None,
+                 subsets: Mapping[str, Sequence[int]] | None = None) -> ProxyResult:
+        """θ(w) written into the model, then scored: on ``subsets`` (a search's anchor subset), else on
+        each benchmark's first ``limit`` samples, else on ``evaluation.dev_limit`` of them (all by default)."""
         started = time.perf_counter()
         self.bank.load_into(self.model, list(weights), self.method)
         merged = time.perf_counter()
+        result = self._score(self.model, limit=limit, subsets=subsets, per_sample=False)
+        done = time.perf_counter()
+        return ProxyResult(
+            scores=_scores_by_metric(result),
+            samples=sum(score.samples for score in result.benchmarks.values()),
+            merge_seconds=merged - started,
+            eval_seconds=done - merged,
+            routing=self._routing_summary(),
+        )
+
+    def credit_of(self, checkpoint: Path) -> ProxyResult:
+        """A stored model (the base or an expert) on the full search benchmarks, with each sample's
+        credit by the search's score: what a search chooses its anchor subset from."""
+        started = time.perf_counter()
+        model = self.backend.load(checkpoint).float().eval().to(next(self.model.parameters()).device)
+        result = self._score(model, limit=None, subsets=None, per_sample=True)
+        metric = search_score(self.config)
+        return ProxyResult(
+            scores=_scores_by_metric(result),
+            samples=sum(score.samples for score in result.benchmarks.values()),
+            merge_seconds=0.0,
+            eval_seconds=time.perf_counter() - started,
+            routing={},
+            credit={name: score.credit[metric] for name, score in result.benchmarks.items()
+                    if score.credit is not None and metric in score.credit},
+        )
+
+    def _score(self, model: torch.nn.Module, *, limit: int | None, subsets: Mapping[str, Sequence[int]] | None,
+               per_sample: bool) -> EvaluationResult:
         evaluation = self.config.evaluation
-        result = evaluate(
-            self.model,
+        return evaluate(
+            model,
             self.data,
             self.benchmarks,
             backend=self.backend,
             max_new_tokens=evaluation.max_new_tokens,
             batch_size=evaluation.batch_size,
             limit=limit if limit is not None else evaluation.dev_limit,
-        )
-        done = time.perf_counter()
-        return ProxyResult(
-            # "benchmark" only where benchmarks are declared; likelihood only where it was computed
-            scores={metric: scores for metric in ("benchmark", "exact_match", "likelihood")
-                    if (scores := result.scores(metric))},
-            samples=sum(score.samples for score in result.benchmarks.values()),
-            merge_seconds=merged - started,
-            eval_seconds=done - merged,
-            routing=self._routing_summary(),
+            subsets=subsets,
+            per_sample=per_sample,
         )
 
     def _routing_summary(self) -> dict[str, float]:
@@ -93,3 +124,8 @@ class ProxyEvaluator:
         batch = training_batch(split, list(range(min(16, len(split)))), self.data.pad_id)
         batch.pop("labels")
         return self.backend.mean_gates(self.model, batch)
+
+
+def _scores_by_metric(result: EvaluationResult) -> dict[str, dict[str, float]]:
+    # "benchmark" only where benchmarks are declared; likelihood only where it was computed
+    return {metric: scores for metric in ("benchmark", "exact_match", "likelihood") if (scores := result.scores(metric))}

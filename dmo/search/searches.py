@@ -22,6 +22,7 @@ from dmo.errors import SearchError, StoreError
 from dmo.search.driver import SearchOutcome, SearchPlan, SearchProgress, TrialOutcome, drive
 from dmo.search.pool import EvaluatorPool, ProxySource
 from dmo.search.study import fail_stale_trials, new_study_name, open_study
+from dmo.search.subset_scoring import rescore, select_anchors
 from dmo.search.surrogate import predict_optimum
 from storage import ModelRecord, SearchRecord, Store
 
@@ -59,7 +60,8 @@ def run_search(
     journal.close_abandoned(fail_stale_trials(study, wait_s=wait_s))
     store.set_search_status(search.id, "running")
     try:
-        result = drive(study, pool, SearchPlan.of(config), journal, on_progress=on_progress)
+        plan = SearchPlan.of(config, anchors=_anchors(store, search, pool))
+        result = drive(study, pool, plan, journal, on_progress=on_progress)
     except KeyboardInterrupt:
         store.set_search_status(search.id, "interrupted", error="interrupted by the user")
         raise
@@ -71,6 +73,8 @@ def run_search(
         status, error = "finished", None
     else:
         status, error = "failed", f"{result.failed} trials failed"
+    if status == "finished" and plan.anchors is not None:
+        _rescore_best(store, search, pool, plan)
     store.set_search_status(search.id, status, error=error)
     if status == "finished":
         try:  # a prediction is extra: failing to store one must not fail a finished search
@@ -78,6 +82,34 @@ def run_search(
         except (StoreError, np.linalg.LinAlgError, ValueError) as failure:
             logger.warning("search %s: no predicted optimum stored (%s)", search.id, failure)
     return SearchOutcome(search.id, result.completed, result.pruned, result.failed, status, note)
+
+
+def _anchors(store: Store, search: SearchRecord, pool: EvaluatorPool) -> dict[str, tuple[int, ...]] | None:
+    """The search's anchor subset: the stored one, else (first run) chosen now and stored; None where
+    the search scores every sample."""
+    settings = search.config.search.anchors
+    if settings is None:
+        return None
+    if search.anchors is not None:
+        return dict(search.anchors)
+    source = proxy_source(store, search)
+    anchors = select_anchors(pool, source.base_checkpoint, source.expert_checkpoints, rule=settings.rule,
+                             fraction=settings.fraction, seed=search.config.search.seed)
+    store.set_search_anchors(search.id, anchors)
+    return anchors
+
+
+def _rescore_best(store: Store, search: SearchRecord, pool: EvaluatorPool, plan: SearchPlan) -> None:
+    """Score the best ``rescore_top`` trials by their anchor value again on every sample (those not yet
+    rescored: a resumed search does not pay twice)."""
+    settings = search.config.search.anchors
+    assert settings is not None
+    sign = -1.0 if search.direction == "maximize" else 1.0
+    ranked = sorted((t for t in store.trials(search.id) if t.value is not None), key=lambda t: (sign * t.value, t.number))
+    todo = [t for t in ranked[: settings.rescore_top] if t.full_value is None]
+    rescored = rescore(pool, [[t.weights[d] for d in search.domains] for t in todo], plan)
+    for trial, (value, scores) in zip(todo, rescored):
+        store.set_trial_full(search.id, trial.number, value=value, scores=scores)
 
 
 def predicted_optimum(store: Store, search: SearchRecord) -> dict[str, Any] | None:

@@ -24,6 +24,9 @@ class AnalyticEvaluator:
         self.delay_s = delay_s
         self.calls = 0
 
+    def run(self, request):
+        return self.evaluate(request.weights, limit=request.limit)
+
     def evaluate(self, weights, *, limit=None):
         self.calls += 1
         time.sleep(self.delay_s)
@@ -181,6 +184,9 @@ def test_a_grid_search_longer_than_its_grid_stops_instead_of_repeating_points(st
 
 
 class AnalyticEvaluator2:
+    def run(self, request):
+        return self.evaluate(request.weights)
+
     def evaluate(self, weights, *, limit=None):
         scores = {"a": 100 * weights[0], "b": 100 * weights[1]}
         return ProxyResult(scores={"exact_match": scores, "likelihood": scores}, samples=2, merge_seconds=0.0,

@@ -23,7 +23,7 @@ import json, sys, tempfile
 from pathlib import Path
 import ray
 from dmo.config import load_config, with_overrides
-from dmo.search.pool import ProxySource
+from dmo.search.pool import ProxyRequest, ProxySource
 from dmo.training.jobs import base_spec
 from workers.evaluators import RayPool
 from workers.training import _submit
@@ -37,8 +37,8 @@ try:
 except Exception as error:  # the task's own error, as Ray re-raises it
     trainer = str(error)
 pool = RayPool(ProxySource(config, Path(sys.argv[2]), ()), size=2)
-pool.submit(0, [1.0], None)
-pool.submit(1, [1.0], None)
+pool.submit(0, ProxyRequest.proxy([1.0]))
+pool.submit(1, ProxyRequest.proxy([1.0]))
 outcomes = []
 while len(outcomes) < 2:
     outcomes += pool.wait(60)

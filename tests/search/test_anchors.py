@@ -1,0 +1,179 @@
+"""Subset scoring (issue 20, item 2): anchors chosen once from the base and the experts, trials scored
+on them only, the best rescored on every sample."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from search_support import configured
+
+from dmo.search.anchors import anchor_count, disagreement_anchors, random_anchors
+
+# --------------------------------------------------------------------------- choosing anchors (pure)
+
+
+def test_anchors_are_the_samples_the_models_disagree_on_most():
+    #              sample: 0  1  2  3  4  5
+    credit = {"b": [[1, 1, 0, 1, 0, 0.5],
+                    [1, 0, 0, 1, 1, 0.5],
+                    [1, 0, 0, 0, 1, 0.5],
+                    [1, 1, 0, 0, 0, 0.5]]}
+    # spreads: 0, .25, 0, .25, .25, 0 -> the three disagreeing samples, whatever the seed
+    assert disagreement_anchors(credit, 0.5, 0) == {"b": (1, 3, 4)}
+    assert disagreement_anchors(credit, 0.5, 9) == {"b": (1, 3, 4)}
+
+
+def test_past_the_disagreeing_samples_the_rest_are_drawn_at_random_and_reproducibly():
+    credit = {"b": [[1, 0] + [1] * 38, [0, 1] + [1] * 38]}  # two disagreeing samples out of 40
+    first = disagreement_anchors(credit, 0.25, 3)["b"]
+    assert len(first) == 10 and {0, 1} <= set(first)
+    assert disagreement_anchors(credit, 0.25, 3)["b"] == first
+    draws = {disagreement_anchors(credit, 0.25, s)["b"] for s in range(6)}
+    assert len(draws) > 1  # the filler depends on the seed
+
+
+def test_random_anchors_are_a_seeded_draw_of_each_benchmark_on_its_own():
+    credit = {"a": [[0.0] * 40], "b": [[1.0] * 7]}
+    anchors = random_anchors(credit, 0.25, 0)
+    assert {name: len(i) for name, i in anchors.items()} == {"a": 10, "b": 2}
+    assert all(list(i) == sorted(set(i)) and max(i) < len(credit[n][0]) for n, i in anchors.items())
+    assert random_anchors(credit, 0.25, 0) == anchors
+    assert len({random_anchors(credit, 0.25, s)["a"] for s in range(6)}) > 1
+    assert random_anchors({"a": credit["a"]}, 0.25, 0)["a"] == anchors["a"]  # another benchmark moves nothing
+
+
+@pytest.mark.parametrize(("size", "fraction", "count"), [(200, 0.25, 50), (7, 0.25, 2), (3, 0.01, 1), (5, 1.0, 5),
+                                                          (100, 0.29, 29)])
+def test_an_anchor_subset_holds_the_ceiling_of_its_fraction(size, fraction, count):
+    assert anchor_count(size, fraction) == count == max(1, math.ceil(round(fraction * size, 9)))
+
+
+def test_anchor_choice_refuses_too_little_to_choose_from():
+    with pytest.raises(ValueError, match="at least 2 model"):
+        disagreement_anchors({"b": [[1, 0, 1]]}, 0.5, 0)
+    with pytest.raises(ValueError, match="fraction"):
+        anchor_count(10, 0.0)
+
+
+# --------------------------------------------------------------------------- scoring a subset
+
+
+def test_a_subset_is_scored_from_its_own_samples_only_and_agrees_with_per_sample_credit(
+    tiny_config, tiny_models, tiny_data, monkeypatch
+):
+    from dmo.evaluation import evaluate, scoring
+    from dmo.evaluation.benchmarks import benchmarks_for
+    from dmo.models.backends import backend_for
+
+    backend = backend_for(tiny_config)
+    _, experts = tiny_models
+    model = backend.load(Path(experts["ocr"].checkpoint_uri))
+    benchmarks = benchmarks_for(tiny_config.domain_names, "dev")
+    full = evaluate(model, tiny_data, benchmarks, backend=backend, per_sample=True)
+    subsets = {b.name: tuple(range(1, len(tiny_data.domains[b.name].dev), 3)) for b in benchmarks}
+    touched: list[tuple[int, ...]] = []
+    for name in ("prompt_batch", "training_batch"):
+        original = getattr(scoring, name)
+        monkeypatch.setattr(scoring, name, lambda split, indices, pad, _f=original: (
+            touched.append(tuple(indices)), _f(split, indices, pad))[1])
+    subset = evaluate(model, tiny_data, benchmarks, backend=backend, subsets=subsets, batch_size=4)
+    allowed = set().union(*map(set, subsets.values()))
+    assert touched and all(set(batch) <= allowed for batch in touched)
+    for benchmark in benchmarks:
+        credit = full.benchmarks[benchmark.name].credit
+        chosen = list(subsets[benchmark.name])
+        assert subset.benchmarks[benchmark.name].samples == len(chosen)
+        for metric in ("exact_match", "likelihood"):
+            expected = 100.0 * float(np.mean([credit[metric][i] for i in chosen]))
+            assert getattr(subset.benchmarks[benchmark.name], metric) == pytest.approx(expected, abs=1e-6)
+        assert full.benchmarks[benchmark.name].exact_match == pytest.approx(100.0 * float(np.mean(credit["exact_match"])))
+
+
+# --------------------------------------------------------------------------- a search on anchors
+
+
+@pytest.mark.parametrize(("rule", "references"), [("random", 1), ("disagreement", 4)])
+def test_a_search_scores_trials_on_its_anchors_only_and_rescores_the_best_on_every_sample(
+    rule, references, tiny_config, tiny_store, tiny_models, tiny_data, monkeypatch
+):
+    from dmo.evaluation import scoring
+    from dmo.search.driver import SearchPlan
+    from dmo.search.objectives import objective_values
+    from dmo.search.pool import LocalPool
+    from dmo.search.proxy import ProxyEvaluator
+    from dmo.search.searches import create_search, proxy_source, run_search
+
+    base, experts = tiny_models
+    config = configured(tiny_config, search__trials=5,
+                        search__anchors={"fraction": 0.4, "rescore_top": 2, "rule": rule})
+    search = create_search(tiny_store, config, base=base, experts=experts)
+    evaluator = ProxyEvaluator(proxy_source(tiny_store, search), data=tiny_data)
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    original = scoring._chosen
+    monkeypatch.setattr(scoring, "_chosen", lambda name, *a: calls.append((name, tuple(original(name, *a)))) or
+                        list(calls[-1][1]))
+    outcome = run_search(tiny_store, search, LocalPool(evaluator))
+    assert outcome.status == "finished" and outcome.completed == 5
+
+    stored = tiny_store.get_search(search.id)
+    sizes = {d: len(tiny_data.domains[d].dev) for d in config.domain_names}
+    limit = config.evaluation.dev_limit
+    full = {d: tuple(range(min(sizes[d], limit or sizes[d]))) for d in config.domain_names}
+    assert stored.anchors is not None
+    assert {d: len(i) for d, i in stored.anchors.items()} == {d: anchor_count(len(full[d]), 0.4) for d in full}
+
+    # the base (and for `disagreement` the 3 experts) in full, then every trial on the anchors only,
+    # then the best 2 in full again
+    per_eval = len(config.domain_names)
+    phases = [tuple(calls[i : i + per_eval]) for i in range(0, len(calls), per_eval)]
+    full_eval = tuple((d, full[d]) for d in config.domain_names)
+    anchor_eval = tuple((d, stored.anchors[d]) for d in config.domain_names)
+    assert phases == [full_eval] * references + [anchor_eval] * 5 + [full_eval] * 2
+
+    trials = tiny_store.trials(search.id)
+    assert all(t.efficiency["samples"] == sum(map(len, stored.anchors.values())) for t in trials)
+    ranked_by_anchor = sorted(trials, key=lambda t: (-t.value, t.number))
+    rescored = [t for t in trials if t.full_value is not None]
+    assert {t.number for t in rescored} == {t.number for t in ranked_by_anchor[:2]}
+    plan = SearchPlan.of(config)
+    for trial in rescored:  # the stored full value is the full-split objective of the same proxy
+        again = evaluator.evaluate([trial.weights[d] for d in config.domain_names])
+        assert trial.full_value == pytest.approx(objective_values(again.scores[plan.metric], plan.objective,
+                                                                  plan.benchmarks)[0])
+    best = tiny_store.best_trials(search.id, top_k=5)
+    assert [t.full_value is not None for t in best] == [True, True, False, False, False]
+    assert best[0].full_value >= best[1].full_value
+
+    # resuming a finished search neither chooses new anchors nor pays for the rescore again
+    calls.clear()
+    run_search(tiny_store, tiny_store.get_search(search.id), LocalPool(evaluator))
+    assert calls == []
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"search__pruning": {"enabled": True}}, "enable one"),
+    ({"search__objective": {"kind": "multi"}, "search__sampler": "random"}, "no single best"),
+    ({"search__anchors": {"fraction": 1.5}}, "less than or equal to 1"),
+    ({"search__anchors": {"rule": "hardest"}}, "unknown anchor rule 'hardest'"),
+])
+def test_anchor_settings_that_cannot_work_are_refused(tiny_config, fields, message):
+    from dmo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        configured(tiny_config, **{"search__anchors": {"fraction": 0.25}, **fields})
+
+
+def test_an_anchor_subset_is_stored_once(tiny_store, tiny_config):
+    from search_support import search_row
+
+    from dmo.errors import StoreError
+
+    search = search_row(tiny_store, tiny_config)
+    tiny_store.set_search_anchors(search.id, {"general": [3, 1]})
+    tiny_store.set_search_anchors(search.id, {"general": [1, 3]})  # the same again: a no-op
+    with pytest.raises(StoreError, match="already has an anchor subset"):
+        tiny_store.set_search_anchors(search.id, {"general": [2]})
+    assert tiny_store.get_search(search.id).anchors == {"general": (1, 3)}
