@@ -16,8 +16,15 @@ and ρ = 1 a routed layer computes exactly what the original one does.
 
 The vision tokens are found from the image token id in ``input_ids``, read by
 a forward pre-hook on the top-level model (the decoder sees only embeddings).
-Decoding re-runs the routed forward without a KV cache: a routed layer's cache
-would hold only its kept tokens, which needs per-layer masks (the speed issue).
+
+Generation keeps a KV cache, as p-MoD does: in the prefill a routed layer caches the keys and
+values of the tokens it kept, and remembers their positions; each decoding step (a text token,
+which every layer keeps) attends to that layer's own cache, through the model's attention mask
+gathered at the cached positions. Text is always kept and, by causality, nothing already cached
+changes as tokens are appended, so this equals re-running the routed forward over the whole
+sequence (tests/models/test_hf_backend.py). The model counts the tokens seen from the first
+layer's cache, so cached generation needs that layer unrouted (every shipped schedule keeps it
+dense); :func:`generation_caches` says whether it is.
 """
 
 from __future__ import annotations
@@ -78,12 +85,19 @@ def attach_routers(model: nn.Module, retention: Sequence[float], *, image_token_
         context.layers.append(layer)
     model._dmo_routing = context
     model.register_forward_pre_hook(_capture_vision_mask, with_kwargs=True)
-    # A routed layer caches nothing (see the module docstring): forwards and generate() run uncached.
+    # Forwards (training, likelihood) need no cache; generation asks for one where it can
+    # (:func:`generation_caches`).
     for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
         config.use_cache = False
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.use_cache = False
     return context
+
+
+def generation_caches(model: nn.Module) -> bool:
+    """Whether generation may keep a KV cache: the first decoder layer is not routed (the model reads
+    how many tokens it has seen from that layer's cache, which a routed layer keeps shorter)."""
+    return not getattr(language_layers(model)[0], "dmo_context", None)
 
 
 def _capture_vision_mask(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -115,12 +129,18 @@ def _routed_forward(
     context: RoutingContext = self.dmo_context
     vision = context.vision_mask
     B, T, d = hidden_states.shape
+    caching = cache is not None and bool(use_cache)
+    if caching and getattr(self, "dmo_kept", None) is not None and cache.get_seq_length(self.self_attn.layer_idx) > 0:
+        # A decoding step: this layer's cache holds its kept prompt tokens, then the generated ones.
+        mask = _cached_mask(attention_mask, self.dmo_kept, self.dmo_prompt_length)
+        return super(type(self), self).forward(hidden_states, attention_mask=mask, position_ids=position_ids,
+                                                cache=cache, use_cache=use_cache,
+                                                position_embeddings=position_embeddings, **kwargs)
     if vision is None or vision.shape != (B, T) or not bool(vision.any()):
+        self.dmo_kept = None  # nothing routed: the cache, if any, holds every token
         return super(type(self), self).forward(hidden_states, attention_mask=attention_mask, position_ids=position_ids,
                                                 cache=cache, use_cache=use_cache,
                                                 position_embeddings=position_embeddings, **kwargs)
-    if cache is not None and use_cache:
-        raise NotImplementedError("routed layers decode without a KV cache (generate with use_cache=False)")
     counts = vision.sum(dim=1)
     n_vis = int(counts[0])
     if bool((counts != n_vis).any()):
@@ -132,8 +152,10 @@ def _routed_forward(
     cos, sin = position_embeddings
     kept_rope = (_gather_sequence(cos, kept), _gather_sequence(sin, kept))
     mask = _kept_mask(attention_mask, kept, hidden_states, self.self_attn)
-    h, _ = self.self_attn(hidden_states=self.input_layernorm(x), attention_mask=mask, position_ids=None, cache=None,
-                          position_embeddings=kept_rope, **kwargs)
+    # With a cache (a generation's prefill) the layer caches its kept tokens only, and remembers where they were.
+    self.dmo_kept, self.dmo_prompt_length = (kept, T) if caching else (None, None)
+    h, _ = self.self_attn(hidden_states=self.input_layernorm(x), attention_mask=mask, position_ids=None,
+                          cache=cache if caching else None, position_embeddings=kept_rope, **kwargs)
     u = x + h
     vision_kept = vision.gather(1, kept)
     scale = torch.where(vision_kept, gate.gather(1, kept), torch.ones_like(gate.gather(1, kept)))
@@ -171,6 +193,20 @@ def _kept_mask(mask: torch.Tensor | None, kept: torch.Tensor, hidden: torch.Tens
     return allowed
 
 
+def _cached_mask(mask: torch.Tensor | None, kept: torch.Tensor, prompt_length: int) -> torch.Tensor | None:
+    """The model's mask for a decoding step (keys: every position so far) cut to this layer's cache: the
+    kept prompt positions (B, n), then every position generated since."""
+    if mask is None:
+        return None
+    total = mask.shape[-1]
+    generated = torch.arange(prompt_length, total, device=kept.device).expand(kept.shape[0], -1)
+    columns = torch.cat([kept, generated], dim=1)  # (B, n + generated)
+    if mask.dim() == 2:
+        return mask.gather(1, columns)
+    mask = mask.expand(kept.shape[0], -1, -1, -1)
+    return mask.gather(3, columns[:, None, None, :].expand(-1, mask.shape[1], mask.shape[2], -1))
+
+
 def routing_of(model: nn.Module, run: Any) -> list[LayerRouting]:
     """How each routed layer routed during ``run()`` (a forward pass of ``model``)."""
     context: RoutingContext = model._dmo_routing
@@ -182,4 +218,4 @@ def routing_of(model: nn.Module, run: Any) -> list[LayerRouting]:
         context.record = None
 
 
-__all__ = ["RoutingContext", "attach_routers", "language_layers", "routing_of"]
+__all__ = ["RoutingContext", "attach_routers", "generation_caches", "language_layers", "routing_of"]

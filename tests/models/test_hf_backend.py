@@ -36,14 +36,20 @@ def _config(checkpoint: Path, workdir: Path):
     return parse_config(hf_project((REPO / "configs" / "tiny.yaml").read_text(), checkpoint, workdir), source="hf.yaml")
 
 
-def _batch(config, prompts: bool = False):
-    from dmo.data.encoding import prompt_batch, training_batch
+def _batch(config, prompts: bool = False, padded: bool = False):
+    """Three counting prompts; ``padded``: prompts of three lengths (counting and general questions), left-padded."""
+    from dmo.data.encoding import EncodedSplit, prompt_batch, training_batch
     from dmo.data.prepared import prepare_data
 
     data = prepare_data(config)
     split = data.encoded("counting", "dev")
+    indices = [0, 1, 2]
+    if padded:
+        split = EncodedSplit.concat([split, data.encoded("general", "dev")])
+        by_length = {len(prompt): i for i, prompt in enumerate(split.prompts)}
+        indices = [by_length[n] for n in sorted(by_length)[:3]]
     cut = prompt_batch if prompts else training_batch
-    batch = cut(split, [0, 1, 2], data.pad_id)
+    batch = cut(split, indices, data.pad_id)
     batch.pop("labels", None)
     return data, split, batch
 
@@ -166,7 +172,8 @@ def test_kept_tokens_keep_their_own_positions_when_vision_tokens_are_skipped(che
 def test_generation_equals_a_reference_loop_rerunning_the_routed_forward(checkpoints, tmp_path, arch):
     config = _config(checkpoints[arch], tmp_path)
     backend = get_backend("hf")
-    data, _, batch = _batch(config, prompts=True)
+    data, _, batch = _batch(config, prompts=True, padded=True)
+    assert bool((batch["attention_mask"] == 0).any())  # left padding: the cached layers' gathered masks matter
     model = backend.initial_model(config, None, None, seed=0)
     with torch.no_grad():
         for layer in model._dmo_routing.layers:
@@ -188,6 +195,49 @@ def test_generation_equals_a_reference_loop_rerunning_the_routed_forward(checkpo
     for row, want in zip(generated.tolist(), expected.tolist()):
         stop = want.index(data.eos_id) + 1 if data.eos_id in want else len(want)
         assert row[:stop] == want[:stop]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generation_keeps_a_cache_of_each_routed_layer_s_kept_tokens_and_prefills_once(checkpoints, tmp_path, arch):
+    """The test above shows the cached tokens are right; this one that the cache is what made them."""
+    from transformers import DynamicCache
+
+    from dmo.models.hf_routing import generation_caches, language_layers
+    from dmo.models.schedules import kept_vision_tokens
+
+    config = _config(checkpoints[arch], tmp_path)
+    backend = get_backend("hf")
+    data, _, batch = _batch(config, prompts=True, padded=True)
+    model = backend.initial_model(config, None, None, seed=0)
+    assert generation_caches(model)
+    widths: list[int] = []
+    routed = model._dmo_routing.layers
+    handle = routed[-1].register_forward_pre_hook(lambda module, args: widths.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            backend.generate(model, batch, max_new_tokens=4, eos_id=-1, pad_id=data.pad_id)
+    finally:
+        handle.remove()
+    prompt = batch["input_ids"].shape[1]
+    assert widths == [prompt, 1, 1, 1]  # one prefill, then one token per step
+    cache = DynamicCache(config=model.config.get_text_config())
+    with torch.no_grad():
+        model(**batch, cache=cache, use_cache=True)
+    n_vis = int((batch["input_ids"][0] == model.config.image_token_id).sum())
+    retention = config.model.mod.retention
+    for index, layer in enumerate(language_layers(model)):
+        kept = prompt - n_vis + kept_vision_tokens(n_vis, retention[index]) if retention[index] < 1 else prompt
+        assert cache.get_seq_length(index) == kept
+
+
+def test_a_routed_first_layer_generates_without_a_cache(checkpoints, tmp_path):
+    from dmo.config import with_overrides
+    from dmo.models.hf_routing import generation_caches
+
+    config = with_overrides(_config(checkpoints["llava"], tmp_path),
+                            {"model.mod.retention": ("r", [0.5, 0.5, 0.25])})
+    model = get_backend("hf").initial_model(config, None, None, seed=0)
+    assert not generation_caches(model)
 
 
 def test_an_unsupported_architecture_is_refused_by_name_and_nothing_is_stored(dmo_cli, tmp_path):

@@ -435,11 +435,15 @@ class HfBackend(ModelBackend):
 
     def generate(self, model: nn.Module, batch: Mapping[str, torch.Tensor], *, max_new_tokens: int,
                  eos_id: int, pad_id: int) -> torch.Tensor:
-        """Greedy decoding by transformers' generate(), without a KV cache (routed layers keep none)."""
+        """Greedy decoding by transformers' generate(), with a KV cache that holds each routed layer's kept
+        tokens (dmo.models.hf_routing); uncached where the first layer is routed."""
+        from dmo.models.hf_routing import generation_caches
+
         inputs = dict(batch)
         width = inputs["input_ids"].shape[1]
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=False,
+            out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                 use_cache=generation_caches(model) if hasattr(model, "_dmo_routing") else True,
                                  eos_token_id=eos_id, pad_token_id=pad_id,
                                  suppress_tokens=[int(model.config.image_token_id)])
         return out[:, width:]
