@@ -24,6 +24,7 @@ from dmo.config import load_config, with_overrides
 from dmo.config.snapshot import SearchSnapshot
 from dmo.data.prepared import prepare_data
 from dmo.runtime import quiet_optuna
+from dmo.search.driver import SearchPlan
 from dmo.search.grid import simplex_grid
 from dmo.search.objectives import objective_values
 from dmo.search.pool import LocalPool, ProxySource
@@ -66,13 +67,13 @@ def main() -> None:
     base, experts = trained_experts(args.config, config, data)
     evaluator = ProxyEvaluator(ProxySource(config, Path(base.checkpoint_uri), tuple(Path(e.checkpoint_uri) for e in experts)), data=data)
 
-    names = list(config.domain_names)
-    metric = config.evaluation.score
+    plan = SearchPlan.of(config)  # the search's own objective: its declared benchmarks and their weights
 
     def score(weights) -> float:
-        return objective_values(evaluator.evaluate(list(weights)).scores[metric], config.search.objective, names)[0]
+        return objective_values(evaluator.evaluate(list(weights)).scores[plan.metric], plan.objective,
+                                plan.benchmarks)[0]
 
-    grid = simplex_grid(len(names))
+    grid = simplex_grid(len(config.domain_names))
     grid_best = max(score(w) for w in grid)
 
     scratch = Store.open(f"sqlite:///{Path(tempfile.mkdtemp(prefix='dmo-bench-search-')) / 's.sqlite'}")
@@ -109,8 +110,8 @@ def main() -> None:
 
 def markdown(summary: dict) -> str:
     lines = [
-        f"dense 1/8 grid: {summary['grid_points']} proxies, best {summary['grid_best']:.2f}; "
-        f"budget {summary['budget']} per run, {summary['seeds']} seeds, {summary['dev_limit']} dev samples per benchmark",
+        (f"dense 1/8 grid: {summary['grid_points']} proxies, best {summary['grid_best']:.2f}; "
+        f"budget {summary['budget']} per run, {summary['seeds']} seeds, {summary['dev_limit']} dev samples per benchmark"),
         "",
         f"| sampler | median evaluations to within {summary['tolerance']:.1f} | per seed |",
         "|---|---:|---|",
@@ -118,8 +119,8 @@ def markdown(summary: dict) -> str:
     for sampler, row in summary["samplers"].items():
         lines.append(f"| {sampler} | {row['median_evaluations']} | {row['per_seed']} |")
     verdict = "met" if summary["tpe_vs_random"] <= 0.5 else "NOT met"
-    lines += ["", f"TPE needs {summary['tpe_vs_random']:.2f}× the evaluations of random search "
-              f"(target ≤ 0.5×) → {verdict}"]
+    lines += ["", (f"TPE needs {summary['tpe_vs_random']:.2f}× the evaluations of random search "
+              f"(target ≤ 0.5×) → {verdict}")]
     return "\n".join(lines)
 
 if __name__ == "__main__":
