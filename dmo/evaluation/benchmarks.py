@@ -4,7 +4,9 @@ Without a ``benchmarks:`` section each domain's dev (or test) split is a benchma
 scored two ways: ``exact_match`` greedily decodes the short answer and compares
 token ids with the reference (the tokenizer is deterministic, so this is string
 equality without detokenisation quirks), and ``likelihood`` is 100·exp(−mean NLL
-per answer token), a smooth second signal that moves before exact match does.
+per answer token), a smooth second signal that moves before exact match does. Likelihood
+costs a second forward pass per batch, so a search computes it only when its objective
+(``evaluation.score``) reads it; ``dmo eval`` reports both.
 
 A declared benchmark is its own file, scored by its own metric
 (:mod:`dmo.evaluation.scorers`, or likelihood), or an lmms-eval task that scores the

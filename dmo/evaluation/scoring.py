@@ -64,10 +64,13 @@ def evaluate(
     limit: int | None = None,
     subsets: Mapping[str, Sequence[int]] | None = None,
     per_sample: bool = False,
+    likelihood: bool = True,
 ) -> EvaluationResult:
     """Score ``model`` on ``benchmarks``: each one's first ``limit`` samples, or the samples ``subsets``
     names for it (an anchor subset: no other sample of that benchmark is encoded into a batch). With
-    ``per_sample``, each score also keeps its samples' credit (for choosing anchors)."""
+    ``per_sample``, each score also keeps its samples' credit (for choosing anchors). A benchmark
+    without a declared metric is scored by exact match and, unless ``likelihood`` is False (a search
+    whose objective reads exact match), by answer likelihood, a second forward pass per batch."""
     was_training = model.training
     model.eval()
     splits = {b.split for b in benchmarks}
@@ -91,7 +94,7 @@ def evaluate(
             split = data.encoded_benchmark(benchmark.name)
         chosen = _chosen(benchmark.name, len(split), limit, subsets)
         results[benchmark.name] = _score(model, backend, data, benchmark, split, chosen, max_new_tokens, batch_size,
-                                         per_sample)
+                                         per_sample, likelihood)
     model.train(was_training)
     return EvaluationResult(split=splits.pop(), benchmarks=results)
 
@@ -106,11 +109,12 @@ def _chosen(name: str, size: int, limit: int | None, subsets: Mapping[str, Seque
 
 
 def _score(model, backend: ModelBackend, data: PreparedData, benchmark: Benchmark, split: EncodedSplit,
-           chosen: list[int], max_new_tokens: int, batch_size: int, per_sample: bool) -> BenchmarkScore:
+           chosen: list[int], max_new_tokens: int, batch_size: int, per_sample: bool,
+           likelihood: bool) -> BenchmarkScore:
     hits: list[float] = []
     likelihoods: list[float] = []
     generated: list[list[int]] = []
-    needs_likelihood = benchmark.metric in (None, "likelihood")
+    needs_likelihood = benchmark.metric == "likelihood" or (benchmark.metric is None and likelihood)
     for start in range(0, len(chosen), batch_size):
         indices = chosen[start : start + batch_size]
         rows = _generate(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)

@@ -113,6 +113,8 @@ class ProxyEvaluator:
             limit=limit if limit is not None else evaluation.dev_limit,
             subsets=subsets,
             per_sample=per_sample,
+            # the likelihood pass is a second forward per batch: only where the objective reads it
+            likelihood=search_score(self.config) == "likelihood",
         )
 
     def _routing_summary(self) -> dict[str, float]:

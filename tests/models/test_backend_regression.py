@@ -7,6 +7,7 @@ thread. Training, scoring and merging through the backend must give them again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,11 +120,15 @@ def test_the_backend_seam_changes_no_number_of_dmo_s_own_model(tmp_path):
         experts = [ensure_model(config, store, expert_spec(config, d), base=base, data=data) for d in config.domain_names]
     source = ProxySource(config, Path(base.checkpoint_uri), tuple(Path(e.checkpoint_uri) for e in experts))
     proxy = ProxyEvaluator(source, data=data).evaluate([0.5, 0.3, 0.2])
+    # A search that optimises exact match skips the likelihood pass; one that optimises likelihood runs it.
+    assert "likelihood" not in proxy.scores
+    by_likelihood = ProxyEvaluator(replace(source, config=configured(config, evaluation__score="likelihood")),
+                                   data=data).evaluate([0.5, 0.3, 0.2])
     after = {
         "base_loss_curve": base.metrics["loss_curve"],
         "expert_final_losses": [e.metrics["final_loss"] for e in experts],
         "expert_dev": [e.metrics["dev"]["average"] for e in experts],
-        "proxy": proxy.scores,
+        "proxy": {**proxy.scores, "likelihood": by_likelihood.scores["likelihood"]},
     }
     assert _close(after, BEFORE), after
 
