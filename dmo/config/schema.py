@@ -164,15 +164,17 @@ class BenchmarkSettings(Frozen):
 class ModSettings(Frozen):
     """The efficiency settings of a Mixture-of-Depths model (p-MoD)."""
 
-    schedule: Literal["prd_shifted_cosine", "constant", "linear", "explicit", "dense"] = (
-        "prd_shifted_cosine"
-    )
+    schedule: Literal["prd_shifted_cosine", "constant", "linear", "explicit", "dense", "video_per_frame"] = Field(
+        "prd_shifted_cosine", description="'video_per_frame' (VideoLLM-MoD): the first layer dense, each other layer "
+                                          "keeps ⌈frame_retention·n⌉ of every frame's n vision tokens.")
     retention: tuple[float, ...] | None = Field(
         None, description="Per-layer vision-token retention; only with schedule 'explicit'."
     )
     constant: float = Field(0.5, gt=0, le=1, description="Retention of schedule 'constant'.")
     dense_above: float = Field(0.85, gt=0, le=1, description="Layers above this retention stay dense.")
     floor: float = Field(0.15, gt=0, le=1, description="Lowest retention a routed layer gets.")
+    frame_retention: float = Field(0.2, gt=0, le=1, description="Share of each frame's vision tokens a routed layer "
+                                                               "keeps under schedule 'video_per_frame' (r).")
     tanh_alpha: float = Field(0.2, gt=0, description="TanhNorm scale α in g = α·tanh(r) + β.")
     tanh_beta: float = Field(1.0, description="TanhNorm offset β.")
 
@@ -200,6 +202,8 @@ class ModMllmSettings(Frozen):
     intermediate_size: int = Field(344, ge=8)
     max_position_embeddings: int = Field(256, ge=16)
     rope_theta: float = Field(10000.0, gt=0)
+    num_frames: int = Field(1, ge=1, le=64, description="Frames per sample: 1 for images; a video model reads this "
+                                                        "many frames per video, and an image as that many copies.")
     mod: ModSettings = ModSettings()
 
     @model_validator(mode="after")
@@ -214,15 +218,15 @@ class ModMllmSettings(Frozen):
             raise ValueError("mod.retention needs one value per decoder layer (num_layers)")
         if self.num_image_tokens + 2 > self.max_position_embeddings:
             raise ValueError(
-                f"{self.num_image_tokens} image tokens ((image_size / patch_size)²) leave no room for text in "
-                f"max_position_embeddings = {self.max_position_embeddings}; raise patch_size or "
+                f"{self.num_image_tokens} image tokens (num_frames · (image_size / patch_size)²) leave no room for "
+                f"text in max_position_embeddings = {self.max_position_embeddings}; raise patch_size or "
                 "max_position_embeddings"
             )
         return self
 
     @property
     def num_image_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
+        return self.num_frames * (self.image_size // self.patch_size) ** 2
 
 
 class HfModelSettings(Frozen):
@@ -236,6 +240,13 @@ class HfModelSettings(Frozen):
     )
     mod: ModSettings = ModSettings()
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights in memory while training and scoring.")
+
+    @model_validator(mode="after")
+    def _image_schedules_only(self) -> HfModelSettings:
+        if self.mod.schedule == "video_per_frame":
+            raise ValueError("schedule 'video_per_frame' routes video frames, which only the mod_mllm backend reads "
+                             "so far; use an image schedule with an hf checkpoint")
+        return self
 
 
 def _model_backend(value: object) -> str:

@@ -14,7 +14,7 @@ from transformers import PretrainedConfig
 
 from dmo.config.schema import ModelSettings
 from dmo.errors import ConfigError
-from dmo.models.schedules import SCHEDULES, retention_schedule
+from dmo.models.schedules import PER_FRAME_SCHEDULES, SCHEDULES, retention_schedule
 
 
 class ModMLLMConfig(PretrainedConfig):
@@ -95,6 +95,8 @@ class ModMLLMConfig(PretrainedConfig):
     mod_constant: float = 0.5
     mod_dense_above: float = 0.85
     mod_floor: float = 0.15
+    mod_frame_retention: float = 0.2
+    num_frames: int = 1
     tanh_alpha: float = 0.2
     tanh_beta: float = 1.0
     tie_word_embeddings: bool = False
@@ -110,7 +112,7 @@ class ModMLLMConfig(PretrainedConfig):
         positive = (
             "vocab_size", "image_size", "patch_size", "vision_hidden_size", "vision_layers",
             "vision_heads", "hidden_size", "num_hidden_layers", "num_attention_heads",
-            "intermediate_size", "max_position_embeddings",
+            "intermediate_size", "max_position_embeddings", "num_frames",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -157,9 +159,20 @@ class ModMLLMConfig(PretrainedConfig):
     # ------------------------------------------------------------------ derived
 
     @property
-    def num_image_tokens(self) -> int:
-        """Vision tokens per image: one per patch."""
+    def patches_per_frame(self) -> int:
+        """Vision tokens of one image or one video frame: one per patch."""
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Vision tokens per sample: every frame's patches, frame after frame (an image is one frame,
+        or ``num_frames`` copies of itself in a video model)."""
+        return self.num_frames * self.patches_per_frame
+
+    @property
+    def routing_frames(self) -> int | None:
+        """The frames routed layers choose within (VideoLLM-MoD's schedule), None: the whole sample."""
+        return self.num_frames if self.mod_schedule in PER_FRAME_SCHEDULES else None
 
     @property
     def head_dim(self) -> int:
@@ -174,6 +187,7 @@ class ModMLLMConfig(PretrainedConfig):
             dense_above=self.mod_dense_above,
             floor=self.mod_floor,
             retention=self.mod_retention,
+            frame_retention=self.mod_frame_retention,
         )
 
     def mod_settings(self) -> dict[str, Any]:
@@ -183,12 +197,16 @@ class ModMLLMConfig(PretrainedConfig):
         which tokens a layer processes (schedule, per-layer retention) or how
         the router weight is formed (α, β) is in here.
         """
-        return {
+        settings = {
             "schedule": self.mod_schedule,
             "retention": list(self.layer_retention()),
             "tanh_alpha": float(self.tanh_alpha),
             "tanh_beta": float(self.tanh_beta),
         }
+        if self.num_frames > 1 or self.routing_frames is not None:  # video models only: image rows stay as they were
+            settings["frames"] = int(self.num_frames)
+            settings["per_frame"] = self.routing_frames is not None
+        return settings
 
     @classmethod
     def from_settings(
@@ -225,6 +243,8 @@ class ModMLLMConfig(PretrainedConfig):
             mod_constant=mod.constant,
             mod_dense_above=mod.dense_above,
             mod_floor=mod.floor,
+            mod_frame_retention=mod.frame_retention,
+            num_frames=settings.num_frames,
             tanh_alpha=mod.tanh_alpha,
             tanh_beta=mod.tanh_beta,
         )

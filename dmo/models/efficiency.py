@@ -94,13 +94,15 @@ def layer_flops(n_tokens: int, hidden_size: int, intermediate_size: int) -> int:
 
 
 def decoder_cost(
-    retention: Sequence[float], hidden_size: int, intermediate_size: int, n_text: int, n_vis: int
+    retention: Sequence[float], hidden_size: int, intermediate_size: int, n_text: int, n_vis: int,
+    frames: int | None = None,
 ) -> ForwardCost:
+    """Per-layer cost; ``frames``: the layers keep ⌈ρ·n⌉ of each frame's n tokens (VideoLLM-MoD)."""
     if n_text < 0 or n_vis < 0:
         raise ValueError(f"token counts must be >= 0, got n_text={n_text}, n_vis={n_vis}")
     layers = []
     for index, rho in enumerate(retention):
-        k = kept_vision_tokens(n_vis, rho)
+        k = kept_vision_tokens(n_vis, rho, frames=frames)
         n = n_text + k
         layers.append(LayerCost(index, rho, k, n, layer_flops(n, hidden_size, intermediate_size), n))
     return ForwardCost(n_text, n_vis, tuple(layers))
@@ -108,8 +110,9 @@ def decoder_cost(
 
 def forward_cost(config: ModMLLMConfig, n_text: int, n_vis: int) -> ForwardCost:
     """Decoder cost of `config`'s model on a sample with `n_text` text and `n_vis` vision tokens."""
+    frames = config.routing_frames if n_vis == config.num_image_tokens else None
     return decoder_cost(
-        config.layer_retention(), config.hidden_size, config.intermediate_size, n_text, n_vis
+        config.layer_retention(), config.hidden_size, config.intermediate_size, n_text, n_vis, frames
     )
 
 
@@ -139,7 +142,8 @@ def probe_batch(
         parts.insert(0, torch.full((batch_size, 1), config.bos_token_id))
     input_ids = torch.cat(parts, dim=1)
     side = config.image_size
-    pixel_values = torch.rand(batch_size, 3, side, side, generator=generator) * 2 - 1  # [-1, 1]
+    frames = (config.num_frames,) if config.num_frames > 1 else ()
+    pixel_values = torch.rand(batch_size, *frames, 3, side, side, generator=generator) * 2 - 1  # [-1, 1]
     return {
         "input_ids": input_ids,
         "pixel_values": pixel_values,

@@ -7,7 +7,8 @@ token, and runs attention + MLP on those only (original positions for RoPE,
 causal among themselves). Kept vision tokens scale their MLP output by `g`,
 skipped vision tokens become `g·x` (STRing), so the router learns from every
 vision token. With a zero router `g = 1` and a layer with ρ = 1 is exactly
-the dense layer. Shapes: B batch, T sequence, n kept tokens, d hidden.
+the dense layer. Under VideoLLM-MoD's schedule (`video_per_frame`) a video's
+vision tokens compete within their own frame: each frame keeps its ⌈r·n⌉. Shapes: B batch, T sequence, n kept tokens, d hidden.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import nn
 
 from dmo.models.configuration_mod_mllm import ModMLLMConfig
 from dmo.models.layers import Attention, LayerCache, RMSNorm, SwiGLU, causal_padding_mask
-from dmo.models.schedules import kept_vision_tokens
+from dmo.models.schedules import PER_FRAME_SCHEDULES, kept_per_frame, kept_vision_tokens
 
 
 class TokenRouter(nn.Linear):
@@ -49,6 +50,23 @@ def select_kept_tokens(
     return order[:, : T - num_vision + num_keep].sort(dim=1).values
 
 
+def select_kept_tokens_per_frame(
+    gate: torch.Tensor, vision_mask: torch.Tensor, frames: int, keep_per_frame: int
+) -> torch.Tensor:
+    """Like :func:`select_kept_tokens`, but the vision tokens compete within their frame only
+    (VideoLLM-MoD): each row's vision tokens are ``frames`` consecutive runs of equal length, in
+    order, and each run keeps its ``keep_per_frame`` highest gates (ties to the earliest)."""
+    B, T = gate.shape
+    vision_positions = vision_mask.nonzero()[:, 1].view(B, -1)  # (B, n_vis), ascending: frame after frame
+    n_vis = vision_positions.shape[1]
+    patches = n_vis // frames
+    by_frame = gate.detach().gather(1, vision_positions).view(B, frames, patches)
+    order = torch.sort(by_frame, dim=2, descending=True, stable=True).indices[..., :keep_per_frame]
+    kept_vision = vision_positions.view(B, frames, patches).gather(2, order).view(B, -1)
+    text_positions = (~vision_mask).nonzero()[:, 1].view(B, T - n_vis)
+    return torch.cat([text_positions, kept_vision], dim=1).sort(dim=1).values
+
+
 @dataclass(frozen=True)
 class LayerRouting:
     """How one decoder layer routed a batch (for logging and tests)."""
@@ -71,6 +89,7 @@ class DecoderInputs:
     sin: torch.Tensor
     allowed: torch.Tensor  # (B, 1, T, T) bool
     num_vision: int
+    frames: int = 1  # vision tokens per sample = frames consecutive runs of equal length (a video's frames)
 
 
 class ModDecoderLayer(nn.Module):
@@ -82,6 +101,8 @@ class ModDecoderLayer(nn.Module):
         self.self_attn = Attention(config)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config)
+        # VideoLLM-MoD's schedule routes within each frame; every other schedule within the whole sample.
+        self.per_frame = config.mod_schedule in PER_FRAME_SCHEDULES
         # Only layers that drop tokens get a router; `routed` forces it for tests.
         routed = retention < 1.0 if routed is None else routed
         self.router = TokenRouter(config.hidden_size) if routed else None
@@ -122,9 +143,14 @@ class ModDecoderLayer(nn.Module):
             return y, probs, routing
 
         d = x.shape[-1]
-        k = kept_vision_tokens(n_vis, self.retention)
         gate = self.tanh_alpha * torch.tanh(self.router(x)) + self.tanh_beta  # (B, T)
-        kept = select_kept_tokens(gate, inputs.vision_mask, n_vis, k)  # (B, n)
+        if self.per_frame and n_vis:
+            k = kept_vision_tokens(n_vis, self.retention, frames=inputs.frames)
+            kept = select_kept_tokens_per_frame(gate, inputs.vision_mask, inputs.frames,
+                                                kept_per_frame(n_vis // inputs.frames, self.retention))
+        else:
+            k = kept_vision_tokens(n_vis, self.retention)
+            kept = select_kept_tokens(gate, inputs.vision_mask, n_vis, k)  # (B, n)
         hd = inputs.cos.shape[-1]
         cos = inputs.cos.gather(2, kept[:, None, :, None].expand(-1, 1, -1, hd))  # (B, 1, n, hd)
         sin = inputs.sin.gather(2, kept[:, None, :, None].expand(-1, 1, -1, hd))

@@ -117,7 +117,7 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
     def forward(
         self,
         input_ids: torch.Tensor,  # (B, T)
-        pixel_values: torch.Tensor | None = None,  # (B, 3, H, W)
+        pixel_values: torch.Tensor | None = None,  # (B, 3, H, W), or (B, F, 3, H, W) in a video model
         attention_mask: torch.Tensor | None = None,  # (B, T), 1 = token, 0 = padding
         position_ids: torch.Tensor | None = None,  # (B, T)
         output_attentions: bool = False,
@@ -138,7 +138,7 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         x, vision_mask, n_vis = self.embed(input_ids, pixel_values)
         key_valid = attention_mask.bool()
         cos, sin = rotary_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta, x.dtype)
-        inputs = DecoderInputs(vision_mask, key_valid, cos, sin, causal_padding_mask(key_valid), n_vis)
+        inputs = DecoderInputs(vision_mask, key_valid, cos, sin, causal_padding_mask(key_valid), n_vis, cfg.num_frames)
 
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None

@@ -29,6 +29,7 @@ class ScheduleParams:
     dense_above: float = 0.85
     floor: float = 0.15
     retention: tuple[float, ...] | None = None
+    frame_retention: float = 0.2
 
 
 ScheduleFn = Callable[[int, ScheduleParams], tuple[float, ...]]
@@ -86,13 +87,24 @@ def dense(num_layers: int, params: ScheduleParams) -> tuple[float, ...]:
     return (1.0,) * num_layers
 
 
+def video_per_frame(num_layers: int, params: ScheduleParams) -> tuple[float, ...]:
+    """VideoLLM-MoD: the first layer dense, every other one keeps ``frame_retention`` (r = 0.2 in the
+    paper) of *each frame's* vision tokens, ⌈r·n⌉ of its n (:func:`kept_vision_tokens` with frames),
+    so no frame goes dark; the skipped tokens pass through the layer unchanged."""
+    return (1.0,) + (params.frame_retention,) * (num_layers - 1)
+
+
 SCHEDULES: dict[str, ScheduleFn] = {
     "prd_shifted_cosine": prd_shifted_cosine,
     "constant": constant,
     "linear": linear,
     "explicit": explicit,
     "dense": dense,
+    "video_per_frame": video_per_frame,
 }
+
+# Schedules whose routed layers choose among each frame's tokens, not the whole sample's.
+PER_FRAME_SCHEDULES = frozenset({"video_per_frame"})
 
 
 def retention_schedule(name: str, num_layers: int, **params: object) -> tuple[float, ...]:
@@ -131,9 +143,19 @@ def retention_schedule(name: str, num_layers: int, **params: object) -> tuple[fl
     return schedule
 
 
-def kept_vision_tokens(n_vis: int, rho: float) -> int:
-    """k_l = ⌊n_vis·ρ_l⌋: how many vision tokens a layer with retention ρ processes."""
-    return min(n_vis, int(math.floor(n_vis * rho + _FLOOR_EPS)))
+def kept_vision_tokens(n_vis: int, rho: float, *, frames: int | None = None) -> int:
+    """How many vision tokens a layer with retention ρ processes: k_l = ⌊n_vis·ρ_l⌋ (p-MoD), or with
+    ``frames`` (VideoLLM-MoD) frames·⌈ρ·n_vis/frames⌉, the ceiling of each frame's share."""
+    if frames is None:
+        return min(n_vis, int(math.floor(n_vis * rho + _FLOOR_EPS)))
+    if frames < 1 or n_vis % frames:
+        raise ValueError(f"{n_vis} vision tokens do not split into {frames} frames")
+    return frames * kept_per_frame(n_vis // frames, rho)
+
+
+def kept_per_frame(patches: int, rho: float) -> int:
+    """⌈ρ·n⌉ of one frame's n patch tokens, at least one: no frame goes dark."""
+    return min(patches, max(1, math.ceil(patches * rho - _FLOOR_EPS)))
 
 
 def mean_retention(schedule: Sequence[float]) -> float:

@@ -56,23 +56,32 @@ class VisionTower(nn.Module):
         dim, p = config.vision_hidden_size, config.patch_size
         self.image_size = config.image_size
         self.patch_embed = nn.Conv2d(3, dim, kernel_size=p, stride=p)
-        self.position_embedding = nn.Parameter(torch.zeros(1, config.num_image_tokens, dim))
+        self.position_embedding = nn.Parameter(torch.zeros(1, config.patches_per_frame, dim))
+        self.num_frames = config.num_frames
+        # A video model's frames share the patch positions and add their own place in time. An image
+        # model has no such parameter, so its checkpoints keep their tensors.
+        self.frame_embedding = nn.Parameter(torch.zeros(config.num_frames, dim)) if config.num_frames > 1 else None
         self.blocks = nn.ModuleList(
             VisionBlock(dim, config.vision_heads) for _ in range(config.vision_layers)
         )
         self.post_norm = nn.LayerNorm(dim)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if tuple(pixel_values.shape[-3:]) != (3, self.image_size, self.image_size):
-            raise ValueError(
-                f"pixel_values must be (B, 3, {self.image_size}, {self.image_size}), "
-                f"got {tuple(pixel_values.shape)}"
-            )
-        x = self.patch_embed(pixel_values)  # (B, D, H/p, W/p)
-        x = x.flatten(2).transpose(1, 2) + self.position_embedding  # (B, P, D), row-major patches
+        """(B, 3, H, W) images, or (B, F, 3, H, W) videos in a model of F frames, to (B, F·P, D) features,
+        frame after frame. Frames are encoded independently (attention within a frame), as a video
+        LLM's image encoder does; the decoder relates them."""
+        frames = pixel_values.shape[1] if pixel_values.dim() == 5 else 1
+        if tuple(pixel_values.shape[-3:]) != (3, self.image_size, self.image_size) or frames != self.num_frames:
+            shape = f"(B, {self.num_frames}, 3, S, S)" if self.num_frames > 1 else "(B, 3, S, S)"
+            raise ValueError(f"pixel_values must be {shape} with S = {self.image_size}, got {tuple(pixel_values.shape)}")
+        batch = pixel_values.shape[0]
+        x = self.patch_embed(pixel_values.reshape(batch * frames, *pixel_values.shape[-3:]))  # (B·F, D, H/p, W/p)
+        x = x.flatten(2).transpose(1, 2) + self.position_embedding  # (B·F, P, D), row-major patches
+        if self.frame_embedding is not None:
+            x = x + self.frame_embedding.repeat(batch, 1)[:, None, :]
         for block in self.blocks:
             x = block(x)
-        return self.post_norm(x)  # (B, P, D)
+        return self.post_norm(x).reshape(batch, -1, x.shape[-1])  # (B, F·P, D)
 
 
 class Projector(nn.Module):

@@ -124,6 +124,7 @@ class HfModConfig:
     tanh_beta: float
     schedule: str
     num_image_tokens: int
+    routing_frames: None = None  # the hf backend routes images only (no per-frame schedule)
 
     def layer_retention(self) -> tuple[float, ...]:
         return self.retention

@@ -1,0 +1,128 @@
+"""VideoLLM-MoD in dmo's own model (issue 21): video input and per-frame routing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dmo.models.configuration_mod_mllm import ModMLLMConfig
+from dmo.models.efficiency import efficiency_vs_dense, probe_batch
+from dmo.models.mod_layer import select_kept_tokens_per_frame
+from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
+from dmo.models.schedules import kept_per_frame, kept_vision_tokens
+
+FRAMES = 4
+
+
+def _config(**fields) -> ModMLLMConfig:
+    base = {"vocab_size": 64, "image_size": 16, "patch_size": 4, "vision_hidden_size": 32, "vision_layers": 1,
+            "vision_heads": 2, "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2,
+            "intermediate_size": 64, "max_position_embeddings": 128, "num_frames": FRAMES,
+            "mod_schedule": "video_per_frame", "mod_frame_retention": 0.2}
+    return ModMLLMConfig(**{**base, **fields})
+
+
+def _routed_model(config: ModMLLMConfig, seed: int = 0) -> ModMLLMForCausalLM:
+    torch.manual_seed(seed)
+    model = ModMLLMForCausalLM(config).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            if layer.router is not None:
+                layer.router.weight.normal_(0, 1.0)  # gates that differ, so the choice is not the earliest tokens
+    return model
+
+
+def test_each_frame_keeps_its_ceiling_share_and_every_text_token():
+    torch.manual_seed(0)
+    B, frames, patches, keep, T = 3, 4, 16, 4, 72
+    vision = torch.zeros(B, T, dtype=torch.bool)
+    for row, start in enumerate((1, 3, 6)):  # rows shifted by left padding, as in a generation batch
+        vision[row, start : start + frames * patches] = True
+    gate = torch.randn(B, T)
+    kept = select_kept_tokens_per_frame(gate, vision, frames, keep)
+    assert kept.shape == (B, T - frames * patches + frames * keep)
+    for row in range(B):
+        positions = vision[row].nonzero().squeeze(1).view(frames, patches)
+        chosen = set(kept[row].tolist())
+        assert {p for p in range(T) if not vision[row, p]} <= chosen  # text and padding always kept
+        for frame in positions:
+            mine = [p for p in frame.tolist() if p in chosen]
+            assert len(mine) == keep
+            best = frame[gate[row, frame].argsort(descending=True, stable=True)[:keep]]
+            assert sorted(mine) == sorted(best.tolist())  # the frame's own highest gates
+
+
+@pytest.mark.parametrize("r", [0.2, 0.5, 0.07])
+def test_every_routed_layer_keeps_the_ceiling_of_r_of_every_frame(r):
+    config = _config(mod_frame_retention=r)
+    model = _routed_model(config)
+    batch = probe_batch(config, batch_size=2, n_text=5)
+    assert batch["pixel_values"].shape == (2, FRAMES, 3, 16, 16)
+    with torch.no_grad():
+        out = model.model(batch["input_ids"], batch["pixel_values"], batch["attention_mask"], output_routing=True)
+    patches = config.patches_per_frame
+    vision = batch["input_ids"] == config.image_token_id
+    for index, routing in enumerate(out.routing):
+        per_frame = patches if index == 0 else math.ceil(r * patches)
+        assert routing.kept_vision == FRAMES * per_frame == kept_vision_tokens(
+            FRAMES * patches, config.layer_retention()[index], frames=FRAMES)
+        for row in range(2):
+            frames = vision[row].nonzero().squeeze(1).view(FRAMES, patches)
+            assert [int(routing.kept_mask[row, f].sum()) for f in frames] == [per_frame] * FRAMES
+
+
+def test_at_r_one_the_video_model_is_the_dense_one_and_below_it_is_not():
+    batch = probe_batch(_config(), batch_size=2, n_text=5)
+    dense = _routed_model(_config(mod_schedule="dense"))
+    full = ModMLLMForCausalLM(_config(mod_frame_retention=1.0)).eval()
+    full.load_state_dict(dense.state_dict())
+    with torch.no_grad():
+        reference = dense(**batch).logits
+        torch.testing.assert_close(full(**batch).logits, reference)
+        routed = ModMLLMForCausalLM(_config(mod_frame_retention=0.2)).eval()
+        routed.load_state_dict(dense.state_dict(), strict=False)  # zero routers: skipped tokens pass through
+        assert (routed(**batch).logits - reference).abs().max() > 1e-3
+
+
+def test_frames_are_encoded_apart_and_placed_in_time():
+    config = _config()
+    model = _routed_model(config)
+    tower = model.model.vision_tower
+    with torch.no_grad():
+        tower.frame_embedding.normal_(0, 1.0)
+        pixels = torch.rand(1, FRAMES, 3, 16, 16)
+        before = tower(pixels)
+        changed = pixels.clone()
+        changed[0, 2] = torch.rand(3, 16, 16)
+        after = tower(changed)
+        same_frames = tower(pixels[:, [0, 0, 0, 0]])
+    patches = config.patches_per_frame
+    moved = (after - before).abs().amax(dim=2).view(FRAMES, patches).amax(dim=1)
+    assert moved[2] > 1e-3 and torch.all(moved[[0, 1, 3]] == 0)  # only the changed frame's features move
+    first, second = same_frames[0, :patches], same_frames[0, patches : 2 * patches]
+    assert (first - second).abs().max() > 1e-3  # the same picture at another time is another token
+
+
+def test_cached_generation_of_a_video_model_gives_the_uncached_tokens():
+    config = _config()
+    model = _routed_model(config)
+    batch = probe_batch(config, batch_size=3, n_text=5)
+    with torch.no_grad():
+        cached = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=4, eos_token_id=-1,
+                                       use_cache=True)
+        uncached = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=4, eos_token_id=-1,
+                                         use_cache=False)
+    assert torch.equal(cached, uncached)
+
+
+def test_flops_and_kv_accounting_count_each_frame_s_kept_tokens():
+    config = _config(mod_frame_retention=0.2)
+    report = efficiency_vs_dense(config, n_text=10, n_vis=config.num_image_tokens)
+    patches = config.patches_per_frame
+    assert [layer.kept_vision for layer in report.mod.layers] == [FRAMES * patches] + [FRAMES * kept_per_frame(
+        patches, 0.2)] * 3
+    assert report.flops_ratio < 0.6 and report.kv_ratio < 0.6
+    assert config.mod_settings()["frames"] == FRAMES and config.mod_settings()["per_frame"] is True
+    assert "frames" not in _config(num_frames=1, mod_schedule="prd_shifted_cosine").mod_settings()
