@@ -75,7 +75,9 @@ class SplitSizes(Frozen):
 
 class SyntheticSource(Frozen):
     kind: Literal["synthetic"] = "synthetic"
-    generator: Literal["general", "ocr", "digit", "counting", "counting_among", "chart"]
+    generator: Literal["general", "ocr", "digit", "counting", "counting_among", "chart", "video_count", "video_motion",
+                       "video_change"] = Field(description="A domain of dmo.data.synthetic; the video_* ones are "
+                                                           "clips of 4 frames (model.num_frames: 4).")
 
 
 class JsonlSource(Frozen):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CANVAS = 32  # side of every synthetic image and video frame
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 180, 60),

@@ -8,7 +8,7 @@ left-padded prompts. How a sample becomes a prompt is the model backend's
 (`dmo.models.backends`): dmo's own model uses the layout below, a Hugging
 Face checkpoint its own tokenizer, processor and chat template.
 
-    mod_mllm:  [BOS] <image>×n_img question [SEP] answer [EOS]
+    mod_mllm:  [BOS] <image>×n_img question [SEP] answer [EOS]   (n_img = frames × patches)
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class ImageInputs(Protocol):
 class StackedImages:
     """One (3, H, W) tensor per sample (dmo's model, LLaVA): ``pixel_values`` (B, 3, H, W)."""
 
-    pixel_values: torch.Tensor  # (N, 3, H, W)
+    pixel_values: torch.Tensor  # (N, 3, H, W), or (N, F, 3, H, W) in a video model
 
     def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.pixel_values[list(indices)]}
@@ -116,13 +116,35 @@ class TokenIds:
 
 
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
-    array = np.stack(images).astype(np.float32) / 127.5 - 1.0  # (N, H, W, 3)
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+    """(N, H, W, 3) images to (N, 3, H, W), or (N, F, H, W, 3) clips to (N, F, 3, H, W), in [-1, 1]."""
+    array = np.stack(images).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).movedim(-1, -3).contiguous()
+
+
+def sample_pixels(samples: Sequence[Sample], num_frames: int) -> torch.Tensor:
+    """What dmo's model reads of each sample: its image, or in a video model of ``num_frames`` frames its
+    clip (an image becomes that many copies of itself, a still clip); a clip of another length is refused."""
+    if num_frames == 1:
+        for sample in samples:
+            if sample.is_video:
+                raise DataError(f"sample {sample.uid!r} is a video of {len(sample.frames)} frames, and the model "
+                                "reads images", where=sample.source or f"domain {sample.domain}",
+                                hint="set model.num_frames to the clips' frame count")
+        return images_to_tensor([s.image for s in samples])
+    clips = []
+    for sample in samples:
+        frames = sample.frames if sample.is_video else np.repeat(sample.image[None], num_frames, axis=0)
+        if len(frames) != num_frames:
+            raise DataError(f"sample {sample.uid!r} has {len(frames)} frames; the model reads {num_frames}",
+                            where=sample.source or f"domain {sample.domain}",
+                            hint="give every clip model.num_frames frames")
+        clips.append(frames)
+    return images_to_tensor(clips)
 
 
 def encode_split(
     samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast, num_image_tokens: int, *,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, num_frames: int = 1,
 ) -> EncodedSplit:
     """dmo's own layout; with ``max_tokens``, a sample longer than the model's context is refused
     naming its file and line — before tokenizing text that cannot fit, which could take minutes."""
@@ -134,7 +156,7 @@ def encode_split(
     split = EncodedSplit(
         prompts=[[ids.bos] + [ids.image] * num_image_tokens + q + [ids.sep] for q in questions],
         answers=[a + [ids.eos] for a in answers],
-        images=StackedImages(images_to_tensor([s.image for s in samples])),
+        images=StackedImages(sample_pixels(samples, num_frames)),
     )
     if max_tokens is not None:
         check_lengths(samples, split, num_image_tokens, max_tokens)

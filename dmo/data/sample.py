@@ -10,15 +10,24 @@ import numpy as np
 
 @dataclass(frozen=True, eq=False)
 class Sample:
-    """One image, one question, one short answer."""
+    """One image (or one video's frames), one question, one short answer."""
 
     uid: str
     domain: str
-    image: np.ndarray  # (H, W, 3) uint8
+    image: np.ndarray  # (H, W, 3) uint8, or a video's frames (F, H, W, 3)
     question: str
     answer: str
     source: str | None = None  # where it came from, e.g. "train.jsonl:12", for error messages
     references: tuple[str, ...] = ()  # every reference answer of an evaluation sample (VQA's ten); () = (answer,)
+
+    @property
+    def is_video(self) -> bool:
+        return self.image.ndim == 4
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(F, H, W, 3): a video's frames, or an image as a clip of one."""
+        return self.image if self.is_video else self.image[None]
 
     @property
     def reference_answers(self) -> tuple[str, ...]:

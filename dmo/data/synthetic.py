@@ -1,6 +1,7 @@
 """Four procedural multimodal domains, small mirrors of the reference study's.
 
-Each generator draws one 32×32 image with NumPy and asks one question with a
+Each generator draws one 32×32 image (or, for the video domains of
+:mod:`dmo.data.synthetic_video`, a clip of 32×32 frames) with NumPy and asks one question with a
 short answer. The answer always depends on the image: the questions are built
 so that the text alone leaves several answers equally likely (see
 tests/data/test_synthetic.py for the text-only baseline check).
@@ -16,9 +17,10 @@ from PIL import Image
 
 from dmo.data import draw
 from dmo.data.sample import SPLITS, Sample
+from dmo.data.synthetic_video import VIDEO_GENERATORS
 from dmo.errors import DataError
 
-CANVAS = 32
+CANVAS = draw.CANVAS
 Generated = tuple[np.ndarray, str, str]  # image (CANVAS, CANVAS, 3) uint8, question, answer
 Generator = Callable[[np.random.Generator], Generated]
 
@@ -116,6 +118,7 @@ GENERATORS: dict[str, Generator] = {
     "counting": counting,
     "counting_among": counting_among,
     "chart": chart,
+    **VIDEO_GENERATORS,  # (frames, H, W, 3) clips: dmo.data.synthetic_video
 }
 
 
@@ -192,6 +195,8 @@ def _stable_int(text: str) -> int:
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
     if size == CANVAS:
         return image
+    if image.ndim == 4:  # a clip: each frame alike
+        return np.stack([_resize(frame, size) for frame in image])
     if size % CANVAS == 0:
         factor = size // CANVAS
         return image.repeat(factor, axis=0).repeat(factor, axis=1)

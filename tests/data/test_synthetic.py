@@ -36,10 +36,11 @@ def test_splits_are_disjoint(splits):
 
 
 def test_sizes_and_images(splits):
-    _, data = splits
+    kind, data = splits
+    shape = (4, 32, 32, 3) if kind.startswith("video_") else (32, 32, 3)
     for split, n in SIZES.items():
         assert len(data[split]) == n
-        assert data[split][0].image.shape == (32, 32, 3)
+        assert data[split][0].image.shape == shape
         assert data[split][0].image.dtype == np.uint8
 
 
@@ -113,3 +114,41 @@ def test_the_config_s_benchmark_generators_are_the_registry_s():
     from dmo.data.synthetic import BENCHMARK_GENERATORS
 
     assert names.BENCHMARK_GENERATORS == tuple(BENCHMARK_GENERATORS)
+
+
+# --------------------------------------------------------------------------- video domains (issue 21)
+
+
+def _shape_pixels(frame: np.ndarray) -> np.ndarray:
+    return np.argwhere((frame != 255).any(axis=-1))  # every non-white pixel
+
+
+@pytest.mark.parametrize("kind", ["video_count", "video_motion", "video_change"])
+def test_no_single_frame_of_a_clip_holds_its_answer(kind):
+    """What each domain needs from more than one frame, checked on the pixels."""
+    samples = generate_splits(kind, domain=kind, sizes={"train": 200}, seed=4)["train"]
+    assert len({s.answer for s in samples}) >= 3
+    for sample in samples:
+        frames = sample.frames
+        assert frames.shape == (4, 32, 32, 3) and sample.is_video
+        shown = [len(_shape_pixels(f)) > 0 for f in frames]
+        if kind == "video_count":  # each frame shows one shape or none: the count is over frames
+            assert sum(shown) == int(sample.answer)
+            assert all(len({tuple(frames[i][tuple(p)]) for p in _shape_pixels(frames[i])}) == 1
+                       for i in range(4) if shown[i])
+        elif kind == "video_motion":  # the same dot, moving one way by the same step every frame
+            centres = np.array([_shape_pixels(f).mean(axis=0) for f in frames])  # (row, col)
+            steps = np.diff(centres, axis=0)
+            axis, sign = {"left": (1, -1), "right": (1, 1), "up": (0, -1), "down": (0, 1)}[sample.answer]
+            assert np.all(sign * steps[:, axis] > 0) and np.allclose(steps[:, 1 - axis], 0)
+            assert np.allclose(steps, steps[0])
+        else:  # the first and the last frame differ in the answered attribute, and only in it
+            first, last = frames[0], frames[-1]
+            colour = lambda f: {tuple(f[tuple(p)]) for p in _shape_pixels(f)}
+            place = lambda f: tuple(_shape_pixels(f).min(axis=0))
+            changed = {"color": colour(first) != colour(last), "place": place(first) != place(last)}
+            assert changed["color"] == (sample.answer == "color")
+            if sample.answer == "shape":
+                assert not np.array_equal(_shape_pixels(first), _shape_pixels(last))
+            if sample.answer == "place":
+                assert changed["place"]

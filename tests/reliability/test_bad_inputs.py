@@ -104,7 +104,7 @@ def test_config_typo_names_file_line_and_field(dmo, tmp_path):
 
 def test_unknown_domain_generator_in_config(dmo, tmp_path):
     path = _config(tmp_path, "domains:\n" + DOMAIN.format(name="ocr", generator="ocr") + DOMAIN.format(name="maps", generator="maps"))
-    dmo("config", "validate", path).refused("bad.yaml:5", "domains[1].source.generator", "'general', 'ocr', 'digit', 'counting', 'counting_among' or 'chart'")
+    dmo("config", "validate", path).refused("bad.yaml:5", "domains[1].source.generator", "'general', 'ocr', 'digit', 'counting', 'counting_among', 'chart', 'video_count', 'video_motion' or 'video_change'")
 
 
 def test_duplicate_domain_in_config(dmo, tmp_path):

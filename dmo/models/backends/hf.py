@@ -37,7 +37,7 @@ from dmo.data.encoding import (
     refuse_text_that_cannot_fit,
 )
 from dmo.data.sample import DomainData, Sample
-from dmo.errors import CheckpointError, ConfigError, MergeError
+from dmo.errors import CheckpointError, ConfigError, DataError, MergeError
 from dmo.files import file_sha256, total_sha256
 from dmo.models.backends.base import ModelBackend
 from dmo.models.schedules import retention_schedule
@@ -206,6 +206,10 @@ class HfEncoder:
     def _images(self, sample: Sample) -> dict[str, torch.Tensor]:
         from PIL import Image
 
+        if sample.is_video:
+            raise DataError(f"sample {sample.uid!r} is a video; the hf backend reads images only so far",
+                            where=sample.source or f"domain {sample.domain}",
+                            hint="train video domains with the mod_mllm backend (model.num_frames)")
         image = Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).convert("RGB")
         return dict(self.processor(images=[image], return_tensors="pt"))
 

@@ -37,6 +37,7 @@ class ProjectTokenizerEncoder:
     tokenizer: PreTrainedTokenizerFast
     num_image_tokens: int
     max_tokens: int | None = None
+    num_frames: int = 1  # a video model's frames per sample (its images become that many copies)
     ids: TokenIds = field(init=False)
 
     def __post_init__(self) -> None:
@@ -51,7 +52,8 @@ class ProjectTokenizerEncoder:
         return self.ids.eos
 
     def encode(self, samples: Sequence[Sample]) -> EncodedSplit:
-        return encode_split(samples, self.tokenizer, self.num_image_tokens, max_tokens=self.max_tokens)
+        return encode_split(samples, self.tokenizer, self.num_image_tokens, max_tokens=self.max_tokens,
+                            num_frames=self.num_frames)
 
     def fingerprint(self) -> bytes:
         return self.tokenizer.backend_tokenizer.to_str().encode()
@@ -78,7 +80,7 @@ class ModMllmBackend(ModelBackend):
             texts = [text for data in domains.values() for s in data.train for text in (s.question, s.answer)]
             tokenizer = train_tokenizer(texts, vocab_size=config.tokenizer.vocab_size)
             _save_atomically(tokenizer, folder)
-        return ProjectTokenizerEncoder(tokenizer, model.num_image_tokens, model.max_position_embeddings)
+        return ProjectTokenizerEncoder(tokenizer, model.num_image_tokens, model.max_position_embeddings, model.num_frames)
 
     def checkpoint_encoder(self, config: DmoConfig, checkpoint: Path) -> ProjectTokenizerEncoder:
         from dmo.models.checkpoint import read_config
@@ -101,7 +103,8 @@ class ModMllmBackend(ModelBackend):
                 f"the checkpoint reads {model_config.image_size}-pixel images, the config's domains are "
                 f"{config.model.image_size}-pixel", where=str(checkpoint),
                 hint="pass the -c CONFIG the checkpoint was trained with")
-        return ProjectTokenizerEncoder(tokenizer, model_config.num_image_tokens, model_config.max_position_embeddings)
+        return ProjectTokenizerEncoder(tokenizer, model_config.num_image_tokens, model_config.max_position_embeddings,
+                                       model_config.num_frames)
 
     # ------------------------------------------------------------------ models
 
