@@ -10,6 +10,13 @@ Image paths are relative to the JSONL file's folder. The matching
 `dataset_info.json` entry is :func:`dataset_info_entry`. An evaluation file may
 add ``"answers": [...]``, every reference answer of the line (VQA's ten
 annotators); without it the assistant turn is the one reference.
+
+A video sample is LLaMA-Factory's video-as-frames form: a ``<video>`` placeholder and one
+video given as its list of frame images (no codec needed)::
+
+    {"messages": [{"role": "user", "content": "<video>which way did the dot move?"},
+                  {"role": "assistant", "content": "left"}],
+     "videos": [["images/train/v1-f0.png", "images/train/v1-f1.png", "images/train/v1-f2.png"]]}
 """
 
 from __future__ import annotations
@@ -28,17 +35,19 @@ from dmo.errors import DataError
 from dmo.files import atomic_writer
 
 IMAGE_PLACEHOLDER = "<image>"
+VIDEO_PLACEHOLDER = "<video>"
 SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # A ShareGPT line of a short-answer SFT sample is a few KB; anything near this is not a sample.
 MAX_LINE_CHARS = 1_000_000
 
 
-def dataset_info_entry(file_name: str) -> dict:
-    """The LLaMA-Factory `dataset_info.json` entry for a file written by :func:`write_jsonl`."""
+def dataset_info_entry(file_name: str, *, videos: bool = False) -> dict:
+    """The LLaMA-Factory `dataset_info.json` entry for a file written by :func:`write_jsonl`; ``videos``
+    declares the video column too (a file of video samples, or of both kinds)."""
     return {
         "file_name": file_name,
         "formatting": "sharegpt",
-        "columns": {"messages": "messages", "images": "images"},
+        "columns": {"messages": "messages", "images": "images", **({"videos": "videos"} if videos else {})},
         "tags": {
             "role_tag": "role",
             "content_tag": "content",
@@ -76,19 +85,33 @@ def write_jsonl(samples: Iterable[Sample], path: Path, *, image_dir: str, force:
                 raise DataError(f"two samples share the id {sample.uid!r}", where=sample.source or str(path),
                                 hint="ids name image files: give every sample its own id")
             seen.add(name)
-            rel = f"{image_dir}/{name}"
-            Image.fromarray(sample.image).save(path.parent / rel, optimize=False)
-            record = {
-                "id": sample.uid,
-                "messages": [
-                    {"role": "user", "content": IMAGE_PLACEHOLDER + sample.question},
-                    {"role": "assistant", "content": sample.answer},
-                ],
-                "images": [rel],
-            }
+            record = {"id": sample.uid, "messages": sharegpt_messages(sample)}
+            if sample.is_video:
+                record["videos"] = [write_frames(sample, path.parent, image_dir)]
+            else:
+                rel = f"{image_dir}/{name}"
+                Image.fromarray(sample.image).save(path.parent / rel, optimize=False)
+                record["images"] = [rel]
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def sharegpt_messages(sample: Sample) -> list[dict[str, str]]:
+    """The user turn (placeholder, then question) and the assistant's answer of a sample."""
+    placeholder = VIDEO_PLACEHOLDER if sample.is_video else IMAGE_PLACEHOLDER
+    return [{"role": "user", "content": placeholder + sample.question}, {"role": "assistant", "content": sample.answer}]
+
+
+def write_frames(sample: Sample, root: Path, image_dir: str) -> list[str]:
+    """A clip's frames as PNGs under ``root/image_dir``; their paths relative to ``root``."""
+    stem = image_file_name(sample.uid).removesuffix(".png")
+    paths = []
+    for index, frame in enumerate(sample.frames):
+        rel = f"{image_dir}/{stem}-f{index}.png"
+        Image.fromarray(frame).save(root / rel, optimize=False)
+        paths.append(rel)
+    return paths
 
 
 def read_jsonl(path: Path, *, domain: str, image_size: int | None = None) -> tuple[Sample, ...]:
@@ -150,28 +173,50 @@ def _parse_line(line: str, *, where: str, base: Path, domain: str, image_size: i
     if user.get("role") != "user" or assistant.get("role") != "assistant":
         raise DataError("messages must be [user, assistant] (roles 'user' then 'assistant')", where=where)
     question = user["content"]
-    if question.count(IMAGE_PLACEHOLDER) != 1:
-        raise DataError(f"the user turn needs exactly one {IMAGE_PLACEHOLDER} placeholder", where=where)
-    images = record.get("images")
-    if not isinstance(images, list) or len(images) != 1 or not isinstance(images[0], str):
-        raise DataError("field 'images' must list exactly one image path", where=where)
     answers = record.get("answers", [])
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError("field 'answers' must be a list of reference answer strings", where=where)
-    image = _load_image(base / images[0], where=where, image_size=image_size)
+    if record.get("videos") is not None:
+        image, placeholder = _video(record, question, where=where, base=base, image_size=image_size), VIDEO_PLACEHOLDER
+    else:
+        if question.count(IMAGE_PLACEHOLDER) != 1:
+            raise DataError(f"the user turn needs exactly one {IMAGE_PLACEHOLDER} placeholder", where=where)
+        images = record.get("images")
+        if not isinstance(images, list) or len(images) != 1 or not isinstance(images[0], str):
+            raise DataError("field 'images' must list exactly one image path", where=where)
+        image, placeholder = _load_image(base / images[0], where=where, image_size=image_size), IMAGE_PLACEHOLDER
     uid = record.get("id") if isinstance(record.get("id"), str) else f"{domain}-{index:06d}"
     return Sample(
         uid=uid,
         domain=domain,
         image=image,
-        question=question.replace(IMAGE_PLACEHOLDER, "").strip(),
+        question=question.replace(placeholder, "").strip(),
         answer=assistant["content"].strip(),
         source=where,
         references=tuple(a.strip() for a in answers),
     )
 
 
-def _load_image(path: Path, *, where: str, image_size: int | None) -> np.ndarray:
+def _video(record: dict, question: str, *, where: str, base: Path, image_size: int | None) -> np.ndarray:
+    """A line's one video, given as its frame images, as a (F, H, W, 3) clip."""
+    if record.get("images"):
+        raise DataError("a line holds one image or one video, not both", where=where)
+    if question.count(VIDEO_PLACEHOLDER) != 1 or IMAGE_PLACEHOLDER in question:
+        raise DataError(f"the user turn of a video sample needs exactly one {VIDEO_PLACEHOLDER} placeholder",
+                        where=where)
+    videos = record["videos"]
+    if (not isinstance(videos, list) or len(videos) != 1 or not isinstance(videos[0], list) or not videos[0]
+            or not all(isinstance(frame, str) for frame in videos[0])):
+        raise DataError("field 'videos' must hold exactly one video, as a list of its frame image paths "
+                        "(video files are not read: extract the frames)", where=where)
+    frames = [_load_image(base / frame, where=where, image_size=image_size, what=f"video frame {number}")
+              for number, frame in enumerate(videos[0])]
+    if len({frame.shape for frame in frames}) != 1:
+        raise DataError("the frames of a video differ in size", where=where, hint="give every frame the same size")
+    return np.stack(frames)
+
+
+def _load_image(path: Path, *, where: str, image_size: int | None, what: str = "image") -> np.ndarray:
     try:
         with Image.open(path) as handle:
             image = handle.convert("RGB")
@@ -179,6 +224,6 @@ def _load_image(path: Path, *, where: str, image_size: int | None) -> np.ndarray
                 image = image.resize((image_size, image_size), Image.BILINEAR)
             return np.asarray(image, dtype=np.uint8).copy()
     except FileNotFoundError:
-        raise DataError(f"image not found: {path}", where=where) from None
+        raise DataError(f"{what} not found: {path}", where=where) from None
     except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"cannot decode image {path}: {error}", where=where) from None
+        raise DataError(f"cannot decode {what} {path}: {error}", where=where) from None

@@ -102,3 +102,67 @@ def test_generated_folder_loads_back_as_jsonl_domains(tmp_path, repo_root):
     assert set(info) == {f"{d}_{s}" for d in domains for s in ("train", "dev", "test")}
     for name, data in domains.items():
         assert read_jsonl(tmp_path / name / "test.jsonl", domain=name) == data.test
+
+
+# --------------------------------------------------------------------------- video samples (issue 21)
+
+
+@pytest.fixture()
+def clips():
+    return generate_splits("video_motion", domain="motion", sizes={"train": 6}, seed=2)["train"]
+
+
+def test_a_video_round_trips_as_llamafactory_frames(tmp_path, clips):
+    path = tmp_path / "motion.jsonl"
+    assert write_jsonl(clips, path, image_dir="frames") == 6
+    back = read_jsonl(path, domain="motion")
+    assert all(a == b for a, b in zip(clips, back, strict=True)) and all(s.is_video for s in back)
+    line = json.loads(path.read_text().splitlines()[0])
+    assert "images" not in line and line["messages"][0]["content"].startswith("<video>")
+    assert len(line["videos"]) == 1 and len(line["videos"][0]) == 4  # one video, as its four frames
+    assert all((tmp_path / frame).is_file() for frame in line["videos"][0])
+
+
+def test_a_written_video_domain_declares_the_video_column(tmp_path, clips):
+    from dmo.data.sample import DomainData
+
+    info = write_domains({"motion": DomainData("motion", clips, clips[:2], clips[:2])}, tmp_path)
+    assert info["motion_train"]["columns"] == {"messages": "messages", "images": "images", "videos": "videos"}
+    assert json.loads((tmp_path / "dataset_info.json").read_text())["motion_dev"]["columns"]["videos"] == "videos"
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("missing", "video frame 2 not found"),
+    ("undecodable", "cannot decode video frame 2"),
+])
+def test_a_video_with_a_missing_or_undecodable_frame_is_refused_with_file_and_line(tmp_path, clips, damage, message):
+    path = tmp_path / "motion.jsonl"
+    write_jsonl(clips, path, image_dir="frames")
+    frame = tmp_path / json.loads(path.read_text().splitlines()[3])["videos"][0][2]
+    if damage == "missing":
+        frame.unlink()
+    else:
+        frame.write_bytes(b"not a png")
+    with pytest.raises(DataError) as refused:
+        read_jsonl(path, domain="motion")
+    assert f"{path}:4" in refused.value.render() and message in refused.value.render()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"videos": ["a.png"]}, "exactly one video, as a list of its frame image paths"),
+    ({"videos": [[]]}, "exactly one video"),
+    ({"images": ["a.png"]}, "one image or one video, not both"),
+    ({"content": "which way?"}, "exactly one <video> placeholder"),
+])
+def test_structural_problems_of_a_video_line_are_named(tmp_path, clips, change, message):
+    path = tmp_path / "motion.jsonl"
+    write_jsonl(clips[:1], path, image_dir="frames")
+    line = json.loads(path.read_text())
+    if "content" in change:
+        line["messages"][0]["content"] = change["content"]
+    else:
+        line.update(change)
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError, match=message) as refused:
+        read_jsonl(path, domain="motion")
+    assert f"{path}:1" in refused.value.render()
