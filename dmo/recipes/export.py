@@ -126,7 +126,8 @@ def _export_directory(store: Store, search: SearchRecord, trial: TrialRecord, fm
         writers = {d: DomainWriter(staging, d, relative=options.relative) for d in search.domains}
         if fmt == "jsonl":
             _write_mixture(staging / MIXTURE_JSONL, samples, writers, split, options.seed)
-            entries = {"dmo_mixture": dataset_info_entry(MIXTURE_JSONL)}
+            entries = {"dmo_mixture": dataset_info_entry(MIXTURE_JSONL, videos=any(_has_videos(samples[s.domain])
+                                                                                    for s in split if s.count))}
         else:
             entries = {}
             for index, share in enumerate(split):
@@ -134,7 +135,7 @@ def _export_directory(store: Store, search: SearchRecord, trial: TrialRecord, fm
                 count = share.count if options.strategy == "exact" else share.available
                 _write_domain(staging / file, samples[share.domain], writers[share.domain], count,
                               seed=options.seed + index)
-                entries[f"dmo_{share.domain}"] = dataset_info_entry(file)
+                entries[f"dmo_{share.domain}"] = dataset_info_entry(file, videos=_has_videos(samples[share.domain]))
             dataset_dir = "." if options.relative else str(out.resolve())
             # Quoted: the user pastes this line into a shell, and a folder may hold spaces or quotes.
             command = (f"cd {shlex.quote(str(out))} && llamafactory-cli train {RECIPE_YAML}" if options.relative
@@ -156,6 +157,10 @@ def _export_directory(store: Store, search: SearchRecord, trial: TrialRecord, fm
     record = store.record_recipe(search_id=search.id, trial_id=trial.id, fmt=fmt, path=str(out.resolve()),
                                  sha256=sha256, budget=options.budget)
     return ExportResult(record, tuple(split), run, notes)
+
+
+def _has_videos(items: Sequence[RecipeSample]) -> bool:
+    return any(item.is_video for item in items)
 
 
 def _write_domain(path: Path, items: Sequence[RecipeSample], writer: DomainWriter, count: int, *, seed: int) -> None:

@@ -7,7 +7,8 @@ images dmo makes (synthetic domains) are written under
 ``data/<domain>/images/``; a user's images stay where they are, named by
 absolute path, or are copied in with ``relative=True`` so the directory can be
 moved. A user's records are kept as they are (turns, system prompts), only
-their image paths are rewritten.
+their image paths are rewritten. Videos go the same way, each as the list of its
+frame images (LLaMA-Factory's ``videos`` column).
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from PIL import Image
 from dmo.config.schema import DmoConfig, DomainSettings, JsonlSource
 from dmo.data.domains import load_domain
 from dmo.data.sample import Sample
-from dmo.data.sharegpt import IMAGE_PLACEHOLDER, UniqueIds, image_file_name, jsonl_lines
+from dmo.data.sharegpt import (
+    UniqueIds,
+    image_file_name,
+    jsonl_lines,
+    sharegpt_messages,
+    write_frames,
+)
 from dmo.errors import DataError
 
 
@@ -31,10 +38,15 @@ from dmo.errors import DataError
 class RecipeSample:
     """One training sample as a recipe writes it: a record, and where its images come from."""
 
-    record: dict[str, Any]  # ShareGPT fields except "images"
+    record: dict[str, Any]  # ShareGPT fields except "images" and "videos"
     images: tuple[Path, ...] = ()  # existing image files (a user's domain)
-    sample: Sample | None = None  # a synthetic sample, its image still in memory
+    sample: Sample | None = None  # a synthetic sample, its image or clip still in memory
     source: str = ""
+    videos: tuple[tuple[Path, ...], ...] = ()  # existing frame files of each video (a user's domain)
+
+    @property
+    def is_video(self) -> bool:
+        return bool(self.videos) or (self.sample is not None and self.sample.is_video)
 
 
 def domain_samples(config: DmoConfig, domain: DomainSettings) -> list[RecipeSample]:
@@ -46,13 +58,7 @@ def domain_samples(config: DmoConfig, domain: DomainSettings) -> list[RecipeSamp
 
 
 def _record(sample: Sample) -> dict[str, Any]:
-    return {
-        "id": sample.uid,
-        "messages": [
-            {"role": "user", "content": IMAGE_PLACEHOLDER + sample.question},
-            {"role": "assistant", "content": sample.answer},
-        ],
-    }
+    return {"id": sample.uid, "messages": sharegpt_messages(sample)}
 
 
 def _user_samples(path: Path) -> list[RecipeSample]:
@@ -67,13 +73,19 @@ def _user_samples(path: Path) -> list[RecipeSample]:
         images = record.pop("images", []) if isinstance(record, dict) else None
         if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
             raise DataError("field 'images' must be a list of image paths", where=where)
+        videos = record.pop("videos", []) or []
+        if not isinstance(videos, list) or not all(isinstance(v, list) and v and all(isinstance(f, str) for f in v)
+                                                   for v in videos):
+            raise DataError("field 'videos' must be a list of videos, each the list of its frame image paths",
+                            where=where)
         if isinstance(record.get("id"), str):
             ids.claim(record["id"], number, where)
         resolved = tuple((path.parent / i).resolve() for i in images)
-        missing = [str(i) for i in resolved if not i.is_file()]
+        frames = tuple(tuple((path.parent / f).resolve() for f in video) for video in videos)
+        missing = [str(i) for i in (*resolved, *(f for video in frames for f in video)) if not i.is_file()]
         if missing:
             raise DataError(f"image not found: {missing[0]}", where=where)
-        samples.append(RecipeSample(record, images=resolved, source=where))
+        samples.append(RecipeSample(record, images=resolved, source=where, videos=frames))
     return samples
 
 
@@ -87,23 +99,34 @@ class DomainWriter:
 
     def line(self, index: int, item: RecipeSample) -> str:
         if index not in self._written:
-            self._written[index] = self._images(item)
-        return json.dumps({**item.record, "images": self._written[index]}, ensure_ascii=False) + "\n"
+            self._written[index] = self._media(item)
+        return json.dumps({**item.record, **self._written[index]}, ensure_ascii=False) + "\n"
 
-    def _images(self, item: RecipeSample) -> list[str]:
+    def _media(self, item: RecipeSample) -> dict[str, list]:
+        """The line's ``images`` (and ``videos``, each a list of frame paths), written or copied once."""
         if item.sample is not None:
+            if item.sample.is_video:
+                (self.root / self.image_dir).mkdir(parents=True, exist_ok=True)
+                return {"videos": [write_frames(item.sample, self.root, self.image_dir.as_posix())]}
             rel = self.image_dir / image_file_name(item.sample.uid)
             self._target(rel)
             Image.fromarray(item.sample.image).save(self.root / rel, optimize=False)
-            return [rel.as_posix()]
+            return {"images": [rel.as_posix()]}
+        uid = str(item.record.get("id") or item.source)
+        media: dict[str, list] = {"images": self._files(item.images, f"{uid}-")}
+        if item.videos:
+            media["videos"] = [self._files(video, f"{uid}-v{number}-") for number, video in enumerate(item.videos)]
+        return media
+
+    def _files(self, files: tuple[Path, ...], prefix: str) -> list[str]:
+        """Absolute paths, or (``relative``) copies inside the recipe named by the record."""
         if not self.relative:
-            return [str(image) for image in item.images]
+            return [str(file) for file in files]
         paths = []
-        for position, image in enumerate(item.images):
-            uid = str(item.record.get("id") or item.source)
-            rel = self.image_dir / f"{Path(image_file_name(f'{uid}-{position}')).stem}{image.suffix.lower()}"
+        for position, file in enumerate(files):
+            rel = self.image_dir / f"{Path(image_file_name(f'{prefix}{position}')).stem}{file.suffix.lower()}"
             self._target(rel)
-            shutil.copyfile(image, self.root / rel)
+            shutil.copyfile(file, self.root / rel)
             paths.append(rel.as_posix())
         return paths
 

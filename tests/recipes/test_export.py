@@ -286,3 +286,43 @@ def test_a_folder_recipe_named_like_a_file_is_refused_with_the_folder_to_name(tm
                       options=ExportOptions(budget=10))
     assert "a folder" in caught.value.render() and f"-o {tmp_path / 'recipe' / 'recipe'}" in caught.value.render()
     assert not (tmp_path / "recipe").exists()
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_mixed_image_and_video_recipe_declares_the_video_column_and_writes_every_frame(tmp_path, tiny_config,
+                                                                                        relative):
+    """Issue 21: a synthetic video domain, a user's video domain (frames on disk) and an image domain."""
+    from dmo.data.sharegpt import write_jsonl
+    from dmo.data.synthetic import generate_splits
+    from search_support import configured, mixture, search_row
+    from storage import Store
+
+    user = tmp_path / "user"
+    clips = generate_splits("video_change", domain="change", sizes={"train": 20}, seed=5)["train"]
+    write_jsonl(clips, user / "train.jsonl", image_dir="frames")
+    config = configured(tiny_config, project__workdir=str(tmp_path / "work"), model__num_frames=4, domains=[
+        {"name": "general", "source": {"kind": "synthetic", "generator": "general"}, "sizes": {"train": 30}},
+        {"name": "motion", "source": {"kind": "synthetic", "generator": "video_motion"}, "sizes": {"train": 30}},
+        {"name": "change", "source": {"kind": "jsonl", **{s: str(user / "train.jsonl") for s in ("train", "dev",
+                                                                                              "test")}}},
+    ])
+    with Store.open(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
+        search = search_row(store, config)
+        store.record_trial(search_id=search.id, number=0, mixture=mixture(general=0.4, motion=0.4, change=0.2),
+                           merge_method="task_arithmetic", params={}, scores={"general": 1.0}, objective=[1.0],
+                           state="complete", duration_s=1.0)
+        out = tmp_path / "recipe"
+        export_recipe(store, search.id, fmt="llamafactory", out=out, options=ExportOptions(budget=40, relative=relative))
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert "videos" not in info["dmo_general"]["columns"]
+    for domain in ("motion", "change"):
+        assert info[f"dmo_{domain}"]["columns"]["videos"] == "videos"
+        lines = _jsonl_lines(out / info[f"dmo_{domain}"]["file_name"])
+        assert lines and all(line["messages"][0]["content"].startswith("<video>") for line in lines)
+        for line in lines:
+            (frames,) = line["videos"]
+            assert len(frames) == 4 and not line.get("images")
+            assert all((out / frame).is_file() for frame in frames)  # media_dir = dataset_dir (absolute or inside)
+            if relative or domain == "motion":
+                assert all(not Path(frame).is_absolute() for frame in frames)
+    assert all(line["images"] for line in _jsonl_lines(out / info["dmo_general"]["file_name"]))
