@@ -292,9 +292,10 @@ def test_a_folder_recipe_named_like_a_file_is_refused_with_the_folder_to_name(tm
 def test_a_mixed_image_and_video_recipe_declares_the_video_column_and_writes_every_frame(tmp_path, tiny_config,
                                                                                         relative):
     """Issue 21: a synthetic video domain, a user's video domain (frames on disk) and an image domain."""
+    from search_support import configured, mixture, search_row
+
     from dmo.data.sharegpt import write_jsonl
     from dmo.data.synthetic import generate_splits
-    from search_support import configured, mixture, search_row
     from storage import Store
 
     user = tmp_path / "user"
