@@ -34,9 +34,15 @@ def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str
     retention = model_config.layer_retention()
     layers = report.table()
     kept = sum(row["kept_vision"] for row in layers)
+    frames = getattr(model_config, "num_frames", 1)
+    if frames > 1:  # a video model: how many of each frame's tokens every layer keeps (the same for every frame)
+        for row in layers:
+            row["kept_per_frame"] = row["kept_vision"] // frames
     return {
         "mod": model_config.mod_settings(),
         "vision_tokens": n_vis,
+        "frames": frames,
+        "vision_tokens_per_frame": n_vis // frames,
         "text_tokens": n_text,
         # ⌊n·ρ⌋ rounds down, so fewer tokens are kept than the nominal schedule says.
         "mean_retention": sum(retention) / len(retention),
@@ -66,13 +72,17 @@ def info(
     if as_json:
         print_json(payload)
         return
-    table = Table(title=f"MoD schedule {payload['mod']['schedule']!r} vs dense")
-    for column in ("layer", "retention", "vision kept", "tokens", "FLOPs vs dense"):
+    video = payload["frames"] > 1
+    table = Table(title=f"MoD schedule {payload['mod']['schedule']!r} vs dense"
+                        + (f" ({payload['frames']} frames per sample)" if video else ""))
+    columns = ("layer", "retention", "vision kept", *(("per frame",) if video else ()), "tokens", "FLOPs vs dense")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in payload["layers"]:
+        per_frame = (f"{row['kept_per_frame']}/{payload['vision_tokens_per_frame']}",) if video else ()
         table.add_row(
             str(row["layer"]), f"{row['retention']:.3f}", f"{row['kept_vision']}/{payload['vision_tokens']}",
-            f"{row['tokens']}/{row['dense_tokens']}", f"{row['flops_ratio']:.1%}",
+            *per_frame, f"{row['tokens']}/{row['dense_tokens']}", f"{row['flops_ratio']:.1%}",
         )  # fmt: skip
     console.print(table)
     console.print(
