@@ -84,7 +84,7 @@ def _line_of(text: str, fragment: str) -> int:
     [
         ("merge: {method: task_arithmetic}", "merge: {method: tiess}", "search.merge.method",
          "unknown merge method 'tiess'; known: linear, task_arithmetic, ties"),
-        ("sampler: tpe", "sampler: bayes", "search.sampler", "unknown sampler 'bayes'; known: tpe, gp"),
+        ("sampler: gp", "sampler: bayes", "search.sampler", "unknown sampler 'bayes'; known: tpe, gp"),
         ("merge: {method: task_arithmetic}", "merge: {method: ties, params: {densty: 0.5}}", "search.merge",
          "method 'ties' has no parameter 'densty'"),
     ],

@@ -80,7 +80,7 @@ def test_tables_and_default_url_from_the_environment(
     monkeypatch.setenv("DMO_STORE_URL", store_url)
     listing = runner.invoke(db_cmd.app, ["searches"])
     assert listing.exit_code == 0, listing.output
-    assert "demo" in listing.stdout and "tpe" in listing.stdout
+    assert "demo" in listing.stdout and "gp" in listing.stdout  # the default sampler
     best = runner.invoke(db_cmd.app, ["best", "--top", "1"])  # newest search by default
     assert best.exit_code == 0, best.output
     assert "55.0" in best.stdout and "spearman 0.800" in best.stdout
