@@ -51,7 +51,7 @@ SECTIONS = (
             "FLOPs ≤ 0.6 of dense with accuracy within 2 points"),
     Section("search", "3. Search efficiency", "search_efficiency.py",
             ("--seeds", "10", "--budget", "40", "--dev-limit", "50"), ("--seeds", "2", "--budget", "12", "--dev-limit", "10"),
-            "TPE reaches the dense grid's best (± 0.5) in ≤ 0.5× the evaluations of random search"),
+            "the default sampler reaches the dense grid's best (± 0.5) in ≤ 0.5× the evaluations of random search"),
     Section("decision", "4–5. Cost of a DMO decision, and proxy fidelity", "decision_cost.py",
             ("--mixtures", "10"), ("--mixtures", "10", "--no-run"),
             "fidelity: Spearman ρ ≥ 0.8 and top-1 regret ≤ 1 point on ≥ 10 mixtures; proxies cheaper than training"),

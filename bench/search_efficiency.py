@@ -109,17 +109,27 @@ def main() -> None:
 
 
 def markdown(summary: dict) -> str:
+    from dmo.config.schema import SearchSettings
+
+    default = SearchSettings().sampler
+    budget_plus_one = summary["budget"] + 1  # what a run that never got there counts
+    random = summary["samplers"]["random"]["median_evaluations"]
     lines = [
         (f"dense 1/8 grid: {summary['grid_points']} proxies, best {summary['grid_best']:.2f}; "
         f"budget {summary['budget']} per run, {summary['seeds']} seeds, {summary['dev_limit']} dev samples per benchmark"),
         "",
-        f"| sampler | median evaluations to within {summary['tolerance']:.1f} | per seed |",
-        "|---|---:|---|",
+        f"| sampler | median evaluations to within {summary['tolerance']:.1f} | vs random search | per seed |",
+        "|---|---:|---:|---|",
     ]
     for sampler, row in summary["samplers"].items():
-        lines.append(f"| {sampler} | {row['median_evaluations']} | {row['per_seed']} |")
-    verdict = "met" if summary["tpe_vs_random"] <= 0.5 else "NOT met"
-    lines += ["", (f"TPE needs {summary['tpe_vs_random']:.2f}× the evaluations of random search "
+        name = f"{sampler} (default)" if sampler == default else sampler
+        lines.append(f"| {name} | {row['median_evaluations']} | {row['median_evaluations'] / random:.2f}× | "
+                     f"{row['per_seed']} |")
+    ratio = summary["samplers"][default]["median_evaluations"] / random
+    censored = " (random search's median is the budget + 1: it did not get there, so the true ratio is lower)" \
+        if random >= budget_plus_one else ""
+    verdict = "met" if ratio <= 0.5 else "NOT met"
+    lines += ["", (f"The default sampler, {default}, needs {ratio:.2f}× the evaluations of random search{censored} "
               f"(target ≤ 0.5×) → {verdict}")]
     return "\n".join(lines)
 
