@@ -14,7 +14,7 @@ Face checkpoint its own tokenizer, processor and chat template.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -121,6 +121,24 @@ def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(array).movedim(-1, -3).contiguous()
 
 
+def fit_images(samples: Sequence[Sample], size: int | None) -> list[Sample]:
+    """Samples whose image (or every frame) is ``size``×``size``: others resized bilinearly, as
+    ``read_jsonl`` resizes a user's images. What arrives from elsewhere (an lmms-eval task's
+    documents) keeps its own size until here."""
+    if size is None:
+        return list(samples)
+    from PIL import Image
+
+    def fit(image: np.ndarray) -> np.ndarray:
+        if image.shape[-3:-1] == (size, size):
+            return image
+        if image.ndim == 4:
+            return np.stack([fit(frame) for frame in image])
+        return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+    return [s if s.image.shape[-3:-1] == (size, size) else replace(s, image=fit(s.image)) for s in samples]
+
+
 def sample_pixels(samples: Sequence[Sample], num_frames: int) -> torch.Tensor:
     """What dmo's model reads of each sample: its image, or in a video model of ``num_frames`` frames its
     clip (an image becomes that many copies of itself, a still clip); a clip of another length is refused."""
@@ -144,7 +162,7 @@ def sample_pixels(samples: Sequence[Sample], num_frames: int) -> torch.Tensor:
 
 def encode_split(
     samples: Sequence[Sample], tokenizer: PreTrainedTokenizerFast, num_image_tokens: int, *,
-    max_tokens: int | None = None, num_frames: int = 1,
+    max_tokens: int | None = None, num_frames: int = 1, image_size: int | None = None,
 ) -> EncodedSplit:
     """dmo's own layout; with ``max_tokens``, a sample longer than the model's context is refused
     naming its file and line — before tokenizing text that cannot fit, which could take minutes."""
@@ -156,7 +174,7 @@ def encode_split(
     split = EncodedSplit(
         prompts=[[ids.bos] + [ids.image] * num_image_tokens + q + [ids.sep] for q in questions],
         answers=[a + [ids.eos] for a in answers],
-        images=StackedImages(sample_pixels(samples, num_frames)),
+        images=StackedImages(sample_pixels(fit_images(samples, image_size), num_frames)),
     )
     if max_tokens is not None:
         check_lengths(samples, split, num_image_tokens, max_tokens)

@@ -87,6 +87,11 @@ def write_jsonl(samples: Iterable[Sample], path: Path, *, image_dir: str, force:
             seen.add(name)
             record = {"id": sample.uid, "messages": sharegpt_messages(sample)}
             if sample.is_video:
+                frames = set(frame_file_names(sample))
+                if frames & seen:  # an image id "clip-f0" beside a clip "clip" would share a file
+                    raise DataError(f"sample {sample.uid!r}'s frame files collide with another sample's image",
+                                    where=sample.source or str(path), hint="rename one of the two ids")
+                seen |= frames
                 record["videos"] = [write_frames(sample, path.parent, image_dir)]
             else:
                 rel = f"{image_dir}/{name}"
@@ -103,12 +108,17 @@ def sharegpt_messages(sample: Sample) -> list[dict[str, str]]:
     return [{"role": "user", "content": placeholder + sample.question}, {"role": "assistant", "content": sample.answer}]
 
 
+def frame_file_names(sample: Sample) -> list[str]:
+    """The file name of each of a clip's frames, from its id like :func:`image_file_name`."""
+    stem = image_file_name(sample.uid).removesuffix(".png")
+    return [f"{stem}-f{index}.png" for index in range(len(sample.frames))]
+
+
 def write_frames(sample: Sample, root: Path, image_dir: str) -> list[str]:
     """A clip's frames as PNGs under ``root/image_dir``; their paths relative to ``root``."""
-    stem = image_file_name(sample.uid).removesuffix(".png")
     paths = []
-    for index, frame in enumerate(sample.frames):
-        rel = f"{image_dir}/{stem}-f{index}.png"
+    for name, frame in zip(frame_file_names(sample), sample.frames, strict=True):
+        rel = f"{image_dir}/{name}"
         Image.fromarray(frame).save(root / rel, optimize=False)
         paths.append(rel)
     return paths
@@ -176,7 +186,7 @@ def _parse_line(line: str, *, where: str, base: Path, domain: str, image_size: i
     answers = record.get("answers", [])
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError("field 'answers' must be a list of reference answer strings", where=where)
-    if record.get("videos") is not None:
+    if record.get("videos"):  # an empty list is the column of a file that also holds image samples
         image, placeholder = _video(record, question, where=where, base=base, image_size=image_size), VIDEO_PLACEHOLDER
     else:
         if question.count(IMAGE_PLACEHOLDER) != 1:

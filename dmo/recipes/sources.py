@@ -26,6 +26,7 @@ from dmo.data.domains import load_domain
 from dmo.data.sample import Sample
 from dmo.data.sharegpt import (
     UniqueIds,
+    frame_file_names,
     image_file_name,
     jsonl_lines,
     sharegpt_messages,
@@ -95,7 +96,8 @@ class DomainWriter:
     def __init__(self, root: Path, domain: str, *, relative: bool):
         self.root, self.domain, self.relative = root, domain, relative
         self.image_dir = Path("data") / domain / "images"
-        self._written: dict[int, list[str]] = {}
+        self._written: dict[int, dict[str, list]] = {}
+        self._names: set[str] = set()  # file names written under image_dir: two samples never share one
 
     def line(self, index: int, item: RecipeSample) -> str:
         if index not in self._written:
@@ -106,9 +108,11 @@ class DomainWriter:
         """The line's ``images`` (and ``videos``, each a list of frame paths), written or copied once."""
         if item.sample is not None:
             if item.sample.is_video:
+                self._claim(frame_file_names(item.sample), item)
                 (self.root / self.image_dir).mkdir(parents=True, exist_ok=True)
                 return {"videos": [write_frames(item.sample, self.root, self.image_dir.as_posix())]}
             rel = self.image_dir / image_file_name(item.sample.uid)
+            self._claim([rel.name], item)
             self._target(rel)
             Image.fromarray(item.sample.image).save(self.root / rel, optimize=False)
             return {"images": [rel.as_posix()]}
@@ -125,10 +129,17 @@ class DomainWriter:
         paths = []
         for position, file in enumerate(files):
             rel = self.image_dir / f"{Path(image_file_name(f'{prefix}{position}')).stem}{file.suffix.lower()}"
+            self._names.add(rel.name)  # named by the record and position: unique within a domain's file
             self._target(rel)
             shutil.copyfile(file, self.root / rel)
             paths.append(rel.as_posix())
         return paths
+
+    def _claim(self, names: list[str], item: RecipeSample) -> None:
+        if self._names & set(names):
+            raise DataError(f"sample {item.record.get('id')!r} of domain {self.domain} would overwrite another "
+                            "sample's image", where=item.source, hint="give the two samples ids that differ")
+        self._names.update(names)
 
     def _target(self, rel: Path) -> None:
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)

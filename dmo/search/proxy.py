@@ -34,6 +34,7 @@ class ProxyEvaluator:
                 hint="train one expert per configured domain first",
             )
         self.config = config
+        self.source = source
         self.backend = backend_for(config)
         self.data = data or prepare_data(config)
         merge = config.search.merge
@@ -84,11 +85,22 @@ class ProxyEvaluator:
         )
 
     def credit_of(self, checkpoint: Path) -> ProxyResult:
-        """A stored model (the base or an expert) on the full search benchmarks, with each sample's
-        credit by the search's score: what a search chooses its anchor subset from."""
+        """The search's base or one of its experts on the full search benchmarks, with each sample's
+        credit by the search's score: what a search chooses its anchor subset from.
+
+        The model is written from the bank (task arithmetic at λ = 1: zero weights give the base, a
+        one-hot weight the expert), so an expert imported as a bare peft adapter, which has no full
+        checkpoint to load, is scored like any other, and no second model is held in memory."""
         started = time.perf_counter()
-        model = self.backend.load(checkpoint).float().eval().to(next(self.model.parameters()).device)
-        result = self._score(model, limit=None, subsets=None, per_sample=True)
+        experts = list(self.source.expert_checkpoints)
+        if checkpoint == self.source.base_checkpoint:
+            weights = [0.0] * len(experts)
+        elif checkpoint in experts:
+            weights = [1.0 if path == checkpoint else 0.0 for path in experts]
+        else:
+            raise SearchError(f"{checkpoint} is neither this search's base nor one of its experts")
+        self.bank.load_into(self.model, weights, "task_arithmetic")
+        result = self._score(self.model, limit=None, subsets=None, per_sample=True)
         metric = search_score(self.config)
         return ProxyResult(
             scores=_scores_by_metric(result),

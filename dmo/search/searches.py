@@ -65,6 +65,9 @@ def run_search(
     except KeyboardInterrupt:
         store.set_search_status(search.id, "interrupted", error="interrupted by the user")
         raise
+    except SearchError as failure:  # e.g. scoring the reference models for the anchors failed
+        store.set_search_status(search.id, "failed", error=failure.render()[:500])
+        raise
     done = result.completed + result.pruned
     note = None
     if result.exhausted and done < search.trials_target:
@@ -74,7 +77,11 @@ def run_search(
     else:
         status, error = "failed", f"{result.failed} trials failed"
     if status == "finished" and plan.anchors is not None:
-        _rescore_best(store, search, pool, plan)
+        try:
+            _rescore_best(store, search, pool, plan)
+        except SearchError as failure:  # the trials stand; best_trials ranks the unrescored ones by anchor value
+            error = f"the best trials were not rescored in full: {failure.render()}"[:500]
+            logger.warning("search %s: %s", search.id, error)
     store.set_search_status(search.id, status, error=error)
     if status == "finished":
         try:  # a prediction is extra: failing to store one must not fail a finished search
@@ -95,6 +102,8 @@ def _anchors(store: Store, search: SearchRecord, pool: EvaluatorPool) -> dict[st
     source = proxy_source(store, search)
     anchors = select_anchors(pool, source.base_checkpoint, source.expert_checkpoints, rule=settings.rule,
                              fraction=settings.fraction, seed=search.config.search.seed)
+    if not anchors:  # no benchmark dmo scores sample by sample (lmms-eval tasks only): nothing to subset
+        return None
     store.set_search_anchors(search.id, anchors)
     return anchors
 
@@ -108,7 +117,7 @@ def _rescore_best(store: Store, search: SearchRecord, pool: EvaluatorPool, plan:
     ranked = sorted((t for t in store.trials(search.id) if t.value is not None), key=lambda t: (sign * t.value, t.number))
     todo = [t for t in ranked[: settings.rescore_top] if t.full_value is None]
     rescored = rescore(pool, [[t.weights[d] for d in search.domains] for t in todo], plan)
-    for trial, (value, scores) in zip(todo, rescored):
+    for trial, (value, scores) in zip(todo, rescored, strict=True):
         store.set_trial_full(search.id, trial.number, value=value, scores=scores)
 
 

@@ -166,3 +166,35 @@ def test_structural_problems_of_a_video_line_are_named(tmp_path, clips, change, 
     with pytest.raises(DataError, match=message) as refused:
         read_jsonl(path, domain="motion")
     assert f"{path}:1" in refused.value.render()
+
+
+def test_an_image_line_with_an_empty_videos_column_reads_as_an_image(tmp_path, samples):
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl(samples[:1], path, image_dir="images")
+    line = json.loads(path.read_text())
+    path.write_text(json.dumps({**line, "videos": []}) + "\n")  # a file that also holds video samples
+    (back,) = read_jsonl(path, domain="ocr")
+    assert not back.is_video and back == samples[0]
+
+
+def test_a_clip_whose_frame_files_would_overwrite_an_image_is_refused(tmp_path, samples, clips):
+    from dataclasses import replace
+
+    image = replace(samples[0], uid="clip-f0")
+    clip = replace(clips[0], uid="clip")
+    with pytest.raises(DataError, match="collide"):
+        write_jsonl([image, clip], tmp_path / "both.jsonl", image_dir="images")
+    assert not (tmp_path / "both.jsonl").exists()
+
+
+def test_the_encoder_fits_images_of_another_size_to_the_model(tiny_data):
+    from dataclasses import replace
+
+    import numpy as np
+
+    sample = tiny_data.domains[tiny_data.names[0]].dev[0]
+    big = replace(sample, image=np.asarray(
+        Image.fromarray(sample.image).resize((48, 48)), dtype=np.uint8))
+    split = tiny_data.encoder.encode([sample, big])
+    assert split.images.pixel_values.shape[-2:] == sample.image.shape[:2]
+    assert split.prompts[0] == split.prompts[1]

@@ -177,3 +177,45 @@ def test_an_anchor_subset_is_stored_once(tiny_store, tiny_config):
     with pytest.raises(StoreError, match="already has an anchor subset"):
         tiny_store.set_search_anchors(search.id, {"general": [2]})
     assert tiny_store.get_search(search.id).anchors == {"general": (1, 3)}
+
+
+def test_reference_models_come_from_the_bank_and_match_the_stored_checkpoints(tiny_config, tiny_store, tiny_models,
+                                                                              tiny_data):
+    """An expert imported as a bare adapter has no full checkpoint to load: the bank writes each
+    reference model instead (one-hot: an expert; zero weights: the base as the proxies see it, shaped
+    like the experts, which need not be the stored base checkpoint's own routing)."""
+    from dmo.evaluation import evaluate
+    from dmo.search.proxy import ProxyEvaluator
+    from dmo.search.searches import create_search, proxy_source
+
+    base, experts = tiny_models
+    search = create_search(tiny_store, tiny_config, base=base, experts=experts)
+    source = proxy_source(tiny_store, search)
+    evaluator = ProxyEvaluator(source, data=tiny_data)
+    base_credit = evaluator.credit_of(source.base_checkpoint).credit
+    assert set(base_credit) == {b.name for b in evaluator.benchmarks}
+    for path in source.expert_checkpoints:
+        from_bank = evaluator.credit_of(path).credit
+        evaluation = tiny_config.evaluation  # the same batches: only the weights' rounding may differ
+        direct = evaluate(evaluator.backend.load(path), tiny_data, evaluator.benchmarks, backend=evaluator.backend,
+                          per_sample=True, limit=evaluation.dev_limit, likelihood=False,
+                          batch_size=evaluation.batch_size, max_new_tokens=evaluation.max_new_tokens)
+        for name, score in direct.benchmarks.items():
+            agree = np.mean(np.equal(from_bank[name], score.credit["exact_match"]))
+            assert agree >= 0.95, (path, name, agree)
+    with pytest.raises(Exception, match="neither this search's base nor one of its experts"):
+        evaluator.credit_of(Path("/elsewhere"))
+
+
+def test_a_search_whose_anchors_cannot_be_chosen_ends_failed_not_running(tiny_store, tiny_config):
+    from search_support import search_row
+
+    from dmo.errors import SearchError
+    from dmo.search.pool import LocalPool
+    from dmo.search.searches import run_search
+
+    search = search_row(tiny_store, configured(tiny_config, search__anchors={"fraction": 0.5}))  # no base: no models
+    with pytest.raises(SearchError):
+        run_search(tiny_store, search, LocalPool(None))
+    stored = tiny_store.get_search(search.id)
+    assert stored.status == "failed" and "no base model" in stored.error

@@ -38,6 +38,7 @@ class ProjectTokenizerEncoder:
     num_image_tokens: int
     max_tokens: int | None = None
     num_frames: int = 1  # a video model's frames per sample (its images become that many copies)
+    image_size: int | None = None  # images of another size are resized to it (None: taken as they are)
     ids: TokenIds = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,7 +54,7 @@ class ProjectTokenizerEncoder:
 
     def encode(self, samples: Sequence[Sample]) -> EncodedSplit:
         return encode_split(samples, self.tokenizer, self.num_image_tokens, max_tokens=self.max_tokens,
-                            num_frames=self.num_frames)
+                            num_frames=self.num_frames, image_size=self.image_size)
 
     def fingerprint(self) -> bytes:
         return self.tokenizer.backend_tokenizer.to_str().encode()
@@ -80,7 +81,8 @@ class ModMllmBackend(ModelBackend):
             texts = [text for data in domains.values() for s in data.train for text in (s.question, s.answer)]
             tokenizer = train_tokenizer(texts, vocab_size=config.tokenizer.vocab_size)
             _save_atomically(tokenizer, folder)
-        return ProjectTokenizerEncoder(tokenizer, model.num_image_tokens, model.max_position_embeddings, model.num_frames)
+        return ProjectTokenizerEncoder(tokenizer, model.num_image_tokens, model.max_position_embeddings, model.num_frames,
+                                       model.image_size)
 
     def checkpoint_encoder(self, config: DmoConfig, checkpoint: Path) -> ProjectTokenizerEncoder:
         from dmo.models.checkpoint import read_config
@@ -104,7 +106,7 @@ class ModMllmBackend(ModelBackend):
                 f"{config.model.image_size}-pixel", where=str(checkpoint),
                 hint="pass the -c CONFIG the checkpoint was trained with")
         return ProjectTokenizerEncoder(tokenizer, model_config.num_image_tokens, model_config.max_position_embeddings,
-                                       model_config.num_frames)
+                                       model_config.num_frames, model_config.image_size)
 
     # ------------------------------------------------------------------ models
 
