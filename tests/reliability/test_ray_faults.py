@@ -88,8 +88,11 @@ def test_killed_evaluator_is_restarted_and_its_trial_retried(trained_project, lo
     store = Store.open(trained_project.store_url)
     base = ensure_model(config, store, base_spec(config))
     experts = {d: ensure_model(config, store, expert_spec(config, d), base=base) for d in config.domain_names}
-    # dev_limit off: each evaluation scores every dev sample, long enough to be killed inside.
-    searched = configured(config, search__trials=trials, evaluation__dev_limit=None, evaluation__max_new_tokens=8)
+    # Every dev sample, one per batch, with the likelihood pass: each evaluation lasts seconds, long
+    # enough to be seen running and killed inside. (Scored in batches, an exact-match evaluation is
+    # over in a fraction of a second, before a poll of the store sees trial 2 running.)
+    searched = configured(config, search__trials=trials, evaluation__dev_limit=None, evaluation__max_new_tokens=16,
+                          evaluation__score="likelihood", evaluation__batch_size=1)
     search = create_search(store, searched, base=base, experts=experts)
     pool = RayPool(proxy_source(store, search), size=1)
 
