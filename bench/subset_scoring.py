@@ -38,7 +38,6 @@ from storage import Store
 
 RESCORED = 5
 DRAWS = 20
-DUMP = __import__("os").environ.get("DMO_BENCH_DUMP")  # an .npz of every credit, to study selection rules
 
 
 def _credits(evaluator: ProxyEvaluator, model, metric: str) -> dict[str, np.ndarray]:
@@ -76,10 +75,6 @@ def measure(config_path: str, proxies: int, fraction: float) -> dict:
         evaluator.bank.load_into(evaluator.model, list(weights_row), evaluator.method)
         proxy_credit.append(_credits(evaluator, evaluator.model, metric))
     seconds = time.perf_counter() - started
-    if DUMP:
-        np.savez(DUMP, **{f"ref{m}_{b}": r[b] for m, r in enumerate(references) for b in benchmarks},
-                 **{f"proxy{p}_{b}": c[b] for p, c in enumerate(proxy_credit) for b in benchmarks},
-                 weights=np.asarray([weights[b] for b in benchmarks]), benchmarks=np.asarray(benchmarks))
     full = np.asarray([_objective(c, weights, None) for c in proxy_credit])
     sizes = {b: len(references[0][b]) for b in benchmarks}
     credit = {b: [r[b] for r in references] for b in benchmarks}
