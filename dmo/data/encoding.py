@@ -33,6 +33,11 @@ class ImageInputs(Protocol):
 
     def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]: ...
 
+    def groups(self, indices: Sequence[int]) -> list[list[int]]:
+        """``indices`` in runs of samples with the same count of vision tokens, each in its given order:
+        a routed layer keeps one count per row, so a batch runs as one forward per run."""
+        ...
+
     def __len__(self) -> int: ...
 
 
@@ -45,6 +50,9 @@ class StackedImages:
     def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.pixel_values[list(indices)]}
 
+    def groups(self, indices: Sequence[int]) -> list[list[int]]:
+        return [list(indices)]  # one shape for every sample
+
     def __len__(self) -> int:
         return self.pixel_values.shape[0]
 
@@ -55,22 +63,40 @@ class StackedImages:
 
 @dataclass(frozen=True)
 class PatchedImages:
-    """Flattened patches of each image and its (t, h, w) grid (Qwen2-VL): a batch concatenates
-    the patches (``pixel_values``) and stacks the grids (``image_grid_thw``)."""
+    """Flattened patches of each image or video and its (t, h, w) grid (Qwen2-VL). A batch concatenates
+    its images' patches (``pixel_values``) and stacks their grids (``image_grid_thw``); its videos go
+    under ``pixel_values_videos`` and ``video_grid_thw``, each in row order, as the model reads them."""
 
     patches: tuple[torch.Tensor, ...]  # per sample (n_i, patch_dim)
     grids: torch.Tensor  # (N, 3)
+    videos: tuple[bool, ...] = ()  # per sample: a video; () = none is
 
     def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         rows = list(indices)
-        return {"pixel_values": torch.cat([self.patches[i] for i in rows]), "image_grid_thw": self.grids[rows]}
+        videos = [r for r in rows if self.videos and self.videos[r]]
+        images = [r for r in rows if not (self.videos and self.videos[r])]
+        batch = {}
+        for keys, chosen in ((("pixel_values", "image_grid_thw"), images),
+                             (("pixel_values_videos", "video_grid_thw"), videos)):
+            if chosen:
+                batch[keys[0]] = torch.cat([self.patches[i] for i in chosen])
+                batch[keys[1]] = self.grids[chosen]
+        return batch
+
+    def groups(self, indices: Sequence[int]) -> list[list[int]]:
+        runs: dict[tuple[bool, int], list[int]] = {}
+        for i in indices:
+            runs.setdefault((bool(self.videos and self.videos[i]), self.patches[i].shape[0]), []).append(i)
+        return list(runs.values())
 
     def __len__(self) -> int:
         return len(self.patches)
 
     @staticmethod
     def concat(parts: Sequence[PatchedImages]) -> PatchedImages:
-        return PatchedImages(tuple(p for part in parts for p in part.patches), torch.cat([p.grids for p in parts]))
+        videos = tuple(v for part in parts for v in (part.videos or (False,) * len(part)))
+        return PatchedImages(tuple(p for part in parts for p in part.patches), torch.cat([p.grids for p in parts]),
+                             videos if any(videos) else ())
 
 
 @dataclass(frozen=True)
@@ -80,8 +106,9 @@ class EncodedSplit:
     prompts: list[list[int]]  # the prompt, image placeholders expanded, ending where the answer starts
     answers: list[list[int]]  # the answer and the end-of-turn token
     images: ImageInputs
-    # Qwen2-VL locates images by token type (1 on image tokens): the id whose positions get type 1.
-    image_token_type_id: int | None = None
+    # Qwen2-VL locates images and videos by token type: (token id, type) pairs, e.g. image pad → 1,
+    # video pad → 2; () = the model takes no token types.
+    token_types: tuple[tuple[int, int], ...] = ()
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -90,7 +117,7 @@ class EncodedSplit:
     def concat(parts: Sequence[EncodedSplit]) -> EncodedSplit:
         images = type(parts[0].images).concat([p.images for p in parts])  # type: ignore[attr-defined]
         return EncodedSplit([x for p in parts for x in p.prompts], [x for p in parts for x in p.answers], images,
-                            parts[0].image_token_type_id)
+                            parts[0].token_types)
 
 
 # --------------------------------------------------------------------------- dmo's own layout
@@ -252,6 +279,9 @@ def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 def _with_images(split: EncodedSplit, indices: Sequence[int], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     batch.update(split.images.select(indices))
-    if split.image_token_type_id is not None:
-        batch["mm_token_type_ids"] = (batch["input_ids"] == split.image_token_type_id).long()
+    if split.token_types:
+        types = torch.zeros_like(batch["input_ids"])
+        for token_id, token_type in split.token_types:
+            types = types.masked_fill(batch["input_ids"] == token_id, token_type)
+        batch["mm_token_type_ids"] = types
     return batch

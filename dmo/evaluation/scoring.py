@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import torch
 
@@ -12,6 +13,8 @@ from dmo.data.prepared import PreparedData
 from dmo.evaluation.benchmarks import Benchmark, check_metric
 from dmo.evaluation.scorers import get_scorer
 from dmo.models.backends.base import ModelBackend
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,20 @@ def _generate(model, backend: ModelBackend, split: EncodedSplit, indices: list[i
               max_new_tokens: int) -> list[list[int]]:
     """Greedy answers (token ids) of the samples at ``indices``; exact match compares them with the
     reference ids, which end with the end of the turn."""
-    batch = on_device(prompt_batch(split, indices, pad), _device(model))
-    return backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
+    def run(group: list[int]) -> list[list[int]]:
+        batch = on_device(prompt_batch(split, group, pad), _device(model))
+        return backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
+
+    return _per_group(split, indices, run)
+
+
+def _per_group(split: EncodedSplit, indices: list[int], run: Callable[[list[int]], list[T]]) -> list[T]:
+    """``run`` over each run of samples with one count of vision tokens (images and videos of one batch),
+    the results back in the order of ``indices``."""
+    by_index: dict[int, T] = {}
+    for group in split.images.groups(indices):
+        by_index.update(zip(group, run(group)))
+    return [by_index[i] for i in indices]
 
 
 def until_end(row: list[int], eos: int) -> list[int]:
@@ -159,6 +174,10 @@ def until_end(row: list[int], eos: int) -> list[int]:
 
 def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> list[float]:
     """Each sample's exp(−mean NLL of its answer tokens)."""
+    return _per_group(split, indices, lambda group: _group_likelihoods(model, split, group, pad))
+
+
+def _group_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> list[float]:
     batch = on_device(training_batch(split, indices, pad), _device(model))
     labels = batch.pop("labels")[:, 1:]
     logits = model(**batch).logits[:, :-1]  # (B, T-1, V): predicts token t+1

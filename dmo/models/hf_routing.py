@@ -44,7 +44,7 @@ from dmo.models.schedules import kept_vision_tokens
 class RoutingContext:
     """What every routed layer of one model needs for the current forward pass."""
 
-    image_token_id: int
+    vision_token_ids: tuple[int, ...]  # image (and video) placeholder ids: the tokens routed layers may skip
     vision_mask: torch.Tensor | None = None  # (B, T) bool
     record: list[LayerRouting] | None = None  # filled when a caller asks how the layers routed
     layers: list[nn.Module] = field(default_factory=list)
@@ -60,8 +60,8 @@ def language_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def attach_routers(model: nn.Module, retention: Sequence[float], *, image_token_id: int, tanh_alpha: float,
-                   tanh_beta: float) -> RoutingContext:
+def attach_routers(model: nn.Module, retention: Sequence[float], *, vision_token_ids: Sequence[int],
+                   tanh_alpha: float, tanh_beta: float) -> RoutingContext:
     """Route every layer with ρ < 1 (idempotent: a model routes once)."""
     existing = getattr(model, "_dmo_routing", None)
     if existing is not None:
@@ -69,7 +69,7 @@ def attach_routers(model: nn.Module, retention: Sequence[float], *, image_token_
     layers = language_layers(model)
     if len(retention) != len(layers):
         raise ValueError(f"{len(retention)} retention values for {len(layers)} decoder layers")
-    context = RoutingContext(image_token_id=image_token_id)
+    context = RoutingContext(vision_token_ids=tuple(int(i) for i in vision_token_ids))
     hidden = model.config.get_text_config().hidden_size
     for layer, rho in zip(layers, retention):
         if rho >= 1.0:
@@ -103,7 +103,11 @@ def generation_caches(model: nn.Module) -> bool:
 def _capture_vision_mask(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
     context: RoutingContext = module._dmo_routing
     input_ids = kwargs.get("input_ids", args[0] if args else None)
-    context.vision_mask = None if input_ids is None else input_ids == context.image_token_id
+    if input_ids is None:
+        context.vision_mask = None
+        return
+    ids = torch.tensor(context.vision_token_ids, device=input_ids.device)
+    context.vision_mask = torch.isin(input_ids, ids)
 
 
 _ROUTED: dict[type, type] = {}

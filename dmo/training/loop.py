@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from dmo.config.schema import TrainingSettings
-from dmo.data.encoding import EncodedSplit, on_device, training_batch
+from dmo.data.encoding import IGNORE, EncodedSplit, on_device, training_batch
 from dmo.data.mixture import MixtureStream
 from dmo.data.prepared import PreparedData
 from dmo.mixture import Mixture
@@ -74,6 +74,19 @@ def mixture_split(data: PreparedData, weights: Sequence[float]) -> tuple[Encoded
             offsets.append(offset)
             sizes.append(1)
     return EncodedSplit.concat(parts), offsets, sizes
+
+
+def batch_loss(model: torch.nn.Module, split: EncodedSplit, indices: Sequence[int], pad_id: int,
+               device: torch.device) -> torch.Tensor:
+    """The batch's mean loss over its answer tokens. Samples with different counts of vision tokens
+    (images beside videos) run as one forward per count, because a routed layer keeps one count per
+    row; each group's mean is weighted by its answer tokens, which gives the whole batch's mean."""
+    groups = split.images.groups(indices)
+    batches = [on_device(training_batch(split, group, pad_id), device) for group in groups]
+    if len(batches) == 1:
+        return model(**batches[0]).loss
+    tokens = [int((batch["labels"][:, 1:] != IGNORE).sum()) for batch in batches]
+    return sum(model(**batch).loss * (n / sum(tokens)) for batch, n in zip(batches, tokens))  # type: ignore[return-value]
 
 
 def train(
@@ -132,8 +145,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             indices = [offsets[d] + i for d, i in stream.take(settings.batch_size)]
-            batch = on_device(training_batch(split, indices, data.pad_id), device)
-            loss = trainable_model(**batch).loss
+            loss = batch_loss(trainable_model, split, indices, data.pad_id, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)

@@ -7,7 +7,9 @@ placeholder expanded to as many image tokens as the vision tower makes, the
 labels only on the answer and its end-of-turn token. Qwen2-VL's processor
 wants a video processor, which needs torchvision (whose PyPI build does not
 load beside the pinned CPU torch here), so images go through its image
-processor and the tokens are expanded here, as the processor would.
+processor and the tokens are expanded here, as the processor would; a
+Qwen2-VL video's patches are rebuilt from its frames' image patches
+(:mod:`dmo.models.qwen2_vl_video`). LLaVA reads images only.
 
 Experts are written as dmo checkpoints (a sha256 manifest), with the MoD
 settings in ``config.json`` (``dmo_mod``) and the routers as
@@ -55,13 +57,15 @@ class Architecture:
     vision_prefix: str  # the frozen vision tower's parameters
     trained_in_full: tuple[str, ...]  # beside LoRA: routers and the projector
     patched_images: bool  # Qwen2-VL: flattened patches + grids; LLaVA: one (3, H, W) per image
-    token_types: bool  # Qwen2-VL locates images by mm_token_type_ids
+    token_types: bool  # Qwen2-VL locates images and videos by mm_token_type_ids
+    reads_video: bool  # Qwen2-VL: clips of frames (video_grid_thw); LLaVA: images only
 
     def image_tokens(self, config: Any, images: Mapping[str, torch.Tensor], processor: Any) -> int:
-        """Image tokens one image becomes in the sequence."""
+        """Vision tokens one image (or one video) becomes in the sequence."""
         if self.patched_images:
             merge = int(getattr(processor, "merge_size", 2))
-            return int(images["image_grid_thw"][0].prod()) // (merge * merge)
+            grid = images["video_grid_thw"] if "video_grid_thw" in images else images["image_grid_thw"]
+            return int(grid[0].prod()) // (merge * merge)
         height, width = images["pixel_values"].shape[-2:]
         patch = config.vision_config.patch_size
         tokens = (height // patch) * (width // patch) + 1  # + CLIP's class token
@@ -72,9 +76,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     arch.name: arch
     for arch in (
         Architecture("LlavaForConditionalGeneration", "model.vision_tower.", ("router", "multi_modal_projector"),
-                     patched_images=False, token_types=False),
+                     patched_images=False, token_types=False, reads_video=False),
         Architecture("Qwen2VLForConditionalGeneration", "model.visual.", ("router",), patched_images=True,
-                     token_types=True),
+                     token_types=True, reads_video=True),
     )
 }
 
@@ -145,10 +149,16 @@ def mod_settings_for(settings: ModSettings, num_layers: int) -> dict[str, Any]:
             "tanh_beta": settings.tanh_beta}
 
 
+def vision_token_ids(config: Any) -> list[int]:
+    """The placeholder ids vision features replace: image, and video where the model reads video."""
+    video = getattr(config, "video_token_id", None)
+    return [int(config.image_token_id)] + ([int(video)] if video is not None else [])
+
+
 def _route(model: nn.Module, mod: Mapping[str, Any]) -> None:
     from dmo.models.hf_routing import attach_routers
 
-    attach_routers(model, mod["retention"], image_token_id=model.config.image_token_id,
+    attach_routers(model, mod["retention"], vision_token_ids=vision_token_ids(model.config),
                    tanh_alpha=mod["tanh_alpha"], tanh_beta=mod["tanh_beta"])
     setattr(model.config, MOD_KEY, dict(mod))
 
@@ -195,6 +205,9 @@ class HfEncoder:
         self.image_size = image_size
         self.image_token_id = int(config.image_token_id)
         self.image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
+        video_id = getattr(config, "video_token_id", None) if self.arch.reads_video else None
+        self.video_token_id = None if video_id is None else int(video_id)
+        self.video_token = None if video_id is None else self.tokenizer.convert_ids_to_tokens(self.video_token_id)
         text = config.get_text_config()
         self.max_tokens = max_tokens or int(getattr(text, "max_position_embeddings", 0) or 0) or None
         eos = self.tokenizer.eos_token_id
@@ -206,20 +219,30 @@ class HfEncoder:
     def _images(self, sample: Sample) -> dict[str, torch.Tensor]:
         from PIL import Image
 
-        if sample.is_video:
-            raise DataError(f"sample {sample.uid!r} is a video; the hf backend reads images only so far",
+        if not sample.is_video:
+            image = Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).convert("RGB")
+            return dict(self.processor(images=[image], return_tensors="pt"))
+        if self.video_token_id is None:
+            raise DataError(f"sample {sample.uid!r} is a video; {self.arch.name} reads images only",
                             where=sample.source or f"domain {sample.domain}",
-                            hint="train video domains with the mod_mllm backend (model.num_frames)")
-        image = Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).convert("RGB")
-        return dict(self.processor(images=[image], return_tensors="pt"))
+                            hint="train video domains on a Qwen2-VL checkpoint or with the mod_mllm backend")
+        from dmo.models.qwen2_vl_video import clip_patches
 
-    def _prompt(self, question: str, image_tokens: int) -> list[int]:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        frames = [Image.fromarray(np.asarray(f, dtype=np.uint8)).convert("RGB") for f in sample.frames]
+        encoded = self.processor(images=frames, return_tensors="np")
+        grid = np.asarray(encoded["image_grid_thw"])  # (F, 3): (1, h, w) per frame, all alike
+        patches = np.asarray(encoded["pixel_values"]).reshape(len(frames), int(grid[0].prod()), -1)
+        video, grid_t = clip_patches(patches, int(getattr(self.processor, "temporal_patch_size", 2)))
+        return {"pixel_values_videos": torch.from_numpy(video),
+                "video_grid_thw": torch.tensor([[grid_t, int(grid[0, 1]), int(grid[0, 2])]])}
+
+    def _prompt(self, question: str, image_tokens: int, *, video: bool = False) -> list[int]:
+        kind, token = ("video", self.video_token) if video else ("image", self.image_token)
+        messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if self.image_token not in text:
-            raise CheckpointError(f"its chat template does not place the image token {self.image_token!r}",
-                                  where=str(self.path))
-        text = text.replace(self.image_token, self.image_token * image_tokens, 1)
+        if token not in text:
+            raise CheckpointError(f"its chat template does not place the {kind} token {token!r}", where=str(self.path))
+        text = text.replace(token, token * image_tokens, 1)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
         if bos is not None and (not ids or ids[0] != bos) and getattr(self.tokenizer, "add_bos_token", True):
@@ -233,14 +256,20 @@ class HfEncoder:
         counts = [self.arch.image_tokens(self.config, v, self.processor) for v in vision]
         if self.max_tokens is not None:
             refuse_text_that_cannot_fit(samples, self.tokenizer, max(counts), self.max_tokens)
-        prompts = [self._prompt(s.question, n) for s, n in zip(samples, counts)]
+        prompts = [self._prompt(s.question, n, video=s.is_video) for s, n in zip(samples, counts)]
         answers = [self.tokenizer(s.answer, add_special_tokens=False)["input_ids"] + [self.eos_id] for s in samples]
         if self.arch.patched_images:
-            images: Any = PatchedImages(tuple(v["pixel_values"] for v in vision),
-                                        torch.cat([v["image_grid_thw"] for v in vision]))
+            videos = tuple(s.is_video for s in samples)
+            images: Any = PatchedImages(
+                tuple(v["pixel_values_videos" if is_video else "pixel_values"] for v, is_video in zip(vision, videos)),
+                torch.cat([v["video_grid_thw" if is_video else "image_grid_thw"] for v, is_video in zip(vision, videos)]),
+                videos if any(videos) else ())
         else:
             images = StackedImages(torch.cat([v["pixel_values"] for v in vision]))
-        split = EncodedSplit(prompts, answers, images, self.image_token_id if self.arch.token_types else None)
+        token_types: tuple[tuple[int, int], ...] = ()
+        if self.arch.token_types:
+            token_types = ((self.image_token_id, 1),) + (((self.video_token_id, 2),) if self.video_token_id is not None else ())
+        split = EncodedSplit(prompts, answers, images, token_types)
         if self.max_tokens is not None:
             check_lengths(samples, split, max(counts), self.max_tokens)
         return split
@@ -450,7 +479,7 @@ class HfBackend(ModelBackend):
             out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                  use_cache=generation_caches(model) if hasattr(model, "_dmo_routing") else True,
                                  eos_token_id=eos_id, pad_token_id=pad_id,
-                                 suppress_tokens=[int(model.config.image_token_id)])
+                                 suppress_tokens=vision_token_ids(model.config))
         return out[:, width:]
 
     def mean_gates(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
