@@ -75,6 +75,8 @@ def write_domains(domains: dict[str, DomainData], out: Path) -> dict[str, dict]:
         for split in SPLITS:
             rel = f"{name}/{split}.jsonl"
             write_jsonl(data.split(split), out / rel, image_dir=f"images/{split}")
-            info[f"{name}_{split}"] = dataset_info_entry(rel, videos=any(s.is_video for s in data.split(split)))
+            samples = data.split(split)
+            info[f"{name}_{split}"] = dataset_info_entry(rel, images=not all(s.is_video for s in samples),
+                                                         videos=any(s.is_video for s in samples))
     write_text(out / "dataset_info.json", json.dumps(info, indent=2) + "\n", force=True)
     return info

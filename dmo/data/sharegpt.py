@@ -41,13 +41,14 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 MAX_LINE_CHARS = 1_000_000
 
 
-def dataset_info_entry(file_name: str, *, videos: bool = False) -> dict:
-    """The LLaMA-Factory `dataset_info.json` entry for a file written by :func:`write_jsonl`; ``videos``
-    declares the video column too (a file of video samples, or of both kinds)."""
+def dataset_info_entry(file_name: str, *, images: bool = True, videos: bool = False) -> dict:
+    """The LLaMA-Factory `dataset_info.json` entry for a file written by :func:`write_jsonl`, declaring
+    the media columns its lines hold: LLaMA-Factory's loader fails on a declared column no line has."""
+    media = {**({"images": "images"} if images else {}), **({"videos": "videos"} if videos else {})}
     return {
         "file_name": file_name,
         "formatting": "sharegpt",
-        "columns": {"messages": "messages", "images": "images", **({"videos": "videos"} if videos else {})},
+        "columns": {"messages": "messages", **media},
         "tags": {
             "role_tag": "role",
             "content_tag": "content",

@@ -125,17 +125,16 @@ def _export_directory(store: Store, search: SearchRecord, trial: TrialRecord, fm
     try:
         writers = {d: DomainWriter(staging, d, relative=options.relative) for d in search.domains}
         if fmt == "jsonl":
-            _write_mixture(staging / MIXTURE_JSONL, samples, writers, split, options.seed)
-            entries = {"dmo_mixture": dataset_info_entry(MIXTURE_JSONL, videos=any(_has_videos(samples[s.domain])
-                                                                                    for s in split if s.count))}
+            kinds = _write_mixture(staging / MIXTURE_JSONL, samples, writers, split, options.seed)
+            entries = {"dmo_mixture": dataset_info_entry(MIXTURE_JSONL, **kinds)}
         else:
             entries = {}
             for index, share in enumerate(split):
                 file = f"data/{share.domain}.jsonl"
                 count = share.count if options.strategy == "exact" else share.available
-                _write_domain(staging / file, samples[share.domain], writers[share.domain], count,
-                              seed=options.seed + index)
-                entries[f"dmo_{share.domain}"] = dataset_info_entry(file, videos=_has_videos(samples[share.domain]))
+                kinds = _write_domain(staging / file, samples[share.domain], writers[share.domain], count,
+                                      seed=options.seed + index)
+                entries[f"dmo_{share.domain}"] = dataset_info_entry(file, **kinds)
             dataset_dir = "." if options.relative else str(out.resolve())
             # Quoted: the user pastes this line into a shell, and a folder may hold spaces or quotes.
             command = (f"cd {shlex.quote(str(out))} && llamafactory-cli train {RECIPE_YAML}" if options.relative
@@ -159,26 +158,46 @@ def _export_directory(store: Store, search: SearchRecord, trial: TrialRecord, fm
     return ExportResult(record, tuple(split), run, notes)
 
 
-def _has_videos(items: Sequence[RecipeSample]) -> bool:
-    return any(item.is_video for item in items)
+class _MediaSeen:
+    """Which media columns a written file holds: LLaMA-Factory's loader fails on a declared column that
+    no line of the file has (a file of videos only has no ``images``)."""
+
+    def __init__(self) -> None:
+        self.images = self.videos = False
+
+    def add(self, item: RecipeSample) -> None:
+        if item.is_video:
+            self.videos = True
+        else:
+            self.images = True
+
+    def columns(self) -> dict[str, bool]:
+        return {"images": self.images, "videos": self.videos}
 
 
-def _write_domain(path: Path, items: Sequence[RecipeSample], writer: DomainWriter, count: int, *, seed: int) -> None:
+def _write_domain(path: Path, items: Sequence[RecipeSample], writer: DomainWriter, count: int, *,
+                  seed: int) -> dict[str, bool]:
     path.parent.mkdir(parents=True, exist_ok=True)
+    seen = _MediaSeen()
     with path.open("w", encoding="utf-8") as out:
         for index in domain_order(len(items), count, seed):
             out.write(writer.line(index, items[index]))
+            seen.add(items[index])
+    return seen.columns()
 
 
 def _write_mixture(path: Path, samples: dict[str, list[RecipeSample]], writers: dict[str, DomainWriter],
-                   split: Sequence[DomainShare], seed: int) -> None:
+                   split: Sequence[DomainShare], seed: int) -> dict[str, bool]:
     """The mixture as one file: exact counts, domains interleaved at random, streamed to disk."""
     orders = [domain_order(len(samples[s.domain]), s.count, seed + i) for i, s in enumerate(split)]
+    seen = _MediaSeen()
     with path.open("w", encoding="utf-8") as out:
         for d in interleaved_domains([s.count for s in split], seed):
             domain = split[d].domain
             index = next(orders[d])
             out.write(writers[domain].line(index, samples[domain][index]))
+            seen.add(samples[domain][index])
+    return seen.columns()
 
 
 def _header(search: SearchRecord, trial: TrialRecord, split: Sequence[DomainShare], run: RunLength,

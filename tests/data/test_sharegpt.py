@@ -123,11 +123,12 @@ def test_a_video_round_trips_as_llamafactory_frames(tmp_path, clips):
     assert all((tmp_path / frame).is_file() for frame in line["videos"][0])
 
 
-def test_a_written_video_domain_declares_the_video_column(tmp_path, clips):
+def test_a_written_video_domain_declares_the_video_column_and_no_image_column(tmp_path, clips):
+    """LLaMA-Factory's loader fails on a declared column that no line holds (tests/recipes)."""
     from dmo.data.sample import DomainData
 
     info = write_domains({"motion": DomainData("motion", clips, clips[:2], clips[:2])}, tmp_path)
-    assert info["motion_train"]["columns"] == {"messages": "messages", "images": "images", "videos": "videos"}
+    assert info["motion_train"]["columns"] == {"messages": "messages", "videos": "videos"}
     assert json.loads((tmp_path / "dataset_info.json").read_text())["motion_dev"]["columns"]["videos"] == "videos"
 
 

@@ -38,10 +38,10 @@ def llamafactory() -> Path:
     return PYTHON
 
 
-def _probe(python: Path, recipe: Path, model_dir: Path, *, cwd: Path | None = None) -> dict:
+def _probe(python: Path, recipe: Path, model_dir: Path, *, cwd: Path | None = None, template: str = "llava") -> dict:
     env = {**os.environ, "PYTHONPATH": str(STUBS), "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"}
     done = subprocess.run([str(python), str(Path(__file__).with_name("llamafactory_probe.py")), str(recipe),
-                           str(model_dir)], capture_output=True, text=True, timeout=600, env=env,
+                           str(model_dir), template], capture_output=True, text=True, timeout=600, env=env,
                           cwd=cwd or recipe.parent.parent)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -110,3 +110,37 @@ def test_llamafactory_reads_a_user_jsonl_domain_beside_a_synthetic_one(llamafact
     counts = {s.domain: s.count for s in result.shares}
     assert counts == {config.domains[0].name: 40, "mine": 60}
     assert seen["merged"] == seen["tokenized"] == seen["images_opened"] == 100 and seen["domains"] == counts
+
+
+def test_llamafactory_reads_a_video_recipe_opening_every_frame_and_expanding_every_video(
+    llamafactory, tmp_path, tiny_config,
+):
+    """An image domain beside a video domain, read by LLaMA-Factory's loader and tokenized by its
+    Qwen2-VL plugin: each clip of 4 frames of 32×32 becomes 2 temporal patches of 4×4 merged 2×2,
+    8 video tokens; each image 4 image tokens."""
+    from search_support import configured, search_row
+
+    from dmo.mixture import Mixture
+    from storage import Store
+
+    config = configured(tiny_config, project__workdir=str(tmp_path / "work"))
+    image = config.domains[0]
+    video = image.model_validate({"name": "motion", "source": {"kind": "synthetic", "generator": "video_motion"},
+                                  "sizes": {"train": 64, "dev": 4, "test": 4}})
+    config = config.model_copy(update={"domains": (image, video)})
+    with Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}") as store:
+        search = search_row(store, config, with_study=False)
+        store.record_trial(search_id=search.id, number=0, mixture=Mixture(search.domains, (0.5, 0.5)),
+                           merge_method="task_arithmetic", params={}, scores={}, objective=[1.0], state="complete",
+                           duration_s=1.0)
+        result = export_recipe(store, search.id, fmt="llamafactory", out=tmp_path / "recipe",
+                               options=ExportOptions(budget=60))
+    info = json.loads((tmp_path / "recipe" / "dataset_info.json").read_text())
+    assert info["dmo_motion"]["columns"]["videos"] == "videos" and "videos" not in info[f"dmo_{image.name}"]["columns"]
+    seen = _probe(llamafactory, tmp_path / "recipe" / "recipe.yaml", tmp_path / "tiny-qwen2-vl", template="qwen2_vl")
+    counts = {s.domain: s.count for s in result.shares if s.count}
+    assert counts == {image.name: 30, "motion": 30} and seen["domains"] == counts
+    assert seen["merged"] == seen["tokenized"] == seen["tokenized_with_answer"] == 60
+    assert seen["images_opened"] == 30 and seen["videos"] == 30 and seen["frames_opened"] == 30 * 4
+    assert seen["vision_tokens"] == {"<|image_pad|>x4": 30, "<|image_pad|>x0": 30,
+                                     "<|video_pad|>x8": 30, "<|video_pad|>x0": 30}
