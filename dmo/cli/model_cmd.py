@@ -38,7 +38,7 @@ def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str
     if frames > 1:  # a video model: how many of each frame's tokens every layer keeps (the same for every frame)
         for row in layers:
             row["kept_per_frame"] = row["kept_vision"] // frames
-    return {
+    payload = {
         "mod": model_config.mod_settings(),
         "vision_tokens": n_vis,
         "frames": frames,
@@ -53,6 +53,22 @@ def model_info(config: DmoConfig, n_text: int = TYPICAL_TEXT_TOKENS) -> dict[str
         "kv_ratio": report.kv_ratio,
         "layers": layers,
     }
+    if getattr(model_config, "routing_frames", None) is not None:  # VideoLLM-MoD: images route by PRD
+        payload["images"] = _image_rows(model_config, n_text, n_vis)
+    return payload
+
+
+def _image_rows(model_config: ModMLLMConfig, n_text: int, n_vis: int) -> dict[str, Any]:
+    """What an image (a still clip of every frame) costs in a video model routed by frame: PRD over the
+    whole sample's vision tokens."""
+    from dmo.models.efficiency import decoder_cost
+
+    shape = (model_config.hidden_size, model_config.intermediate_size, n_text, n_vis)
+    mod = decoder_cost(model_config.image_layer_retention(), *shape)
+    dense = decoder_cost((1.0,) * model_config.num_hidden_layers, *shape)
+    return {"schedule": "prd_shifted_cosine", "retention": [layer.retention for layer in mod.layers],
+            "kept_vision": [layer.kept_vision for layer in mod.layers],
+            "flops_ratio": mod.total_flops / dense.total_flops, "kv_ratio": mod.total_kv_entries / dense.total_kv_entries}
 
 
 @app.command("info")
@@ -92,6 +108,11 @@ def info(
         f"KV cache {payload['kv_ratio']:.1%} of dense  ({payload['vision_tokens']} vision + "
         f"{payload['text_tokens']} text tokens)"
     )
+    if "images" in payload:
+        images = payload["images"]
+        console.print(f"images (still clips) route by PRD over the whole sample: vision kept per layer "
+                      f"{', '.join(map(str, images['kept_vision']))} of {payload['vision_tokens']}   "
+                      f"FLOPs {images['flops_ratio']:.1%}   KV cache {images['kv_ratio']:.1%} of dense")
 
 
 def _samples(data: Path, n: int, *, image_size: int | None) -> list:

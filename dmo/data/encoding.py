@@ -46,19 +46,33 @@ class StackedImages:
     """One (3, H, W) tensor per sample (dmo's model, LLaVA): ``pixel_values`` (B, 3, H, W)."""
 
     pixel_values: torch.Tensor  # (N, 3, H, W), or (N, F, 3, H, W) in a video model
+    # In a video model, which samples are videos (the others are images as still clips): a routed
+    # layer under VideoLLM-MoD's schedule routes a video within each frame, an image by PRD.
+    videos: tuple[bool, ...] = ()
 
     def select(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.pixel_values[list(indices)]}
+        rows = list(indices)
+        batch = {"pixel_values": self.pixel_values[rows]}
+        if self.videos:
+            batch["video_rows"] = torch.tensor([self.videos[i] for i in rows], dtype=torch.bool)
+        return batch
 
     def groups(self, indices: Sequence[int]) -> list[list[int]]:
-        return [list(indices)]  # one shape for every sample
+        """Videos apart from images in a video model (they keep different counts); else one run."""
+        if not self.videos:
+            return [list(indices)]
+        runs: dict[bool, list[int]] = {}
+        for i in indices:
+            runs.setdefault(self.videos[i], []).append(i)
+        return list(runs.values())
 
     def __len__(self) -> int:
         return self.pixel_values.shape[0]
 
     @staticmethod
     def concat(parts: Sequence[StackedImages]) -> StackedImages:
-        return StackedImages(torch.cat([p.pixel_values for p in parts]))
+        videos = tuple(v for part in parts for v in (part.videos or (False,) * len(part)))
+        return StackedImages(torch.cat([p.pixel_values for p in parts]), videos if any(p.videos for p in parts) else ())
 
 
 @dataclass(frozen=True)
@@ -201,7 +215,8 @@ def encode_split(
     split = EncodedSplit(
         prompts=[[ids.bos] + [ids.image] * num_image_tokens + q + [ids.sep] for q in questions],
         answers=[a + [ids.eos] for a in answers],
-        images=StackedImages(sample_pixels(fit_images(samples, image_size), num_frames)),
+        images=StackedImages(sample_pixels(fit_images(samples, image_size), num_frames),
+                             tuple(s.is_video for s in samples) if num_frames > 1 else ()),
     )
     if max_tokens is not None:
         check_lengths(samples, split, num_image_tokens, max_tokens)

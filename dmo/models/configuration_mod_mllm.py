@@ -190,6 +190,15 @@ class ModMLLMConfig(PretrainedConfig):
             frame_retention=self.mod_frame_retention,
         )
 
+    def image_layer_retention(self) -> tuple[float, ...]:
+        """ρ_l for image samples. Under VideoLLM-MoD's schedule a video model routes its videos within
+        each frame (:meth:`layer_retention`) and its images by p-MoD's PRD, as a p-MoD image model
+        would; under every other schedule images and videos share one retention."""
+        if self.routing_frames is None:
+            return self.layer_retention()
+        return retention_schedule("prd_shifted_cosine", self.num_hidden_layers, dense_above=self.mod_dense_above,
+                                  floor=self.mod_floor)
+
     def mod_settings(self) -> dict[str, Any]:
         """The efficiency settings stored in the DB and compared before a merge.
 
@@ -206,6 +215,8 @@ class ModMLLMConfig(PretrainedConfig):
         if self.num_frames > 1 or self.routing_frames is not None:  # video models only: image rows stay as they were
             settings["frames"] = int(self.num_frames)
             settings["per_frame"] = self.routing_frames is not None
+            if self.routing_frames is not None:
+                settings["image_retention"] = list(self.image_layer_retention())
         return settings
 
     @classmethod

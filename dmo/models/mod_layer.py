@@ -90,12 +90,16 @@ class DecoderInputs:
     allowed: torch.Tensor  # (B, 1, T, T) bool
     num_vision: int
     frames: int = 1  # vision tokens per sample = frames consecutive runs of equal length (a video's frames)
+    videos: bool = True  # the rows are videos (a video model's images are still clips, routed as images)
 
 
 class ModDecoderLayer(nn.Module):
-    def __init__(self, config: ModMLLMConfig, retention: float, routed: bool | None = None):
+    def __init__(self, config: ModMLLMConfig, retention: float, routed: bool | None = None, *,
+                 image_retention: float | None = None):
         super().__init__()
         self.retention = retention
+        # Under VideoLLM-MoD's schedule, images (still clips) keep PRD's share of the whole sample.
+        self.image_retention = retention if image_retention is None else image_retention
         self.tanh_alpha, self.tanh_beta = config.tanh_alpha, config.tanh_beta
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.self_attn = Attention(config)
@@ -104,7 +108,7 @@ class ModDecoderLayer(nn.Module):
         # VideoLLM-MoD's schedule routes within each frame; every other schedule within the whole sample.
         self.per_frame = config.mod_schedule in PER_FRAME_SCHEDULES
         # Only layers that drop tokens get a router; `routed` forces it for tests.
-        routed = retention < 1.0 if routed is None else routed
+        routed = min(retention, self.image_retention) < 1.0 if routed is None else routed
         self.router = TokenRouter(config.hidden_size) if routed else None
 
     def _block(
@@ -144,12 +148,14 @@ class ModDecoderLayer(nn.Module):
 
         d = x.shape[-1]
         gate = self.tanh_alpha * torch.tanh(self.router(x)) + self.tanh_beta  # (B, T)
-        if self.per_frame and n_vis:
-            k = kept_vision_tokens(n_vis, self.retention, frames=inputs.frames)
+        per_frame = self.per_frame and inputs.videos
+        retention = self.retention if per_frame or not self.per_frame else self.image_retention
+        if per_frame and n_vis:
+            k = kept_vision_tokens(n_vis, retention, frames=inputs.frames)
             kept = select_kept_tokens_per_frame(gate, inputs.vision_mask, inputs.frames,
-                                                kept_per_frame(n_vis // inputs.frames, self.retention))
+                                                kept_per_frame(n_vis // inputs.frames, retention))
         else:
-            k = kept_vision_tokens(n_vis, self.retention)
+            k = kept_vision_tokens(n_vis, retention)
             kept = select_kept_tokens(gate, inputs.vision_mask, n_vis, k)  # (B, n)
         hd = inputs.cos.shape[-1]
         cos = inputs.cos.gather(2, kept[:, None, :, None].expand(-1, 1, -1, hd))  # (B, 1, n, hd)
@@ -170,7 +176,7 @@ class ModDecoderLayer(nn.Module):
             kept_mask = torch.zeros_like(inputs.vision_mask).scatter(1, kept, True)
             vision_gates = gate.detach()[inputs.vision_mask]
             mean_gate = float(vision_gates.mean()) if vision_gates.numel() else None
-            routing = LayerRouting(self.retention, n_vis, k, kept_mask, gate.detach(), mean_gate)
+            routing = LayerRouting(retention, n_vis, k, kept_mask, gate.detach(), mean_gate)
         return y, probs, routing
 
     def decode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache) -> torch.Tensor:

@@ -81,7 +81,8 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         self.projector = Projector(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(
-            ModDecoderLayer(config, retention) for retention in config.layer_retention()
+            ModDecoderLayer(config, retention, image_retention=image)
+            for retention, image in zip(config.layer_retention(), config.image_layer_retention(), strict=True)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_init()
@@ -124,6 +125,7 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         output_routing: bool = False,
         output_hidden_states: bool = False,
         caches: list[LayerCache] | None = None,  # one empty cache per layer: filled for decode()
+        video_rows: torch.Tensor | None = None,  # (B,) bool in a video model: which rows are videos
     ) -> ModMLLMModelOutput:
         cfg = self.config
         B, T = input_ids.shape
@@ -138,7 +140,8 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         x, vision_mask, n_vis = self.embed(input_ids, pixel_values)
         key_valid = attention_mask.bool()
         cos, sin = rotary_cos_sin(position_ids, cfg.head_dim, cfg.rope_theta, x.dtype)
-        inputs = DecoderInputs(vision_mask, key_valid, cos, sin, causal_padding_mask(key_valid), n_vis, cfg.num_frames)
+        inputs = DecoderInputs(vision_mask, key_valid, cos, sin, causal_padding_mask(key_valid), n_vis, cfg.num_frames,
+                               videos=_all_videos(video_rows))
 
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
@@ -167,6 +170,18 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
         for layer, cache in zip(self.layers, caches, strict=True):
             x = layer.decode(x, cos, sin, cache)
         return self.norm(x)
+
+
+def _all_videos(video_rows: torch.Tensor | None) -> bool:
+    """Whether a batch's rows are videos (None: no rows named, all are); a batch of both kinds is refused,
+    because under VideoLLM-MoD's schedule they keep different counts (dmo.data.encoding groups them)."""
+    if video_rows is None:
+        return True
+    videos = int(video_rows.sum())
+    if 0 < videos < video_rows.numel():
+        raise ValueError(f"a batch of {videos} videos and {video_rows.numel() - videos} images: run each kind "
+                         "as its own forward (ImageInputs.groups)")
+    return videos > 0
 
 
 class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
@@ -200,12 +215,13 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         output_attentions: bool = False,
         output_routing: bool = False,
         output_hidden_states: bool = False,
+        video_rows: torch.Tensor | None = None,  # (B,) bool in a video model
     ) -> ModMLLMCausalLMOutput:
         """Logits (B, T, V); with labels, the mean next-token loss (labels shift inside, HF style)."""
         out = self.model(
             input_ids, pixel_values, attention_mask, position_ids,
             output_attentions=output_attentions, output_routing=output_routing,
-            output_hidden_states=output_hidden_states,
+            output_hidden_states=output_hidden_states, video_rows=video_rows,
         )  # fmt: skip
         logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
         loss = None
@@ -229,6 +245,7 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         max_new_tokens: int = 8,
         eos_token_id: int | None = None,
         use_cache: bool = True,
+        video_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Greedy answers (B, ≤ max_new_tokens); rows that finished are filled with padding.
 
@@ -250,7 +267,8 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         new_tokens: list[torch.Tensor] = []
         caches = [LayerCache() for _ in self.model.layers] if use_cache else None
         position = attention_mask.long().sum(dim=1)  # the next token's position (left padding)
-        hidden = self.model(input_ids, pixel_values, attention_mask, caches=caches).last_hidden_state[:, -1:]
+        hidden = self.model(input_ids, pixel_values, attention_mask, caches=caches,
+                            video_rows=video_rows).last_hidden_state[:, -1:]
         for step in range(max_new_tokens):
             logits = self.lm_head(hidden[:, -1])  # (B, V)
             # An emitted <image> would break the next step's vision-token count: never pick it.
@@ -267,7 +285,8 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
             else:  # the whole sequence again
                 input_ids = torch.cat([input_ids, token[:, None]], dim=1)
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-                hidden = self.model(input_ids, pixel_values, attention_mask).last_hidden_state[:, -1:]
+                hidden = self.model(input_ids, pixel_values, attention_mask,
+                                    video_rows=video_rows).last_hidden_state[:, -1:]
         return torch.stack(new_tokens, dim=1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from dmo.models.configuration_mod_mllm import ModMLLMConfig
 from dmo.models.efficiency import efficiency_vs_dense, probe_batch
 from dmo.models.mod_layer import select_kept_tokens_per_frame
 from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
-from dmo.models.schedules import kept_per_frame, kept_vision_tokens
+from dmo.models.schedules import kept_per_frame, kept_vision_tokens, retention_schedule
 
 FRAMES = 4
 
@@ -77,7 +78,8 @@ def test_at_r_one_the_video_model_is_the_dense_one_and_below_it_is_not():
     batch = probe_batch(_config(), batch_size=2, n_text=5)
     dense = _routed_model(_config(mod_schedule="dense"))
     full = ModMLLMForCausalLM(_config(mod_frame_retention=1.0)).eval()
-    full.load_state_dict(dense.state_dict())
+    missing, _ = full.load_state_dict(dense.state_dict(), strict=False)
+    assert all(".router." in name for name in missing)  # routers for the images' PRD; zero, they pass x through
     with torch.no_grad():
         reference = dense(**batch).logits
         torch.testing.assert_close(full(**batch).logits, reference)
@@ -126,3 +128,89 @@ def test_flops_and_kv_accounting_count_each_frame_s_kept_tokens():
     assert report.flops_ratio < 0.6 and report.kv_ratio < 0.6
     assert config.mod_settings()["frames"] == FRAMES and config.mod_settings()["per_frame"] is True
     assert "frames" not in _config(num_frames=1, mod_schedule="prd_shifted_cosine").mod_settings()
+
+
+def test_images_in_a_video_model_route_by_prd_over_the_whole_sample_and_videos_by_frame():
+    """VideoLLM-MoD's per-frame routing composes with p-MoD's PRD: one model, each sample by its kind."""
+    config = _config(num_hidden_layers=6, mod_frame_retention=0.2)
+    model = _routed_model(config)
+    batch = probe_batch(config, batch_size=2, n_text=5)
+    n_vis, patches = config.num_image_tokens, config.patches_per_frame
+    prd = config.image_layer_retention()
+    assert prd == tuple(retention_schedule("prd_shifted_cosine", 6)) and min(prd) < 1.0
+    with torch.no_grad():
+        images = model.model(batch["input_ids"], batch["pixel_values"], batch["attention_mask"], output_routing=True,
+                             video_rows=torch.tensor([False, False])).routing
+        videos = model.model(batch["input_ids"], batch["pixel_values"], batch["attention_mask"], output_routing=True,
+                             video_rows=torch.tensor([True, True])).routing
+    vision = batch["input_ids"] == config.image_token_id
+    for index, (image, video) in enumerate(zip(images, videos)):
+        assert image.kept_vision == kept_vision_tokens(n_vis, prd[index])  # ⌊ρ_l·n⌋ of the whole sample
+        assert [int(image.kept_mask[row][vision[row]].sum()) for row in range(2)] == [image.kept_vision] * 2
+        per_frame = patches if index == 0 else math.ceil(0.2 * patches)
+        assert video.kept_vision == FRAMES * per_frame
+    assert [r.kept_vision for r in images] != [r.kept_vision for r in videos]
+    with pytest.raises(ValueError, match="1 videos and 1 images"):
+        model(**batch, video_rows=torch.tensor([True, False]))
+
+
+def test_a_video_model_s_splits_name_their_videos_and_batches_run_each_kind_apart(tmp_path):
+    import numpy as np
+
+    from dmo.data.encoding import EncodedSplit, training_batch
+    from dmo.data.sample import Sample
+    from dmo.data.tokenizer import train_tokenizer
+    from dmo.data.encoding import encode_split
+    from dmo.training.loop import batch_loss
+
+    rng = np.random.default_rng(0)
+    clips = [Sample(f"v{i}", "motion", rng.integers(0, 256, (FRAMES, 16, 16, 3), dtype=np.uint8), "which way?", "up")
+             for i in range(3)]
+    stills = [Sample(f"i{i}", "general", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), "what shape?", "circle")
+              for i in range(3)]
+    tokenizer = train_tokenizer(["which way up what shape circle"] * 8, vocab_size=64)
+    config = _config(vocab_size=len(tokenizer))
+    parts = [encode_split(s, tokenizer, config.num_image_tokens, num_frames=FRAMES, image_size=16)
+             for s in (stills, clips)]
+    split = EncodedSplit.concat(parts)
+    assert split.images.videos == (False,) * 3 + (True,) * 3
+    assert split.images.groups([0, 3, 1, 4]) == [[0, 1], [3, 4]]
+    batch = training_batch(split, [0, 3, 1, 4], tokenizer.pad_token_id)
+    assert batch["video_rows"].tolist() == [False, True, False, True]
+    model = _routed_model(ModMLLMConfig(**{**config.to_dict(), "image_token_id": tokenizer.convert_tokens_to_ids(
+        "<image>"), "pad_token_id": tokenizer.pad_token_id}))
+    with pytest.raises(ValueError, match="2 videos and 2 images"):
+        model(**batch)
+    loss = batch_loss(model, split, [0, 3, 1, 4], tokenizer.pad_token_id, torch.device("cpu"))
+    groups = [training_batch(split, g, tokenizer.pad_token_id) for g in ([0, 1], [3, 4])]
+    tokens = [int((g["labels"][:, 1:] != -100).sum()) for g in groups]
+    assert tokens[0] != tokens[1]  # "circle" and "up" differ in length: the weights matter
+    expected = sum(model(**g).loss * n for g, n in zip(groups, tokens)) / sum(tokens)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_cached_generation_of_images_in_a_video_model_gives_the_uncached_tokens():
+    config = _config(num_hidden_layers=6)
+    model = _routed_model(config)
+    batch = probe_batch(config, batch_size=3, n_text=5)
+    images = torch.zeros(3, dtype=torch.bool)
+    with torch.no_grad():
+        cached = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=4, eos_token_id=-1,
+                                       use_cache=True, video_rows=images)
+        uncached = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=4, eos_token_id=-1,
+                                         use_cache=False, video_rows=images)
+    assert torch.equal(cached, uncached)
+
+
+def test_model_info_of_the_shipped_video_config_shows_frames_and_the_images_prd(dmo_cli):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "video.yaml"
+    result = dmo_cli("model", "info", "-c", config, "--json")
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)
+    assert payload["frames"] == 4 and payload["vision_tokens_per_frame"] == 16
+    assert [row["kept_per_frame"] for row in payload["layers"]] == [16] + [kept_per_frame(16, 0.2)] * 7
+    assert payload["flops_ratio"] < payload["images"]["flops_ratio"] < 1.0  # images keep PRD's larger share
+    assert payload["images"]["kept_vision"] == [kept_vision_tokens(64, rho) for rho in payload["images"]["retention"]]
+    assert payload["mod"]["image_retention"] == payload["images"]["retention"]

@@ -182,12 +182,14 @@ class ModMllmBackend(ModelBackend):
                  eos_id: int, pad_id: int) -> torch.Tensor:
         room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
         return model.generate_greedy(batch["input_ids"], batch["pixel_values"], batch["attention_mask"],
-                                     max_new_tokens=max(0, min(max_new_tokens, room)), eos_token_id=eos_id)
+                                     max_new_tokens=max(0, min(max_new_tokens, room)), eos_token_id=eos_id,
+                                     video_rows=batch.get("video_rows"))
 
     def mean_gates(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             output = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
-                           attention_mask=batch["attention_mask"], output_routing=True)
+                           attention_mask=batch["attention_mask"], output_routing=True,
+                           video_rows=batch.get("video_rows"))
         return {f"layer{i}_mean_gate": float(layer.mean_gate) for i, layer in enumerate(output.routing or [])
                 if layer is not None and layer.mean_gate is not None}
 
