@@ -285,6 +285,18 @@ def prompt_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> di
     return _with_images(split, indices, {"input_ids": input_ids, "attention_mask": attention_mask})
 
 
+def answer_batch(split: EncodedSplit, indices: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference answers (B, m), right-padded, and their mask (True on answer tokens)."""
+    answers = [split.answers[i] for i in indices]
+    width = max(len(a) for a in answers)
+    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(answers), width), dtype=torch.bool)
+    for row, answer in enumerate(answers):
+        ids[row, : len(answer)] = torch.tensor(answer)
+        mask[row, : len(answer)] = True
+    return ids, mask
+
+
 def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """A batch moved to the model's device (batches are cut on the CPU)."""
     if device.type == "cpu":

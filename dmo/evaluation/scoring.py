@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import torch
 
-from dmo.data.encoding import IGNORE, EncodedSplit, on_device, prompt_batch, training_batch
+from dmo.data.encoding import IGNORE, EncodedSplit, answer_batch, on_device, prompt_batch, training_batch
 from dmo.data.prepared import PreparedData
 from dmo.evaluation.benchmarks import Benchmark, check_metric
 from dmo.evaluation.scorers import get_scorer
@@ -120,11 +120,14 @@ def _score(model, backend: ModelBackend, data: PreparedData, benchmark: Benchmar
     needs_likelihood = benchmark.metric == "likelihood" or (benchmark.metric is None and likelihood)
     for start in range(0, len(chosen), batch_size):
         indices = chosen[start : start + batch_size]
-        rows = _generate(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
+        if needs_likelihood:
+            pairs = _generate_scored(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
+            rows = [row for row, _ in pairs]
+            likelihoods += [value for _, value in pairs]
+        else:
+            rows = _generate(model, backend, split, indices, data.pad_id, data.eos_id, max_new_tokens)
         hits += [float(row[: len(split.answers[i])] == split.answers[i]) for row, i in zip(rows, indices)]
         generated += rows
-        if needs_likelihood:
-            likelihoods += _answer_likelihoods(model, split, indices, data.pad_id)
     n = len(chosen)
     credit: dict[str, tuple[float, ...]] = {"exact_match": tuple(hits)}
     if needs_likelihood:
@@ -158,6 +161,25 @@ def _generate(model, backend: ModelBackend, split: EncodedSplit, indices: list[i
     return _per_group(split, indices, run)
 
 
+def _generate_scored(model, backend: ModelBackend, split: EncodedSplit, indices: list[int], pad: int, eos: int,
+                     max_new_tokens: int) -> list[tuple[list[int], float]]:
+    """Greedy answers and answer likelihoods: from one prefill where the backend can, else the answers
+    and then a teacher-forced forward for the likelihoods."""
+    def run(group: list[int]) -> list[tuple[list[int], float]]:
+        batch = on_device(prompt_batch(split, group, pad), _device(model))
+        answers, mask = answer_batch(split, group, pad)
+        device = _device(model)
+        scored = backend.generate_scored(model, batch, answers.to(device), mask.to(device),
+                                         max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad)
+        if scored is None:
+            rows = backend.generate(model, batch, max_new_tokens=max_new_tokens, eos_id=eos, pad_id=pad).tolist()
+            return list(zip(rows, _group_likelihoods(model, split, group, pad)))
+        tokens, likelihood = scored
+        return list(zip(tokens.tolist(), likelihood.tolist()))
+
+    return _per_group(split, indices, run)
+
+
 def _per_group(split: EncodedSplit, indices: list[int], run: Callable[[list[int]], list[T]]) -> list[T]:
     """``run`` over each run of samples with one count of vision tokens (images and videos of one batch),
     the results back in the order of ``indices``."""
@@ -172,12 +194,9 @@ def until_end(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos)] if eos in row else row
 
 
-def _answer_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> list[float]:
-    """Each sample's exp(−mean NLL of its answer tokens)."""
-    return _per_group(split, indices, lambda group: _group_likelihoods(model, split, group, pad))
-
-
 def _group_likelihoods(model, split: EncodedSplit, indices: list[int], pad: int) -> list[float]:
+    """Each sample's exp(−mean NLL of its answer tokens), by a teacher-forced forward of prompt + answer
+    (samples of one vision-token count)."""
     batch = on_device(training_batch(split, indices, pad), _device(model))
     labels = batch.pop("labels")[:, 1:]
     logits = model(**batch).logits[:, :-1]  # (B, T-1, V): predicts token t+1

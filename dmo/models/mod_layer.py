@@ -180,12 +180,16 @@ class ModDecoderLayer(nn.Module):
         return y, probs, routing
 
     def decode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache) -> torch.Tensor:
-        """One new text token per row (B, 1, d) against this layer's cache.
+        """New text tokens (B, m, d), causal among themselves, against this layer's cache: one per
+        generation step, or an answer's tokens scored after the prompt's prefill.
 
         Text is kept by every layer and, by causality, nothing before it changes as tokens are
-        appended, so this equals the full forward's last row (tests/models/test_modeling_mod_mllm.py).
+        appended, so this equals the full forward's last rows (tests/models/test_modeling_mod_mllm.py).
         """
-        cache.key_valid = torch.cat([cache.key_valid, torch.ones_like(cache.key_valid[:, :1])], dim=1)
-        allowed = cache.key_valid[:, None, None, :]  # (B, 1, 1, cached + 1)
+        B, m = x.shape[:2]
+        previous = cache.key_valid  # (B, cached)
+        cache.key_valid = torch.cat([previous, previous.new_ones(B, m)], dim=1)
+        causal = torch.ones(m, m, dtype=torch.bool, device=x.device).tril()
+        allowed = torch.cat([previous[:, None, None, :].expand(B, 1, m, -1), causal.expand(B, 1, m, m)], dim=-1)
         y, _ = self._block(x, cos, sin, allowed, output_attentions=False, cache=cache)
         return y

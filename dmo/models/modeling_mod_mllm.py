@@ -162,11 +162,14 @@ class ModMLLMModel(ModMLLMPreTrainedModel):
             routing=tuple(routing) if routing is not None else None,
         )
 
-    def decode(self, token: torch.Tensor, position: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
-        """The normed hidden state (B, 1, d) of one new text token per row at ``position`` (B,)."""
+    def decode(self, tokens: torch.Tensor, position: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
+        """The normed hidden states (B, m, d) of new text tokens (B,) or (B, m) per row, the first at
+        ``position`` (B,), against (and appended to) every layer's cache."""
         cfg = self.config
-        x = self.embed_tokens(token[:, None])  # (B, 1, d)
-        cos, sin = rotary_cos_sin(position[:, None], cfg.head_dim, cfg.rope_theta, x.dtype)
+        tokens = tokens[:, None] if tokens.dim() == 1 else tokens
+        x = self.embed_tokens(tokens)  # (B, m, d)
+        positions = position[:, None] + torch.arange(tokens.shape[1], device=tokens.device)
+        cos, sin = rotary_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)
         for layer, cache in zip(self.layers, caches, strict=True):
             x = layer.decode(x, cos, sin, cache)
         return self.norm(x)
@@ -246,14 +249,24 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         eos_token_id: int | None = None,
         use_cache: bool = True,
         video_rows: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        answers: torch.Tensor | None = None,  # (B, m) reference answers, right-padded: scored from the prefill
+        answer_mask: torch.Tensor | None = None,  # (B, m) bool, True on answer tokens
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Greedy answers (B, ≤ max_new_tokens); rows that finished are filled with padding.
 
         With ``use_cache`` the prompt runs once (vision tower included) and every layer keeps
         the keys and values of the tokens it processed — a routed layer only its kept vision
         tokens, as p-MoD does — so each new token costs one token's forward. Without it every
         step re-runs the whole prefix (the reference the cache is tested against).
+
+        With ``answers`` (and a cache) it also returns each row's answer likelihood, exp(−mean NLL of
+        its answer tokens), from the same prefill: the prompt's last logits score the first answer
+        token, and the rest run as one continuation against copies of the caches, which generation
+        then continues from untouched. Equal to a teacher-forced forward of prompt + answer, which by
+        causality routes the prompt's vision tokens the same way (tests/models).
         """
+        if answers is not None and not use_cache:
+            raise ValueError("answers are scored from the cached prefill: use_cache must be True")
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
         pad = self.config.pad_token_id if self.config.pad_token_id is not None else eos
         B = input_ids.shape[0]
@@ -269,6 +282,10 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
         position = attention_mask.long().sum(dim=1)  # the next token's position (left padding)
         hidden = self.model(input_ids, pixel_values, attention_mask, caches=caches,
                             video_rows=video_rows).last_hidden_state[:, -1:]
+        likelihood = None
+        if answers is not None and caches is not None:
+            mask = answer_mask if answer_mask is not None else torch.ones_like(answers, dtype=torch.bool)
+            likelihood = self._answer_likelihood(hidden, caches, position, answers, mask)
         for step in range(max_new_tokens):
             logits = self.lm_head(hidden[:, -1])  # (B, V)
             # An emitted <image> would break the next step's vision-token count: never pick it.
@@ -287,7 +304,20 @@ class ModMLLMForCausalLM(ModMLLMPreTrainedModel):
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
                 hidden = self.model(input_ids, pixel_values, attention_mask,
                                     video_rows=video_rows).last_hidden_state[:, -1:]
-        return torch.stack(new_tokens, dim=1)
+        tokens = torch.stack(new_tokens, dim=1)
+        return tokens if answers is None else (tokens, likelihood)
+
+    def _answer_likelihood(self, last: torch.Tensor, caches: list[LayerCache], position: torch.Tensor,
+                           answers: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """exp(−mean NLL) of each row's answer tokens given its prompt; ``last`` (B, 1, d) is the
+        prompt's last hidden state, ``caches`` its prefill (copied here, left as they were)."""
+        hidden = last
+        if answers.shape[1] > 1:
+            forked = [LayerCache(c.keys, c.values, c.key_valid) for c in caches]
+            hidden = torch.cat([last, self.model.decode(answers[:, :-1], position, forked)], dim=1)  # (B, m, d)
+        logprobs = torch.log_softmax(self.lm_head(hidden).float(), dim=-1)
+        picked = logprobs.gather(-1, answers[..., None]).squeeze(-1)  # (B, m)
+        return torch.exp((picked * mask).sum(1) / mask.sum(1))
 
 
 __all__ = [

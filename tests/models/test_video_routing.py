@@ -214,3 +214,24 @@ def test_model_info_of_the_shipped_video_config_shows_frames_and_the_images_prd(
     assert payload["flops_ratio"] < payload["images"]["flops_ratio"] < 1.0  # images keep PRD's larger share
     assert payload["images"]["kept_vision"] == [kept_vision_tokens(64, rho) for rho in payload["images"]["retention"]]
     assert payload["mod"]["image_retention"] == payload["images"]["retention"]
+
+
+@pytest.mark.parametrize("videos", [True, False])
+def test_answer_likelihoods_from_the_prefill_equal_a_forward_of_prompt_and_answer(videos):
+    config = _config(num_hidden_layers=6)
+    model = _routed_model(config)
+    batch = probe_batch(config, batch_size=3, n_text=5)
+    rows = torch.full((3,), videos)
+    answers = torch.randint(5, config.vocab_size, (3, 3))
+    mask = torch.tensor([[True, True, True], [True, False, False], [True, True, False]])
+    with torch.no_grad():
+        tokens, likelihood = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=3,
+                                                   eos_token_id=-1, video_rows=rows, answers=answers, answer_mask=mask)
+        alone = model.generate_greedy(batch["input_ids"], batch["pixel_values"], max_new_tokens=3, eos_token_id=-1,
+                                      video_rows=rows)
+        whole = torch.cat([batch["input_ids"], answers], dim=1)
+        logits = model(whole, batch["pixel_values"], video_rows=rows).logits[:, batch["input_ids"].shape[1] - 1 : -1]
+    logprobs = torch.log_softmax(logits.float(), -1).gather(-1, answers[..., None]).squeeze(-1)
+    expected = torch.exp((logprobs * mask).sum(1) / mask.sum(1))
+    torch.testing.assert_close(likelihood, expected, atol=1e-5, rtol=1e-4)
+    assert torch.equal(tokens, alone)

@@ -117,6 +117,14 @@ class ModelBackend(ABC):
                  eos_id: int, pad_id: int) -> torch.Tensor:
         """Greedy answers (B, ≤ max_new_tokens) for a left-padded prompt batch; finished rows padded."""
 
+    def generate_scored(self, model: nn.Module, batch: Mapping[str, torch.Tensor], answers: torch.Tensor,
+                        answer_mask: torch.Tensor, *, max_new_tokens: int, eos_id: int,
+                        pad_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Greedy answers and each row's likelihood of its reference ``answers`` (B, m), right-padded,
+        from one prefill of the prompts; None where the backend cannot (the caller then scores the
+        answers with a forward pass of its own)."""
+        return None
+
     @abstractmethod
     def mean_gates(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """Mean TanhNorm gate of each routed layer on ``batch`` (how a proxy routes)."""

@@ -185,6 +185,16 @@ class ModMllmBackend(ModelBackend):
                                      max_new_tokens=max(0, min(max_new_tokens, room)), eos_token_id=eos_id,
                                      video_rows=batch.get("video_rows"))
 
+    def generate_scored(self, model: nn.Module, batch: Mapping[str, torch.Tensor], answers: torch.Tensor,
+                        answer_mask: torch.Tensor, *, max_new_tokens: int, eos_id: int,
+                        pad_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
+        if answers.shape[1] > room:  # the continuation would run past the model's positions
+            return None
+        return model.generate_greedy(batch["input_ids"], batch["pixel_values"], batch["attention_mask"],
+                                     max_new_tokens=max(0, min(max_new_tokens, room)), eos_token_id=eos_id,
+                                     video_rows=batch.get("video_rows"), answers=answers, answer_mask=answer_mask)
+
     def mean_gates(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         with torch.no_grad():
             output = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"],
