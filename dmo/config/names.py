@@ -31,7 +31,7 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
 }
 
 # How a search chooses the anchor subset it scores trials on (dmo.search.anchors.ANCHOR_RULES).
-ANCHOR_RULES: tuple[str, ...] = ("random", "disagreement")
+ANCHOR_RULES: tuple[str, ...] = ("random", "disagreement", "stratified")
 
 # Synthetic evaluation-only sets (dmo.data.synthetic.BENCHMARK_GENERATORS).
 BENCHMARK_GENERATORS: tuple[str, ...] = ("count_color", "chart_value", "shape_present")

@@ -13,6 +13,12 @@ models scored in full before the search (the base, and for some rules the expert
   endpoints' (merging interferes on samples every expert gets right), and those samples leave the
   subset. It is kept for worlds where it helps, and so the comparison stays in the bench.
 
+- ``stratified``: a proportional stratified draw. Samples are grouped by how many of the reference
+  models (base and experts) get them right, 0 … K + 1, and each group gives its share of the
+  anchors (largest remainders, at least the rounding), drawn at random within it. The subset mean
+  stays an unbiased estimate of the full-split score, and no draw over- or under-represents the
+  samples every endpoint gets right, or wrong, or splits on.
+
 Each benchmark draws from its own generator, keyed by the seed and the benchmark's name, so adding
 a benchmark does not move another's anchors.
 """
@@ -69,8 +75,32 @@ def disagreement_anchors(credit: Credit, fraction: float, seed: int) -> dict[str
     return anchors
 
 
+def stratified_anchors(credit: Credit, fraction: float, seed: int) -> dict[str, tuple[int, ...]]:
+    """Anchors allocated to strata of equal reference credit in proportion to their size."""
+    anchors = {}
+    for name, rows in credit.items():
+        table = _table(name, rows, 1)
+        size = table.shape[1]
+        count = anchor_count(size, fraction)
+        strata = np.rint(table.sum(axis=0) * 2).astype(int)  # half-credit steps: scores in [0, 1] stay apart
+        keys, members = np.unique(strata, return_inverse=True)
+        sizes = np.bincount(members, minlength=len(keys))
+        quota = sizes * count / size
+        take = np.floor(quota).astype(int)
+        remainder = count - int(take.sum())
+        take[np.argsort(-(quota - take), kind="stable")[:remainder]] += 1  # largest remainders
+        rng = _rng(seed, name)
+        picked = []
+        for stratum, n in enumerate(take):
+            pool = np.flatnonzero(members == stratum)
+            picked.extend(int(i) for i in rng.choice(pool, size=int(n), replace=False))
+        anchors[name] = tuple(sorted(picked))
+    return anchors
+
+
 # name -> (the rule, whether it reads the experts' credit besides the base's)
 ANCHOR_RULES: dict[str, tuple[AnchorRule, bool]] = {
     "random": (random_anchors, False),
     "disagreement": (disagreement_anchors, True),
+    "stratified": (stratified_anchors, True),
 }

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from search_support import configured
 
-from dmo.search.anchors import anchor_count, disagreement_anchors, random_anchors
+from dmo.search.anchors import anchor_count, disagreement_anchors, random_anchors, stratified_anchors
 
 # --------------------------------------------------------------------------- choosing anchors (pure)
 
@@ -33,6 +33,31 @@ def test_past_the_disagreeing_samples_the_rest_are_drawn_at_random_and_reproduci
     assert disagreement_anchors(credit, 0.25, 3)["b"] == first
     draws = {disagreement_anchors(credit, 0.25, s)["b"] for s in range(6)}
     assert len(draws) > 1  # the filler depends on the seed
+
+
+def test_stratified_anchors_give_each_group_of_equal_reference_credit_its_share():
+    rng = np.random.default_rng(0)
+    # 3 reference models on 200 samples: 100 all right, 60 all wrong, 40 split 2-1
+    right = np.ones((3, 100))
+    wrong = np.zeros((3, 60))
+    split = np.array([[1, 1, 0]] * 40).T
+    table = np.concatenate([right, wrong, split], axis=1)[:, rng.permutation(200)]
+    credit = {"b": table.tolist()}
+    for seed in range(5):
+        chosen = stratified_anchors(credit, 0.25, seed)["b"]
+        assert len(chosen) == 50 == len(set(chosen))
+        totals = table.sum(axis=0)[list(chosen)]
+        assert [int((totals == k).sum()) for k in (3, 0, 2)] == [25, 15, 10]  # 100, 60, 40 samples → 50 anchors
+    assert stratified_anchors(credit, 0.25, 1) == stratified_anchors(credit, 0.25, 1)
+    assert stratified_anchors(credit, 0.25, 1) != stratified_anchors(credit, 0.25, 2)
+
+
+def test_stratified_anchors_round_by_largest_remainders_to_the_exact_count():
+    credit = {"b": [[1] * 7 + [0] * 5 + [0.5] * 3]}  # strata of 7, 5 and 3 samples; 40 % → 6 anchors
+    chosen = stratified_anchors(credit, 0.4, 0)["b"]
+    assert len(chosen) == anchor_count(15, 0.4) == 6
+    by_stratum = [sum(1 for i in chosen if lo <= i < hi) for lo, hi in ((0, 7), (7, 12), (12, 15))]
+    assert by_stratum == [3, 2, 1]  # quotas 2.8, 2.0, 1.2 → 2, 2, 1 and the largest remainder (0.8) to the first
 
 
 def test_random_anchors_are_a_seeded_draw_of_each_benchmark_on_its_own():
@@ -219,3 +244,10 @@ def test_a_search_whose_anchors_cannot_be_chosen_ends_failed_not_running(tiny_st
         run_search(tiny_store, search, LocalPool(None))
     stored = tiny_store.get_search(search.id)
     assert stored.status == "failed" and "no base model" in stored.error
+
+
+def test_the_config_knows_every_anchor_rule_by_name():
+    from dmo.config import names
+    from dmo.search.anchors import ANCHOR_RULES
+
+    assert names.ANCHOR_RULES == tuple(ANCHOR_RULES)
