@@ -75,6 +75,10 @@ def best(
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many mixtures to show.")] = 5,
     store_url: StoreUrlOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
+    calibrated: Annotated[bool, typer.Option(
+        "--calibrated", help="Also rank every trial by its proxy scores mapped to the real scale by a monotone "
+                             "map per benchmark, fitted on the search's latest finished validation (docs/fidelity.md)."
+    )] = False,
     as_json: JsonFlag = False,
     retry_s: RetryOption = 10.0,
 ) -> None:
@@ -91,7 +95,9 @@ def best(
         record = store.get_search(search)
         trials = store.best_trials(record.id, top_k=top)
         validation = store.latest_validation(record.id, finished_only=True)
+        every_trial = store.best_trials(record.id, top_k=1_000_000) if calibrated else []
     fidelity = None if validation is None else {"validation_id": validation.id, **validation.summary}
+    ranked = _calibrated_ranking(record, validation, every_trial, top) if calibrated else None
     if as_json:
         print_json({
             "search": {"id": record.id, "name": record.name, "study_name": record.study_name,
@@ -107,6 +113,7 @@ def best(
             ],
             "fidelity": fidelity,
             "prediction": record.prediction,
+            **({"calibrated": ranked} if ranked is not None else {}),
         })
         return
     shown = f"the {len(trials)} best" if len(trials) != 1 else "the best"
@@ -121,6 +128,44 @@ def best(
         keys = [k for k in ("spearman", "kendall", "regret") if k in mean]
         summary = ", ".join(f"{k} {_fmt(mean[k])}" for k in keys)
         console.print(f"fidelity (validation {fidelity['validation_id']}): {summary or 'no summary'}")
+    if ranked is not None:
+        console.print(_calibrated_table(ranked, record.domains))
+
+
+def _calibrated_ranking(record, validation, trials, top: int) -> dict:
+    """Every complete trial ranked by its calibrated mean (full-split scores where it was rescored)."""
+    from dmo.errors import SearchError
+    from dmo.fidelity.calibration import calibrated_means, fit_on_validated
+
+    if validation is None:
+        raise SearchError(f"search {record.id} has no finished validation to calibrate with",
+                          hint=f"run `dmo validate {record.id}` (it trains real mixture models), then ask again")
+    try:
+        calibration, fitted = fit_on_validated(validation.results)
+        scores = [t.full_scores or t.scores for t in trials]
+        means = calibrated_means(scores, calibration, validation.summary.get("mean_weights"))
+    except ValueError as error:
+        raise SearchError(f"cannot calibrate with validation {validation.id}: {error}",
+                          hint="validate with the search's own benchmarks") from None
+    order = sorted(range(len(trials)), key=lambda i: (-means[i], trials[i].number))
+    if record.direction == "minimize":
+        order.reverse()
+    return {"validation_id": validation.id, "fitted_on": fitted, "trials": [
+        {"rank": rank, "number": trials[i].number, "weights": trials[i].weights, "value": trials[i].value,
+         "calibrated": float(means[i])} for rank, i in enumerate(order[:top], start=1)]}
+
+
+def _calibrated_table(ranked: dict, domains) -> Table:
+    from rich.table import Table
+
+    table = Table(title=(f"ranked by calibrated proxy scores (validation {ranked['validation_id']}, fitted on "
+                         f"{ranked['fitted_on']} trained mixtures; a prediction of the real mean, not a measurement)"))
+    for column in ("rank", "trial", *domains, "proxy", "calibrated"):
+        table.add_column(column, justify="right")
+    for row in ranked["trials"]:
+        table.add_row(str(row["rank"]), str(row["number"]), *(f"{row['weights'][d]:.3f}" for d in domains),
+                      _fmt(row["value"]), f"{row['calibrated']:.2f}")
+    return table
 
 
 def _prediction_line(prediction: dict) -> str:

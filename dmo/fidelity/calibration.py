@@ -86,3 +86,34 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
                 "regret": top1_regret(mean, real_mean)}
 
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
+
+
+def calibrated_means(trials: Sequence[Mapping[str, float]], calibration: Calibration,
+                     weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each trial's mean over the calibrated benchmarks of its per-benchmark proxy scores, each mapped
+    to the real scale: the objective a search would have maximised had it known the real scales.
+    A trial missing a calibrated benchmark's score is an error (it was scored on other benchmarks)."""
+    names = sorted(calibration.knots)
+    missing = [b for b in names for scores in trials if scores.get(b) is None]
+    if missing:
+        raise ValueError(f"a trial has no score on calibrated benchmark {missing[0]!r}")
+    proxy = {b: [float(scores[b]) for scores in trials] for b in names}
+    return benchmark_mean(calibration.apply(proxy), names, weights)
+
+
+def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
+    """The calibration of a validation's held-out mixtures (its records' ``weights``, ``group``,
+    ``proxy_scores``, ``real_scores``; a mixture trained twice counts once, at the mean of its runs),
+    and how many mixtures it was fitted on. The search's own picks are left out, as in the judging."""
+    pairs: dict[tuple, tuple[Mapping[str, float], list[Mapping[str, float]]]] = {}
+    for result in results:
+        if result.group == "pick":
+            continue
+        key = tuple(sorted(result.weights.items()))
+        pairs.setdefault(key, (result.proxy_scores, []))[1].append(result.real_scores)
+    if not pairs:
+        raise ValueError("the validation holds no held-out mixtures to fit a calibration on")
+    names = [b for b, v in next(iter(pairs.values()))[0].items() if v is not None]
+    proxy = {b: [float(p[b]) for p, _ in pairs.values()] for b in names}
+    real = {b: [float(np.mean([run[b] for run in runs])) for _, runs in pairs.values()] for b in names}
+    return Calibration.fit(proxy, real), len(pairs)

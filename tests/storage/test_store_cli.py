@@ -109,3 +109,50 @@ def test_config_file_names_the_store(store_url: str, tmp_path: Path) -> None:
     result = runner.invoke(db_cmd.app, ["searches", "--config", str(config), "--json"])
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in json.loads(result.stdout)] == [search_id]
+
+
+def test_best_calibrated_ranks_trials_on_the_real_scale_the_validation_measured(store_url: str) -> None:
+    """Real OCR saturates at w = 0.25 while the proxy's climbs with w: raw, the search prefers w near 1;
+    calibrated on the validated mixtures, it prefers the interior w the real models do."""
+    def proxy(w: float) -> dict[str, float]:
+        return {"ocr": 100 * w, "chart": 50 * (1 - w)}
+
+    def real(w: float) -> dict[str, float]:
+        return {"ocr": 100 * min(1.0, 4 * w), "chart": 50 * (1 - w)}
+
+    with Store.open(store_url, retry_s=2.0) as store:
+        search = search_row(store, project_config(("ocr", "chart"), project__name="calibrated"), with_study=False)
+        for number, w in enumerate([0.05, 0.2, 0.3, 0.6, 0.95]):
+            scores = proxy(w)
+            store.record_trial(search_id=search.id, number=number, mixture=mixture(ocr=w, chart=1 - w),
+                               merge_method="task_arithmetic", params={}, scores=scores,
+                               objective=[sum(scores.values()) / 2], state="complete", duration_s=0.1)
+        validation = store.create_validation(search.id, config={})
+        for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0):
+            for replicate in (0, 1):  # two runs of each: counted once, at their mean
+                store.record_mixture_result(validation.id, mixture=mixture(ocr=w, chart=1 - w), trial_id=None,
+                                            model_id=None, proxy_scores=proxy(w), real_scores=real(w),
+                                            replicate=replicate, group="draw")
+        store.record_mixture_result(validation.id, mixture=mixture(ocr=0.95, chart=0.05), trial_id=None,
+                                    model_id=None, proxy_scores=proxy(0.95), real_scores={"ocr": 0.0, "chart": 0.0},
+                                    group="pick")  # a pick is reported apart, never fitted on
+        store.finish_validation(validation.id, summary={"mean_score": {}, "mean_weights": None})
+        search_id = search.id
+    args = ["best", "--url", store_url, "--search", str(search_id), "--top", "3", "--json"]
+    raw = json.loads(runner.invoke(db_cmd.app, args).stdout)
+    assert [t["number"] for t in raw["trials"]] == [4, 3, 2] and "calibrated" not in raw
+    result = runner.invoke(db_cmd.app, [*args, "--calibrated"])
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.stdout)["calibrated"]
+    assert ranked["fitted_on"] == 6
+    assert [t["number"] for t in ranked["trials"]] == [2, 1, 3]  # w 0.3 (67.5), then 0.2 and 0.6 (60 each, by number)
+    assert [round(t["calibrated"], 2) for t in ranked["trials"]] == [67.5, 60.0, 60.0]
+    shown = runner.invoke(db_cmd.app, ["best", "--url", store_url, "--search", str(search_id), "--calibrated"])
+    assert shown.exit_code == 0 and "ranked by calibrated proxy scores" in shown.stdout
+
+
+def test_best_calibrated_without_a_validation_says_how_to_get_one(store_url: str, dmo_cli) -> None:
+    with Store.open(store_url, retry_s=2.0) as store:
+        search = search_row(store, project_config(("ocr", "chart"), project__name="bare"), with_study=False)
+    dmo_cli("best", "--url", store_url, "--search", search.id, "--calibrated").refused(
+        f"search {search.id} has no finished validation", f"run `dmo validate {search.id}`")
