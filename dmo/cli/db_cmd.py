@@ -8,12 +8,15 @@ it without creating, migrating or locking anything.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dmo.cli.common import console, open_store, trials_table
 from dmo.cli.options import DEFAULT_CONFIG, ConfigOption, JsonFlag, RetryOption, StoreUrlOption, print_json
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="The SQL store: schema migrations.", no_args_is_help=True, add_completion=False)
 
