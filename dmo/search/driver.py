@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count
 from typing import Protocol
 
@@ -128,6 +128,9 @@ def drive(
     exhausted = False
     completed, pruned, failed = _counts(study)
     _report(on_progress, study, completed + pruned, plan.trials)
+    # A proxy is deterministic: a mixture proposed again (a sampler converging on a vertex asks the
+    # same point over and over) is told its earlier full result instead of being scored again.
+    scored: dict[str, ProxyResult] = {}
     while True:
         # ask: fill the pool while the budget, the failure limit and the sampler allow
         while len(in_flight) < pool.size and completed + pruned + len(in_flight) < plan.trials:
@@ -137,15 +140,23 @@ def drive(
                 exhausted = True  # a grid longer than the budget is not evaluated twice
                 break
             flight = _ask(study, plan)
+            journal.record(TrialOutcome(flight.trial.number, flight.mixture, "running"))
+            earlier = scored.get(flight.mixture.key())
+            if earlier is not None:
+                _tell(study, replace(flight, limit=None), earlier, plan, journal)
+                completed, pruned, failed = _counts(study)
+                continue
             ticket = next(tickets)
             in_flight[ticket] = flight
-            journal.record(TrialOutcome(flight.trial.number, flight.mixture, "running"))
             pool.submit(ticket, ProxyRequest.proxy(flight.mixture.weights, limit=flight.limit, subsets=plan.anchors))
         if not in_flight:
             break
         # evaluate, then tell
         for ticket, outcome in pool.wait(timeout=max(1.0, plan.heartbeat_s / 3)):
-            follow_up = _tell(study, in_flight.pop(ticket), outcome, plan, journal)
+            flight = in_flight.pop(ticket)
+            if flight.limit is None and isinstance(outcome, ProxyResult):
+                scored[flight.mixture.key()] = outcome
+            follow_up = _tell(study, flight, outcome, plan, journal)
             if follow_up is not None:
                 in_flight[ticket] = follow_up
                 pool.submit(ticket, ProxyRequest.proxy(follow_up.mixture.weights, subsets=plan.anchors))

@@ -191,3 +191,22 @@ class AnalyticEvaluator2:
         scores = {"a": 100 * weights[0], "b": 100 * weights[1]}
         return ProxyResult(scores={"exact_match": scores, "likelihood": scores}, samples=2, merge_seconds=0.0,
                            eval_seconds=0.0, routing={})
+
+
+def test_a_mixture_proposed_again_is_told_its_earlier_result_without_scoring_it_again(store, tiny_config):
+    """A sampler that converges on a vertex asks for it over and over (the video demo's GP asked for
+    w = general 1.0 fourteen times): a proxy is deterministic, so each repeat costs no evaluation."""
+    from dmo.search.study import open_study
+
+    config = configured(tiny_config, search__trials=6, search__warm_start=[])
+    search = search_row(store, config)
+    study = open_study(store.url, search.study_name, config)
+    for _ in range(4):  # the same point four times, then whatever the sampler picks
+        study.enqueue_trial({"u0": 0.5, "u1": 0.5}, skip_if_exists=False)
+    evaluator = AnalyticEvaluator()
+    outcome = run_search(store, search, LocalPool(evaluator))
+    trials = sorted(store.trials(search.id), key=lambda t: t.number)
+    assert outcome.completed == 6 and evaluator.calls == 3  # one for the repeated point, two for the rest
+    repeated = [t for t in trials if t.weights == trials[0].weights]
+    assert len(repeated) == 4 and len({t.objective[0] for t in repeated}) == 1
+    assert all(t.duration_s < 0.5 for t in repeated[1:])
