@@ -68,7 +68,9 @@ def measure(config_path: str, batch_size: int, new_tokens: int, rounds: int) -> 
     }
     achieved = flops / seconds["cached"]
     likelihood = measure_likelihood(model, batch, new_tokens, rounds)
+    breakdown = time_by_operator(lambda: generate(True), flops)
     return {
+        "breakdown": breakdown,
         "likelihood": likelihood,
         "config": config_path, "batch": batch_size, "prompt_tokens": prompt, "new_tokens": new_tokens,
         "threads": torch.get_num_threads(), "identical_tokens": same,
@@ -80,6 +82,30 @@ def measure(config_path: str, batch_size: int, new_tokens: int, rounds: int) -> 
         "met": {"speedup >= 4": seconds["uncached"] / seconds["cached"] >= 4,
                 "fraction of the prefill-shape limit >= 0.5": achieved / limits["prefill"] >= 0.5},
     }
+
+
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def time_by_operator(run, flops: int) -> dict:
+    """Where the cached path's time goes (torch.profiler, CPU self time): the matmuls, attention and the
+    rest; and the rate the matmuls alone reach, since they do nearly all of the counted FLOPs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values())
+    matmul = sum(self_us.get(k, 0.0) for k in MATMULS)
+    attention = sum(v for k, v in self_us.items() if "scaled_dot_product" in k)
+    with FlopCounterMode(display=False) as counter:
+        run()
+    matmul_flops = sum(v for k, v in counter.get_flop_counts()["Global"].items() if str(k).split(".")[-1] in
+                       ("mm", "addmm", "bmm"))
+    return {"matmul_share": matmul / total, "attention_share": attention / total,
+            "other_share": 1 - (matmul + attention) / total,
+            "matmul_flops_share": matmul_flops / flops if flops else float("nan"),
+            "matmul_flops_per_s": matmul_flops / (matmul / 1e6) if matmul else float("nan")}
 
 
 def measure_likelihood(model: ModMLLMForCausalLM, batch: dict, new_tokens: int, rounds: int,
@@ -187,9 +213,24 @@ def markdown(report: dict) -> str:
          f"{100 * frac['prefill']:.0f} % of the prefill-shape matmul limit ({limit['prefill'] / 1e9:.1f} GFLOP/s) and "
          f"{100 * frac['decode']:.0f} % of the decode-shape one ({limit['decode'] / 1e9:.1f} GFLOP/s); "
          f"target ≥ 50 %: {'met' if report['met']['fraction of the prefill-shape limit >= 0.5'] else 'not met'}."),
+        *_breakdown_lines(report.get("breakdown"), limit["prefill"]),
         *_likelihood_lines(report.get("likelihood")),
         *_hf_lines(report.get("hf")),
     ])
+
+
+def _breakdown_lines(breakdown: dict | None, limit: float) -> list[str]:
+    if breakdown is None:
+        return []
+    return [
+        "",
+        (f"What limits it (torch.profiler, one cached generation): matmuls take "
+         f"{100 * breakdown['matmul_share']:.0f} % of the time and do {100 * breakdown['matmul_flops_share']:.0f} % "
+         f"of the counted FLOPs, at {breakdown['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s "
+         f"({100 * breakdown['matmul_flops_per_s'] / limit:.0f} % of the prefill-shape limit: the decode steps' "
+         f"matmuls multiply one token per row); attention {100 * breakdown['attention_share']:.0f} %, "
+         f"everything else (norms, rotary, gathers, cache appends) {100 * breakdown['other_share']:.0f} %."),
+    ]
 
 
 def _likelihood_lines(likelihood: dict | None) -> list[str]:
