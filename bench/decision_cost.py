@@ -209,6 +209,9 @@ def markdown(r: dict) -> str:
              f"mixture models (bound with free proxies {now['bound_at_search_trials']:.1f}×; target ≥ 8×: "
              f"{'met' if now['speedup_at_search_trials'] >= 8 else 'not met'})."),
             "",
+        ]
+    if now is not None and "anchored_proxy_s" in now:  # absent from reports written before 2026-12-03
+        lines += [
             (f"With `search.anchors` (25 % of each benchmark, random; the base scored in full once and the top "
              f"{RESCORED} trials rescored in full), a proxy costs {now['anchored_proxy_s']:.2f} s, "
              f"{100 * now['anchored_share_of_training']:.1f} % of a training (≤ 2 %: "
