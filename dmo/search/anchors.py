@@ -17,7 +17,10 @@ models scored in full before the search (the base, and for some rules the expert
   models (base and experts) get them right, 0 … K + 1, and each group gives its share of the
   anchors (largest remainders, at least the rounding), drawn at random within it. The subset mean
   stays an unbiased estimate of the full-split score, and no draw over- or under-represents the
-  samples every endpoint gets right, or wrong, or splits on.
+  samples every endpoint gets right, or wrong, or splits on. Measured on the demo (2026-12-03,
+  bench/subset_scoring.py), it ranks 40 held-out proxies like random anchors do (median ρ 0.891
+  against 0.889) with a worse worst draw (0.608 against 0.811): the demo's noise is within the
+  strata, not between them. Random stays the default.
 
 Each benchmark draws from its own generator, keyed by the seed and the benchmark's name, so adding
 a benchmark does not move another's anchors.
