@@ -31,6 +31,23 @@ from dmo.models.modeling_mod_mllm import ModMLLMForCausalLM
 TEXT_TOKENS = 16
 
 
+def interleaved_seconds(runs: dict, rounds: int) -> dict[str, float]:
+    """The median seconds of each run, the runs taking turns so load on a shared machine hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def comparison_table(before: tuple[str, float], after: tuple[str, float]) -> list[str]:
+    """A two-row samples/s table: the path before and the path after."""
+    return ["", "| path | samples/s |", "|---|---:|", f"| {before[0]} (before) | {before[1]:.1f} |",
+            f"| {after[0]} (after) | {after[1]:.1f} |", ""]
+
+
 def matmul_flops_per_second(rows: int, inner: int, cols: int, repeats: int = 5) -> float:
     a, b = torch.randn(rows, inner), torch.randn(inner, cols)
     seconds = best_seconds(lambda: a @ b, repeats)
@@ -51,13 +68,7 @@ def measure(config_path: str, batch_size: int, new_tokens: int, rounds: int) -> 
                                          eos_token_id=-1, use_cache=use_cache)
 
     same = bool(torch.equal(generate(True), generate(False)))
-    times: dict[str, list[float]] = {"uncached": [], "cached": []}
-    for _ in range(rounds):  # taking turns
-        for name, use_cache in (("uncached", False), ("cached", True)):
-            started = time.perf_counter()
-            generate(use_cache)
-            times[name].append(time.perf_counter() - started)
-    seconds = {name: statistics.median(values) for name, values in times.items()}
+    seconds = interleaved_seconds({"uncached": lambda: generate(False), "cached": lambda: generate(True)}, rounds)
     with FlopCounterMode(display=False) as counter:
         generate(True)
     flops = counter.get_total_flops()
@@ -130,13 +141,7 @@ def measure_likelihood(model: ModMLLMForCausalLM, batch: dict, new_tokens: int, 
                                          eos_token_id=-1, answers=answers)[1]
 
     difference = float((before() - after()).abs().max())
-    times: dict[str, list[float]] = {"before": [], "after": []}
-    for _ in range(rounds):
-        for name, run in (("before", before), ("after", after)):
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    seconds = {name: statistics.median(values) for name, values in times.items()}
+    seconds = interleaved_seconds({"before": before, "after": after}, rounds)
     size = batch["input_ids"].shape[0]
     return {"answer_tokens": answer_tokens, "max_abs_difference": difference,
             "samples_per_s": {name: size / s for name, s in seconds.items()},
@@ -184,13 +189,7 @@ def measure_hf(batch_size: int, new_tokens: int, rounds: int) -> dict:
         return out[:, input_ids.shape[1]:]
 
     same = bool(torch.equal(generate(True), generate(False)))
-    times: dict[str, list[float]] = {"uncached": [], "cached": []}
-    for _ in range(rounds):
-        for name, use_cache in (("uncached", False), ("cached", True)):
-            started = time.perf_counter()
-            generate(use_cache)
-            times[name].append(time.perf_counter() - started)
-    seconds = {name: statistics.median(values) for name, values in times.items()}
+    seconds = interleaved_seconds({"uncached": lambda: generate(False), "cached": lambda: generate(True)}, rounds)
     return {"batch": batch_size, "prompt_tokens": int(input_ids.shape[1]), "identical_tokens": same,
             "retention": list(retention), "samples_per_s": {name: batch_size / s for name, s in seconds.items()},
             "speedup": seconds["uncached"] / seconds["cached"]}
@@ -202,12 +201,7 @@ def markdown(report: dict) -> str:
         (f"Greedy generation of {report['new_tokens']} tokens for {report['batch']} prompts of "
          f"{report['prompt_tokens']} tokens ({report['config']}, {report['threads']} threads); cached and "
          f"uncached tokens identical: {report['identical_tokens']}."),
-        "",
-        "| path | samples/s |",
-        "|---|---:|",
-        f"| re-run the prefix every token (before) | {sps['uncached']:.1f} |",
-        f"| per-layer KV cache (after) | {sps['cached']:.1f} |",
-        "",
+        *comparison_table(("re-run the prefix every token", sps["uncached"]), ("per-layer KV cache", sps["cached"])),
         f"Speed-up **{report['speedup']:.2f}×** (target ≥ 4×: {'met' if report['met']['speedup >= 4'] else 'not met'}).",
         (f"Cached path: {report['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s of useful work, "
          f"{100 * frac['prefill']:.0f} % of the prefill-shape matmul limit ({limit['prefill'] / 1e9:.1f} GFLOP/s) and "
@@ -242,12 +236,8 @@ def _likelihood_lines(likelihood: dict | None) -> list[str]:
         (f"Both metrics (greedy answer and the likelihood of a {likelihood['answer_tokens']}-token reference "
          f"answer), as a benchmark scored by exact match and likelihood wants them; likelihoods equal to "
          f"{likelihood['max_abs_difference']:.1e}:"),
-        "",
-        "| path | samples/s |",
-        "|---|---:|",
-        f"| cached generation, then a teacher-forced forward of prompt + answer (before) | {sps['before']:.1f} |",
-        f"| the likelihood from the generation's own prefill (after) | {sps['after']:.1f} |",
-        "",
+        *comparison_table(("cached generation, then a teacher-forced forward of prompt + answer", sps["before"]),
+                          ("the likelihood from the generation's own prefill", sps["after"])),
         f"Speed-up **{likelihood['speedup']:.2f}×**.",
     ]
 
@@ -261,12 +251,8 @@ def _hf_lines(hf: dict | None) -> list[str]:
         (f"`hf` backend: a random LLaVA (hidden 256, 8 layers, PRD-routed, 64 vision tokens) through transformers' "
          f"generate(), {hf['batch']} prompts of {hf['prompt_tokens']} tokens; cached and uncached tokens identical: "
          f"{hf['identical_tokens']}."),
-        "",
-        "| path | samples/s |",
-        "|---|---:|",
-        f"| uncached: the routed forward over the whole sequence every token (before) | {sps['uncached']:.1f} |",
-        f"| each routed layer caching its kept tokens (after) | {sps['cached']:.1f} |",
-        "",
+        *comparison_table(("uncached: the routed forward over the whole sequence every token", sps["uncached"]),
+                          ("each routed layer caching its kept tokens", sps["cached"])),
         f"Speed-up **{hf['speedup']:.2f}×**.",
     ]
 

@@ -98,7 +98,7 @@ def best(
         record = store.get_search(search)
         trials = store.best_trials(record.id, top_k=top)
         validation = store.latest_validation(record.id, finished_only=True)
-        every_trial = store.best_trials(record.id, top_k=1_000_000) if calibrated else []
+        every_trial = store.trials(record.id, state="complete") if calibrated else []
     fidelity = None if validation is None else {"validation_id": validation.id, **validation.summary}
     ranked = _calibrated_ranking(record, validation, every_trial, top) if calibrated else None
     if as_json:

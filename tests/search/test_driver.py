@@ -209,4 +209,3 @@ def test_a_mixture_proposed_again_is_told_its_earlier_result_without_scoring_it_
     assert outcome.completed == 6 and evaluator.calls == 3  # one for the repeated point, two for the rest
     repeated = [t for t in trials if t.weights == trials[0].weights]
     assert len(repeated) == 4 and len({t.objective[0] for t in repeated}) == 1
-    assert all(t.duration_s < 0.5 for t in repeated[1:])
