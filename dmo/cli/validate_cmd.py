@@ -105,6 +105,13 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
         console.print(f"monotone calibration fitted on {len(calibration['fit_on'])} mixtures, judged on the other "
                       f"{calibration['judged_on']}: spearman {raw['spearman']:.3f} → {fitted['spearman']:.3f}, "
                       f"regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
+    transfer = summary.get("calibration_transfer")
+    if transfer:
+        raw, fitted = transfer["raw"], transfer["calibrated"]
+        console.print(f"`dmo best --calibrated`'s calibration (fitted on validation {transfer['fitted_on_validation']}'s "
+                      f"{transfer['fitted_on']} mixtures), judged on these {transfer['judged_on']}: spearman "
+                      f"{raw['spearman']:.3f} ({_interval(raw['spearman_90'])}) → {fitted['spearman']:.3f} "
+                      f"({_interval(fitted['spearman_90'])}), regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
     for pick in summary.get("search_picks", []):
         console.print(f"search pick (trial {pick['trial']}): proxy {pick['proxy']:.3f}, real {pick['real']:.3f} "
                       f"(best held-out real {pick['best_held_out_real']:.3f})")

@@ -10,7 +10,9 @@ without changing any per-benchmark order.
 The fit is isotonic regression (pool adjacent violators) of real on proxy
 scores, applied by linear interpolation between the fitted points and held
 flat beyond them. :func:`judge` fits on ``fit`` mixtures and scores on the
-others only, so a calibration is never judged on the pairs it saw.
+others only, so a calibration is never judged on the pairs it saw;
+:func:`judge_fitted` judges one fitted on an earlier validation (what
+``dmo best --calibrated`` applies) on another validation's draws.
 
 Pure numpy.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dmo.fidelity.ranking import benchmark_mean, kendall_tau, spearman, top1_regret
+from dmo.fidelity.ranking import benchmark_mean, kendall_tau, spearman, spearman_interval, top1_regret
 
 MAX_FIT = 5  # a calibration worth having costs at most this many trained mixtures
 
@@ -88,6 +90,24 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
 
 
+def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]],
+                 *, weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Mean-score fidelity, raw and calibrated, of a calibration fitted elsewhere, on mixtures it never
+    saw (the caller leaves out any it was fitted on), with a 90 % bootstrap interval on ρ."""
+    names = [b for b in proxy if b in real and b in calibration.knots]
+    if not names:
+        raise ValueError("no benchmark is both scored here and calibrated")
+    real_mean = benchmark_mean({b: real[b] for b in names}, names, weights)
+    own = {b: proxy[b] for b in names}
+
+    def row(scores: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+        mean = benchmark_mean(scores, names, weights)
+        return {"spearman": spearman(mean, real_mean), "spearman_90": list(spearman_interval(mean, real_mean)),
+                "kendall": kendall_tau(mean, real_mean), "regret": top1_regret(mean, real_mean)}
+
+    return {"benchmarks": names, "raw": row(own), "calibrated": row(calibration.apply(own))}
+
+
 def calibrated_means(trials: Sequence[Mapping[str, float]], calibration: Calibration,
                      weights: Mapping[str, float] | None = None) -> np.ndarray:
     """Each trial's mean over the calibrated benchmarks of its per-benchmark proxy scores, each mapped
@@ -99,6 +119,11 @@ def calibrated_means(trials: Sequence[Mapping[str, float]], calibration: Calibra
         raise ValueError(f"a trial has no score on calibrated benchmark {missing[0]!r}")
     proxy = {b: [float(scores[b]) for scores in trials] for b in names}
     return benchmark_mean(calibration.apply(proxy), names, weights)
+
+
+def fitted_mixtures(results: Sequence[Any]) -> set[tuple]:
+    """The mixtures :func:`fit_on_validated` fits on (as sorted ``weights`` items), to keep out of judging."""
+    return {tuple(sorted(r.weights.items())) for r in results if r.group != "pick"}
 
 
 def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:

@@ -24,7 +24,7 @@ import numpy as np
 from dmo.config.schema import DmoConfig
 from dmo.evaluation import evaluate
 from dmo.evaluation.benchmarks import search_benchmarks
-from dmo.fidelity.calibration import MAX_FIT, judge
+from dmo.fidelity.calibration import MAX_FIT, fit_on_validated, fitted_mixtures, judge, judge_fitted
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
 from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
@@ -32,7 +32,7 @@ from dmo.models.backends import backend_for
 from dmo.search.objectives import mean_weights
 from dmo.search.pool import Evaluator
 from dmo.training.jobs import ModelSpec, mixture_spec
-from storage import ModelRecord, SearchRecord, Store
+from storage import ModelRecord, SearchRecord, Store, ValidationRecord
 
 TrainMixtures = Callable[[list[ModelSpec]], list[ModelRecord]]
 Scores = dict[str, float]
@@ -92,6 +92,7 @@ def validate_search(
     config = search.config
     metric = search.metric
     planned = plan_mixtures(store, search, plan)
+    earlier = store.latest_validation(search.id, finished_only=True)  # its calibration is judged on these draws
     validation = store.create_validation(search.id, config={**asdict(plan), "metric": metric})
     try:
         proxy_scores = [proxy.evaluate(list(p.mixture.weights)).scores[metric] for p in planned]
@@ -104,6 +105,11 @@ def validate_search(
                                         model_id=model.id, proxy_scores=proxy_scores[i], real_scores=real[i, r],
                                         replicate=r, group=planned[i].group)
         summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan, weights=mean_weights(config))
+        if earlier is not None:
+            transfer = judge_earlier_calibration(earlier, planned, proxy_scores, real, list(search.benchmarks), plan,
+                                                 weights=mean_weights(config))
+            if transfer is not None:
+                summary["calibration_transfer"] = transfer
         summary["metric"] = metric
         store.finish_validation(validation.id, summary=summary)
         return summary
@@ -162,6 +168,29 @@ def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mappin
         for i, p in enumerate(planned) if p.group == "pick"
     ]
     return summary
+
+
+def judge_earlier_calibration(earlier: ValidationRecord, planned: Sequence[_Planned], proxy: Sequence[Scores],
+                              real: Mapping[tuple[int, int], Scores], names: list[str], plan: ValidationPlan, *,
+                              weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+    """The calibration ``dmo best --calibrated`` would apply, fitted on every held-out mixture of the
+    search's earlier validation, judged on this validation's held-out mixtures that it was not fitted
+    on: the honest test of that command. None where fewer than two such mixtures are left."""
+    try:
+        calibration, fitted = fit_on_validated(earlier.results)
+    except ValueError:
+        return None
+    seen = fitted_mixtures(earlier.results)
+    judged = [i for i, p in enumerate(planned)
+              if p.group != "pick" and tuple(sorted(p.mixture.as_dict().items())) not in seen]
+    if len(judged) < 2:
+        return None
+    runs = plan.repeats
+    proxy_columns = {b: [float(proxy[i][b]) for i in judged] for b in names}
+    real_columns = {b: [float(np.mean([real[i, r][b] for r in range(runs)])) for i in judged] for b in names}
+    result = judge_fitted(calibration, proxy_columns, real_columns, weights=weights)
+    result.update(fitted_on_validation=earlier.id, fitted_on=fitted, judged_on=len(judged))
+    return result
 
 
 def _real_scores(config: DmoConfig, model: ModelRecord, metric: str) -> dict[str, float]:

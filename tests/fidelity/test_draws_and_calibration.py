@@ -7,7 +7,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from dmo.fidelity.calibration import MAX_FIT, Calibration, isotonic_fit, judge
+from dmo.fidelity.calibration import MAX_FIT, Calibration, isotonic_fit, judge, judge_fitted
 from dmo.fidelity.draws import held_out_draws, reference_protocol
 from dmo.fidelity.ranking import kendall_interval, kendall_tau, retest_agreement, spearman, spearman_interval
 
@@ -87,6 +87,23 @@ def test_a_calibration_is_judged_only_on_mixtures_it_was_not_fitted_on_and_fixes
     assert np.all(np.diff(calibration.apply({"counting": sorted(proxy["counting"])})["counting"]) >= 0)
     with pytest.raises(ValueError, match=f"1..{MAX_FIT}"):
         judge(proxy, real, fit=list(range(MAX_FIT + 1)))
+
+
+def test_a_calibration_fitted_on_one_draw_is_judged_on_another_with_an_interval():
+    def world(w):
+        return ({"counting": list(40 * w), "general": list(50 * (1 - w))},
+                {"counting": list(np.where(w >= 0.18, 100.0, 0.0)), "general": list(50 * (1 - w))})
+
+    fitted_proxy, fitted_real = world(np.array([0.0, 0.1, 0.3, 0.6, 1.0]))
+    calibration = Calibration.fit(fitted_proxy, fitted_real)
+    proxy, real = world(np.random.default_rng(5).uniform(0, 1, 15))
+    result = judge_fitted(calibration, proxy, real)
+    assert result["calibrated"]["spearman"] > result["raw"]["spearman"]
+    for row in (result["raw"], result["calibrated"]):
+        low, high = row["spearman_90"]
+        assert low <= row["spearman"] <= high
+    with pytest.raises(ValueError, match="calibrated"):
+        judge_fitted(calibration, {"ocr": [1.0, 2.0]}, {"ocr": [1.0, 2.0]})
 
 
 @pytest.mark.parametrize("pair", list(combinations(range(4), 2)))

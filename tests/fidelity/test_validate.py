@@ -97,3 +97,36 @@ def test_proxies_are_scored_on_dev_only(finished_search):
     assert evaluator.benchmarks and {b.split for b in evaluator.benchmarks} == {"dev"}
     result = evaluator.evaluate([1 / 3] * 3, limit=4)
     assert result.samples == 4 * len(evaluator.benchmarks)
+
+
+def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was_not_fitted_on(
+    tiny_store, tiny_models, tiny_data, finished_search,
+):
+    from dmo.fidelity.calibration import fit_on_validated, judge_fitted
+
+    search, evaluator = finished_search
+    base, _ = tiny_models
+    trainer = _trainer(search, tiny_store, base, tiny_data, [])
+    first = validate_search(tiny_store, search, plan=ValidationPlan(mixtures=3, seed=21, picks=0), proxy=evaluator,
+                            train_mixtures=trainer)
+    assert "calibration_transfer" not in first  # nothing earlier to fit on
+    earlier = tiny_store.latest_validation(search.id, finished_only=True)
+    second = validate_search(tiny_store, search, plan=ValidationPlan(mixtures=3, seed=22, picks=0), proxy=evaluator,
+                             train_mixtures=trainer)
+    transfer = second["calibration_transfer"]
+    assert transfer["fitted_on_validation"] == earlier.id and transfer["fitted_on"] == 3
+    assert transfer["judged_on"] == 3
+    # the same figures as fitting on the first validation's pairs and judging on the second's by hand
+    latest = tiny_store.latest_validation(search.id, finished_only=True)
+    assert {tuple(sorted(r.weights.items())) for r in latest.results}.isdisjoint(
+        {tuple(sorted(r.weights.items())) for r in earlier.results})
+    calibration, _ = fit_on_validated(earlier.results)
+    names = list(search.benchmarks)
+    expected = judge_fitted(calibration, {b: [r.proxy_scores[b] for r in latest.results] for b in names},
+                            {b: [r.real_scores[b] for r in latest.results] for b in names})
+    assert transfer["calibrated"]["spearman"] == pytest.approx(expected["calibrated"]["spearman"], nan_ok=True)
+    assert transfer["raw"]["regret"] == pytest.approx(expected["raw"]["regret"])
+    # a validation that redraws the fitted mixtures (same seed) has none left to judge on: no row
+    third = validate_search(tiny_store, search, plan=ValidationPlan(mixtures=3, seed=22, picks=0), proxy=evaluator,
+                            train_mixtures=trainer)
+    assert "calibration_transfer" not in third
