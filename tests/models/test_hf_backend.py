@@ -428,3 +428,41 @@ def test_an_expert_routed_otherwise_than_the_project_is_refused(checkpoints, tmp
     dense = SimpleNamespace(config=SimpleNamespace(dmo_mod={**routed, "retention": [1.0, 1.0, 1.0]}))
     (expert / "config.json").write_text(json.dumps(saved))
     backend.check_routing(dense, expert)  # a dense schedule routes nothing, like a checkpoint without dmo_mod
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_likelihoods_from_the_generation_s_own_cache_equal_a_teacher_forced_forward(checkpoints, tmp_path, arch):
+    """Issue 20: both metrics from one prefill in the hf backend, routed layers on, left-padded prompts."""
+    from dmo.data.encoding import EncodedSplit
+    from dmo.data.prepared import prepare_data
+    from dmo.evaluation.scoring import _generate, _generate_scored, _group_likelihoods
+
+    config = _config(checkpoints[arch], tmp_path)
+    backend = get_backend("hf")
+    data = prepare_data(config)
+    split = EncodedSplit.concat([data.encoded("counting", "dev"), data.encoded("general", "dev")])
+    by_length = {len(prompt): i for i, prompt in enumerate(split.prompts)}
+    indices = [by_length[n] for n in sorted(by_length)][:4] + list(range(4))
+    assert len({len(split.prompts[i]) for i in indices}) > 1 and len({len(split.answers[i]) for i in indices}) > 1
+    model = backend.initial_model(config, None, None, seed=0).eval()
+    tower = next(getattr(model.model, name) for name in ("vision_tower", "visual") if hasattr(model.model, name))
+    calls: list[int] = []
+    handle = tower.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        for layer in model._dmo_routing.layers:
+            layer.router.weight.normal_(0, 1.0)
+        # Peaked attention and logits: at random init every position and token look alike, and a
+        # continuation placed at the wrong positions would score the same.
+        for name, parameter in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight", "lm_head.weight")) and "language_model" in name or \
+                    name == "lm_head.weight":
+                parameter.mul_(20)
+        pairs = _generate_scored(model, backend, split, indices, data.pad_id, data.eos_id, 4)
+        handle.remove()
+        reference = _group_likelihoods(model, split, indices, data.pad_id)
+        tokens = _generate(model, backend, split, indices, data.pad_id, data.eos_id, 4)
+    assert [row for row, _ in pairs] == tokens
+    log_reference = torch.tensor(reference).log()
+    torch.testing.assert_close(torch.tensor([v for _, v in pairs]).log(), log_reference, atol=1e-4, rtol=1e-5)
+    assert float(log_reference.max() - log_reference.min()) > 1.0  # rows differ by more than a nat
+    assert len(calls) == 1  # the vision tower ran once: no second prompt pass for the likelihoods

@@ -482,6 +482,19 @@ class HfBackend(ModelBackend):
                                  suppress_tokens=vision_token_ids(model.config))
         return out[:, width:]
 
+    def generate_scored(self, model: nn.Module, batch: Mapping[str, torch.Tensor], answers: torch.Tensor,
+                        answer_mask: torch.Tensor, *, max_new_tokens: int, eos_id: int,
+                        pad_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The greedy answers of :meth:`generate` and the reference answers' likelihoods from its cache
+        (dmo.models.hf_scoring); None where generation keeps no cache (a routed first layer)."""
+        from dmo.models.hf_routing import generation_caches
+        from dmo.models.hf_scoring import generate_with_likelihood
+
+        if hasattr(model, "_dmo_routing") and not generation_caches(model):
+            return None
+        return generate_with_likelihood(model, batch, answers, answer_mask, max_new_tokens=max_new_tokens,
+                                        eos_id=eos_id, pad_id=pad_id, suppress=vision_token_ids(model.config))
+
     def mean_gates(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         from dmo.models.hf_routing import routing_of
 
