@@ -192,7 +192,40 @@ def measure_hf(batch_size: int, new_tokens: int, rounds: int) -> dict:
     seconds = interleaved_seconds({"uncached": lambda: generate(False), "cached": lambda: generate(True)}, rounds)
     return {"batch": batch_size, "prompt_tokens": int(input_ids.shape[1]), "identical_tokens": same,
             "retention": list(retention), "samples_per_s": {name: batch_size / s for name, s in seconds.items()},
-            "speedup": seconds["uncached"] / seconds["cached"]}
+            "speedup": seconds["uncached"] / seconds["cached"],
+            "likelihood": measure_hf_likelihood(model, batch, new_tokens, rounds, image_id=image_id, pad_id=pad_id,
+                                                eos_id=eos_id)}
+
+
+def measure_hf_likelihood(model, batch: dict, new_tokens: int, rounds: int, *, image_id: int, pad_id: int,
+                          eos_id: int, answer_tokens: int = 3) -> dict:
+    """Both metrics through the hf backend: generate() then a teacher-forced forward of prompt + answer
+    (before), against the likelihood from generate()'s own cache (after, dmo.models.hf_scoring)."""
+    from dmo.models.hf_scoring import generate_with_likelihood
+
+    size = batch["input_ids"].shape[0]
+    answers = torch.randint(5, model.config.text_config.vocab_size, (size, answer_tokens),
+                            generator=torch.Generator().manual_seed(1))
+    answer_mask = torch.ones_like(answers, dtype=torch.bool)
+
+    def before() -> torch.Tensor:
+        with torch.no_grad():
+            model.generate(**batch, max_new_tokens=new_tokens, do_sample=False, use_cache=True, pad_token_id=pad_id,
+                           eos_token_id=eos_id, suppress_tokens=[image_id])
+            whole = torch.cat([batch["input_ids"], answers], dim=1)
+            logits = model(input_ids=whole, attention_mask=torch.ones_like(whole),
+                           pixel_values=batch["pixel_values"]).logits[:, batch["input_ids"].shape[1] - 1 : -1]
+            return torch.exp(torch.log_softmax(logits.float(), -1).gather(-1, answers[..., None]).mean((1, 2)))
+
+    def after() -> torch.Tensor:
+        return generate_with_likelihood(model, batch, answers, answer_mask, max_new_tokens=new_tokens, eos_id=eos_id,
+                                        pad_id=pad_id, suppress=[image_id])[1]
+
+    difference = float((before() - after()).abs().max())
+    seconds = interleaved_seconds({"before": before, "after": after}, rounds)
+    return {"answer_tokens": answer_tokens, "max_abs_difference": difference,
+            "samples_per_s": {name: size / s for name, s in seconds.items()},
+            "speedup": seconds["before"] / seconds["after"]}
 
 
 def markdown(report: dict) -> str:
@@ -227,13 +260,13 @@ def _breakdown_lines(breakdown: dict | None, limit: float) -> list[str]:
     ]
 
 
-def _likelihood_lines(likelihood: dict | None) -> list[str]:
+def _likelihood_lines(likelihood: dict | None, title: str = "Both metrics") -> list[str]:
     if likelihood is None:
         return []
     sps = likelihood["samples_per_s"]
     return [
         "",
-        (f"Both metrics (greedy answer and the likelihood of a {likelihood['answer_tokens']}-token reference "
+        (f"{title} (greedy answer and the likelihood of a {likelihood['answer_tokens']}-token reference "
          f"answer), as a benchmark scored by exact match and likelihood wants them; likelihoods equal to "
          f"{likelihood['max_abs_difference']:.1e}:"),
         *comparison_table(("cached generation, then a teacher-forced forward of prompt + answer", sps["before"]),
@@ -254,6 +287,7 @@ def _hf_lines(hf: dict | None) -> list[str]:
         *comparison_table(("uncached: the routed forward over the whole sequence every token", sps["uncached"]),
                           ("each routed layer caching its kept tokens", sps["cached"])),
         f"Speed-up **{hf['speedup']:.2f}×**.",
+        *_likelihood_lines(hf.get("likelihood"), "`hf` backend, both metrics"),
     ]
 
 
