@@ -295,6 +295,9 @@ def test_cached_generation_gives_the_tokens_and_states_of_rerunning_the_prefix(s
         for module in model.modules():  # sharper logits than initialisation's, so tokens differ by step
             if isinstance(module, torch.nn.Linear) and module.out_features == config.vocab_size:
                 module.weight.mul_(50)
+        for name, parameter in model.named_parameters():  # peaked attention: positions matter
+            if name.endswith(("q_proj.weight", "k_proj.weight")):
+                parameter.mul_(20)
     batch = make_batch(config, batch_size=3, n_text=8)
     rows = [batch["input_ids"][0], batch["input_ids"][1, :-3], batch["input_ids"][2, :-5]]
     ids, mask = left_pad(rows)
