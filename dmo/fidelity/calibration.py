@@ -83,11 +83,17 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
     real_mean = benchmark_mean({b: [real[b][i] for i in held] for b in names}, names, weights)
 
     def row(scores: Mapping[str, Sequence[float]]) -> dict[str, float]:
-        mean = benchmark_mean(scores, names, weights)
-        return {"spearman": spearman(mean, real_mean), "kendall": kendall_tau(mean, real_mean),
-                "regret": top1_regret(mean, real_mean)}
+        return _mean_row(benchmark_mean(scores, names, weights), real_mean)
 
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
+
+
+def _mean_row(proxy_mean: np.ndarray, real_mean: np.ndarray, *, interval: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {"spearman": spearman(proxy_mean, real_mean), "kendall": kendall_tau(proxy_mean, real_mean),
+                           "regret": top1_regret(proxy_mean, real_mean)}
+    if interval:
+        row["spearman_90"] = list(spearman_interval(proxy_mean, real_mean))
+    return row
 
 
 def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]],
@@ -101,9 +107,7 @@ def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]],
     own = {b: proxy[b] for b in names}
 
     def row(scores: Mapping[str, Sequence[float]]) -> dict[str, Any]:
-        mean = benchmark_mean(scores, names, weights)
-        return {"spearman": spearman(mean, real_mean), "spearman_90": list(spearman_interval(mean, real_mean)),
-                "kendall": kendall_tau(mean, real_mean), "regret": top1_regret(mean, real_mean)}
+        return _mean_row(benchmark_mean(scores, names, weights), real_mean, interval=True)
 
     return {"benchmarks": names, "raw": row(own), "calibrated": row(calibration.apply(own))}
 
@@ -121,9 +125,14 @@ def calibrated_means(trials: Sequence[Mapping[str, float]], calibration: Calibra
     return benchmark_mean(calibration.apply(proxy), names, weights)
 
 
+def mixture_key(weights: Mapping[str, float]) -> tuple:
+    """One mixture however its weights are ordered: what fitting groups runs by and judging leaves out."""
+    return tuple(sorted(weights.items()))
+
+
 def fitted_mixtures(results: Sequence[Any]) -> set[tuple]:
-    """The mixtures :func:`fit_on_validated` fits on (as sorted ``weights`` items), to keep out of judging."""
-    return {tuple(sorted(r.weights.items())) for r in results if r.group != "pick"}
+    """The mixtures :func:`fit_on_validated` fits on (as :func:`mixture_key`), to keep out of judging."""
+    return {mixture_key(r.weights) for r in results if r.group != "pick"}
 
 
 def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
@@ -134,8 +143,7 @@ def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
     for result in results:
         if result.group == "pick":
             continue
-        key = tuple(sorted(result.weights.items()))
-        pairs.setdefault(key, (result.proxy_scores, []))[1].append(result.real_scores)
+        pairs.setdefault(mixture_key(result.weights), (result.proxy_scores, []))[1].append(result.real_scores)
     if not pairs:
         raise ValueError("the validation holds no held-out mixtures to fit a calibration on")
     names = [b for b, v in next(iter(pairs.values()))[0].items() if v is not None]

@@ -24,7 +24,14 @@ import numpy as np
 from dmo.config.schema import DmoConfig
 from dmo.evaluation import evaluate
 from dmo.evaluation.benchmarks import search_benchmarks
-from dmo.fidelity.calibration import MAX_FIT, fit_on_validated, fitted_mixtures, judge, judge_fitted
+from dmo.fidelity.calibration import (
+    MAX_FIT,
+    fit_on_validated,
+    fitted_mixtures,
+    judge,
+    judge_fitted,
+    mixture_key,
+)
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
 from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
@@ -182,7 +189,7 @@ def judge_earlier_calibration(earlier: ValidationRecord, planned: Sequence[_Plan
         return None
     seen = fitted_mixtures(earlier.results)
     judged = [i for i, p in enumerate(planned)
-              if p.group != "pick" and tuple(sorted(p.mixture.as_dict().items())) not in seen]
+              if p.group != "pick" and mixture_key(p.mixture.as_dict()) not in seen]
     if len(judged) < 2:
         return None
     runs = plan.repeats

@@ -23,44 +23,39 @@ def generate_with_likelihood(model: nn.Module, batch: Mapping[str, torch.Tensor]
     """Greedy answers (B, ≤ max_new_tokens) and each row's exp(−mean NLL) of its right-padded
     ``answers`` (B, m) where ``answer_mask`` is true; the model must keep a cache while generating."""
     inputs = dict(batch)
-    prompt_ids, prompt_mask = inputs["input_ids"], inputs["attention_mask"]
-    width = prompt_ids.shape[1]
+    width = inputs["input_ids"].shape[1]
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max(1, max_new_tokens), do_sample=False, use_cache=True,
                              eos_token_id=eos_id, pad_token_id=pad_id, suppress_tokens=list(suppress),
                              return_dict_in_generate=True, output_logits=True)
         tokens = out.sequences[:, width : width + max_new_tokens]
-        # Raw logits of the prompt's last position (before suppress_tokens): the first answer token's.
-        logprobs = [torch.log_softmax(out.logits[0].float(), dim=-1)]
+        # Raw logits of the prompt's last position (before suppress_tokens) score the first answer token.
+        logits = out.logits[0][:, None].float()  # (B, 1, V)
         cache = out.cache
         steps = cache.get_seq_length(0) - width  # decoding steps generate() ran after the prefill
         if steps > 0:
             cache.crop(-steps)
-        m = answers.shape[1]
-        if m > 1:
-            logprobs += _continuation_logprobs(model, cache, prompt_ids, prompt_mask, inputs, answers[:, :-1],
-                                               answer_mask[:, :-1])
-    stacked = torch.cat([logprobs[0][:, None], *logprobs[1:]], dim=1) if m > 1 else logprobs[0][:, None]
-    picked = stacked.gather(-1, answers.clamp(min=0)[..., None]).squeeze(-1)  # (B, m)
+        if answers.shape[1] > 1:
+            rest = _continuation_logits(model, cache, inputs, answers[:, :-1], answer_mask[:, :-1])
+            logits = torch.cat([logits, rest.float()], dim=1)  # (B, m, V)
+    picked = torch.log_softmax(logits, dim=-1).gather(-1, answers.clamp(min=0)[..., None]).squeeze(-1)  # (B, m)
     mask = answer_mask.to(picked.dtype)
     mean_nll = -(picked * mask).sum(1) / mask.sum(1).clamp(min=1)
     return tokens, torch.exp(-mean_nll)
 
 
-def _continuation_logprobs(model: nn.Module, cache, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                           inputs: Mapping[str, torch.Tensor], continuation: torch.Tensor,
-                           continuation_mask: torch.Tensor) -> list[torch.Tensor]:
-    """Log-probabilities (B, n, V) after each continuation token, run on the prompt's cache."""
-    mask = torch.cat([prompt_mask, continuation_mask.to(prompt_mask.dtype)], dim=1)
-    ids = torch.cat([prompt_ids, continuation], dim=1)
+def _continuation_logits(model: nn.Module, cache, inputs: Mapping[str, torch.Tensor], continuation: torch.Tensor,
+                         continuation_mask: torch.Tensor) -> torch.Tensor:
+    """Logits (B, n, V) after each continuation token, run on the prompt's cache."""
+    mask = torch.cat([inputs["attention_mask"], continuation_mask.to(inputs["attention_mask"].dtype)], dim=1)
+    ids = torch.cat([inputs["input_ids"], continuation], dim=1)
     kwargs = {"attention_mask": mask, "cache": cache, "input_ids": ids}
     if "mm_token_type_ids" in inputs:
         kwargs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(continuation)], dim=1)
     # generate()'s own placement of decoding steps (a private transformers hook, the one generate()
     # calls): 2-D text positions from the mask, and for Qwen2-VL those plus its stored rope deltas.
     positions = model._prepare_position_ids_for_generation(ids, kwargs)[..., -continuation.shape[1]:]
-    out = model(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
-    return [torch.log_softmax(out.logits.float(), dim=-1)]
+    return model(input_ids=continuation, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True).logits
 
 
 __all__ = ["generate_with_likelihood"]

@@ -454,8 +454,7 @@ def test_likelihoods_from_the_generation_s_own_cache_equal_a_teacher_forced_forw
         # Peaked attention and logits: at random init every position and token look alike, and a
         # continuation placed at the wrong positions would score the same.
         for name, parameter in model.named_parameters():
-            if name.endswith(("q_proj.weight", "k_proj.weight", "lm_head.weight")) and "language_model" in name or \
-                    name == "lm_head.weight":
+            if name.endswith(("q_proj.weight", "k_proj.weight")) and "language_model" in name or name == "lm_head.weight":
                 parameter.mul_(20)
         pairs = _generate_scored(model, backend, split, indices, data.pad_id, data.eos_id, 4)
         handle.remove()
