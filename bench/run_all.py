@@ -68,7 +68,8 @@ SECTIONS = (
             "the ranking of 40 proxies from ≤ 25 % of the dev samples has Spearman ρ ≥ 0.95 against full-split scoring"),
     Section("subset_large", "9b. Subset scoring with dev splits four times as large", "subset_scoring.py",
             ("--dev-scale", "4"), ("--quick", "--dev-scale", "2"),
-            "the same, on 800-sample dev splits (real benchmarks hold thousands; the demo's 200)"),
+            "the same, with every dev split four times the demo search's (800 when it held 200, as it did "
+            "until 2026-12-03; real benchmarks hold thousands)"),
     Section("video", "10. VideoLLM-MoD vs dense on a video domain", "video_mod.py", (), ("--quick",),
             "≥ 40 % less training time and ≥ 30 % less memory at no more than 1 point lower accuracy"),
     Section("data", "Data generation", "data_generation.py", ("--train", "2000"), ("--train", "500"),
