@@ -1,9 +1,11 @@
 """Which bank a proxy evaluator holds, from what its experts are on disk.
 
 When every expert has a LoRA adapter — a peft adapter directory (an import) or a LoRA checkpoint
-dmo trained, which keeps its adapter in ``adapter/`` beside the folded weights — the bank is the
-:class:`FactoredBank` (K adapters of memory). Otherwise it is the dense :class:`TaskVectorBank`
-over the checkpoints, with any bare adapter folded onto the base first (exact, at dense memory).
+dmo trained, which keeps its adapter in ``adapter/`` beside the folded weights — and the merge is
+linear in the deltas (linear, task arithmetic), the bank is the :class:`FactoredBank` (K adapters of
+memory). Otherwise it is the dense :class:`TaskVectorBank` over the checkpoints, with any bare
+adapter folded onto the base first (exact, at dense memory): TIES and DARE sparsify each dense task
+vector, which factors never form.
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from dmo.models.checkpoint import verify_checkpoint
 
 def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBackend,
               base_state: Mapping[str, torch.Tensor], exclude: Sequence[str] | None = None,
-              storage_dtype: torch.dtype = torch.float32) -> TaskVectorBank | FactoredBank:
+              storage_dtype: torch.dtype = torch.float32, fused: bool = True) -> TaskVectorBank | FactoredBank:
     """The bank of ``expert_dirs`` over ``base_dir``.
 
     ``base_state`` is the proxy model as built for this base (routers included): the tensors
-    adapters were trained from, since an adapter carries no copy of them.
+    adapters were trained from, since an adapter carries no copy of them. ``fused`` says whether
+    the merge method is a GEMV over the deltas (:attr:`MergeMethod.fused`); only then can adapters
+    stay factored.
     """
     expert_dirs = [Path(d) for d in expert_dirs]
     exclude = tuple(backend.merge_exclude(Path(base_dir)) if exclude is None else exclude)
     pure = [is_adapter(d) for d in expert_dirs]
     adapters = [d if bare else embedded_adapter(d) for d, bare in zip(expert_dirs, pure)]
-    factored = all(a is not None for a in adapters) and (any(pure) or storage_dtype == torch.float32)
+    factored = fused and all(a is not None for a in adapters) and (any(pure) or storage_dtype == torch.float32)
     if not any(pure) and not factored:
         return TaskVectorBank.from_checkpoints(base_dir, expert_dirs, backend=backend, exclude=exclude,
                                                storage_dtype=storage_dtype)

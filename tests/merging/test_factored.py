@@ -185,6 +185,27 @@ def test_a_proxy_evaluator_given_adapter_experts_holds_their_factors_and_scores_
     assert_computes(evaluator.model, want, batch, base_model)
 
 
+@pytest.mark.parametrize("method", [("ties", {"density": 1.0}), ("dare_ties", {"density": 0.5, "seed": 3})])
+def test_a_proxy_evaluator_merging_adapters_by_a_sparsifying_method_folds_them_into_the_dense_bank(
+        world, batch, method):
+    """TIES and DARE need each dense task vector: the evaluator folds the adapters instead of refusing."""
+    from dmo.config import with_overrides
+    from dmo.search.pool import ProxySource
+    from dmo.search.proxy import ProxyEvaluator
+
+    backend, checkpoint, base_model, base, adapters, folded, config = world
+    name, params = method
+    config = with_overrides(config, {"search.merge.method": ("method", name),
+                                     "search.merge.params": ("params", params)})
+    evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(adapters)))
+    assert isinstance(evaluator.bank, TaskVectorBank)
+    assert evaluator.method.name == name
+    evaluator.evaluate(WEIGHTS[2], limit=2)
+    want = TaskVectorBank.from_state_dicts(base, folded, exclude=backend.merge_exclude(checkpoint)).merged_state_dict(
+        WEIGHTS[2], get_method(name, params))
+    assert_computes(evaluator.model, want, batch, base_model)
+
+
 def test_adapters_beside_full_experts_are_folded_onto_the_base_exactly(world):
     from dmo.merging.banks import folded
 
