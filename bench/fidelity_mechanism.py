@@ -83,12 +83,13 @@ def markdown(report: dict) -> str:
     def span(pair: list[float]) -> str:
         return f"{pair[0]:.1f}–{pair[1]:.1f}"
 
-    lines = [f"search {report['search']}, validation {report['validation']} (draw seed {report['seed']}, "
-             f"{report['mixtures']} held-out mixtures, {report['repeats']} run(s) each, merge {report['merge']}); "
-             f"mean score: ρ {report['mean_score']['rho_proxy_real']:.2f}, real "
-             f"{span(report['mean_score']['real_range'])}, proxy {span(report['mean_score']['proxy_range'])}", "",
-             "| benchmark | real mean (range) | proxy mean (range) | ρ proxy vs real | ρ with the proxies' mean "
-             "| ρ with the real mean |", "|---|---|---|---:|---:|---:|"]
+    heading = (f"search {report['search']}, validation {report['validation']} (draw seed {report['seed']}, "
+               f"{report['mixtures']} held-out mixtures, {report['repeats']} run(s) each, merge {report['merge']}); "
+               f"mean score: ρ {report['mean_score']['rho_proxy_real']:.2f}, real "
+               f"{span(report['mean_score']['real_range'])}, proxy {span(report['mean_score']['proxy_range'])}")
+    columns = ("| benchmark | real mean (range) | proxy mean (range) | ρ proxy vs real | ρ with the proxies' mean "
+               "| ρ with the real mean |")
+    lines = [heading, "", columns, "|---|---|---|---:|---:|---:|"]
     for name, row in report["benchmarks"].items():
         lines.append(f"| {name} | {row['real_mean']:.1f} ({span(row['real_range'])}) | {row['proxy_mean']:.1f} "
                      f"({span(row['proxy_range'])}) | {row['rho_proxy_real']:.2f} | {row['rho_with_proxy_mean']:.2f} "
