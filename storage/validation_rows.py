@@ -81,6 +81,12 @@ class ValidationRows(StoreBase):
 
         return self._run(work, write=True, doing="closing a validation")
 
+    def get_validation(self, validation_id: int) -> rec.ValidationRecord:
+        """One validation with its mixture results, by id (a search's earlier ones too)."""
+        return self._read(
+            lambda s: self._get(s, ValidationRow, validation_id, "validation").to_record(), "reading a validation"
+        )
+
     def latest_validation(
         self, search_id: int, *, finished_only: bool = False
     ) -> rec.ValidationRecord | None:

@@ -135,18 +135,27 @@ def fitted_mixtures(results: Sequence[Any]) -> set[tuple]:
     return {mixture_key(r.weights) for r in results if r.group != "pick"}
 
 
-def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
-    """The calibration of a validation's held-out mixtures (its records' ``weights``, ``group``,
-    ``proxy_scores``, ``real_scores``; a mixture trained twice counts once, at the mean of its runs),
-    and how many mixtures it was fitted on. The search's own picks are left out, as in the judging."""
-    pairs: dict[tuple, tuple[Mapping[str, float], list[Mapping[str, float]]]] = {}
+def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], dict[str, list[float]],
+                                                     dict[str, list[float]]]:
+    """A validation's held-out mixtures (its records' ``weights``, ``group``, ``proxy_scores``,
+    ``real_scores``) as (their weights, proxy columns, real columns) per benchmark; a mixture trained
+    twice counts once, at the mean of its runs, and the search's own picks are left out."""
+    pairs: dict[tuple, tuple[Mapping[str, float], Mapping[str, float], list[Mapping[str, float]]]] = {}
     for result in results:
         if result.group == "pick":
             continue
-        pairs.setdefault(mixture_key(result.weights), (result.proxy_scores, []))[1].append(result.real_scores)
+        key = mixture_key(result.weights)
+        pairs.setdefault(key, (result.weights, result.proxy_scores, []))[2].append(result.real_scores)
     if not pairs:
-        raise ValueError("the validation holds no held-out mixtures to fit a calibration on")
-    names = [b for b, v in next(iter(pairs.values()))[0].items() if v is not None]
-    proxy = {b: [float(p[b]) for p, _ in pairs.values()] for b in names}
-    real = {b: [float(np.mean([run[b] for run in runs])) for _, runs in pairs.values()] for b in names}
-    return Calibration.fit(proxy, real), len(pairs)
+        raise ValueError("the validation holds no held-out mixtures")
+    names = [b for b, v in next(iter(pairs.values()))[1].items() if v is not None]
+    proxy = {b: [float(p[b]) for _, p, _ in pairs.values()] for b in names}
+    real = {b: [float(np.mean([run[b] for run in runs])) for _, _, runs in pairs.values()] for b in names}
+    return [dict(w) for w, _, _ in pairs.values()], proxy, real
+
+
+def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
+    """The calibration of a validation's held-out mixtures (:func:`held_out_columns`), and how many
+    mixtures it was fitted on."""
+    mixtures, proxy, real = held_out_columns(results)
+    return Calibration.fit(proxy, real), len(mixtures)

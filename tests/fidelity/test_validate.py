@@ -102,7 +102,7 @@ def test_proxies_are_scored_on_dev_only(finished_search):
 def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was_not_fitted_on(
     tiny_store, tiny_models, tiny_data, finished_search,
 ):
-    from dmo.fidelity.calibration import fit_on_validated, judge_fitted
+    from dmo.fidelity.calibration import fit_on_validated, held_out_columns, judge_fitted
 
     search, evaluator = finished_search
     base, _ = tiny_models
@@ -133,3 +133,10 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     third = validate_search(tiny_store, search, plan=ValidationPlan(mixtures=3, seed=22, picks=0), proxy=evaluator,
                             train_mixtures=trainer)
     assert "calibration_transfer" not in third
+    # an earlier validation stays readable by id once a later one exists, and its columns group runs per mixture
+    assert tiny_store.get_validation(earlier.id).results == earlier.results
+    mixtures, proxy, real = held_out_columns(earlier.results)
+    assert len(mixtures) == 3 and all(len(column) == 3 for column in (*proxy.values(), *real.values()))
+    for weights, real_general in zip(mixtures, real[names[0]], strict=True):
+        runs = [r.real_scores[names[0]] for r in earlier.results if r.weights == weights]
+        assert runs and real_general == pytest.approx(sum(runs) / len(runs))
