@@ -98,10 +98,11 @@ def measure(config_path: str, proxies: int, fraction: float, dev_scale: int = 1)
     credit = {b: [r[b] for r in references] for b in benchmarks}
     rules = {}
     for rule in ANCHOR_RULES:  # each over DRAWS seeds: the subset is a draw, so is its ranking
-        choose, _ = ANCHOR_RULES[rule]
+        choose, reads_credit = ANCHOR_RULES[rule]
         rhos, regrets, found = [], [], []
         for seed in range(DRAWS):
-            anchors = {b: np.asarray(i) for b, i in choose(credit, fraction, seed).items()}
+            chosen = choose(credit if reads_credit else sizes, fraction, seed)  # type: ignore[arg-type]
+            anchors = {b: np.asarray(i) for b, i in chosen.items()}
             on_subset = np.asarray([_objective(c, weights, anchors) for c in proxy_credit])
             rhos.append(spearman(on_subset, full))
             rescored = np.argsort(-on_subset, kind="stable")[:RESCORED]  # what the search rescores in full
@@ -124,10 +125,10 @@ def measure(config_path: str, proxies: int, fraction: float, dev_scale: int = 1)
     full_samples = sum(sizes.values())
     subset_samples = sum(anchor_count(n, fraction) for n in sizes.values())
     # What a search of M = `proxies` trials scores, in samples: every trial in full; or every trial on
-    # the anchors + the reference models once in full (the base; the experts too for `disagreement`)
-    # + the top trials again in full.
+    # the anchors + the reference models once in full where the rule reads their credit (the base and
+    # the experts; `random` reads only the sizes) + the top trials again in full.
     plain = proxies * full_samples
-    cost = {rule: (proxies * subset_samples + (len(references) if reads else 1) * full_samples
+    cost = {rule: (proxies * subset_samples + (len(references) if reads else 0) * full_samples
                    + RESCORED * full_samples) / plain for rule, (_, reads) in ANCHOR_RULES.items()}
     best = rules["random"]["spearman_median"]
     return {

@@ -91,15 +91,25 @@ def evaluate(
             results[benchmark.name] = BenchmarkScore(exact_match=None, likelihood=None, samples=n,
                                                      metric=benchmark.metric, score=score)
             continue
-        if benchmark.metric is None:
-            split = data.encoded(benchmark.domain, benchmark.split)
-        else:
-            split = data.encoded_benchmark(benchmark.name)
+        split = _encoded(data, benchmark)
         chosen = _chosen(benchmark.name, len(split), limit, subsets)
         results[benchmark.name] = _score(model, backend, data, benchmark, split, chosen, max_new_tokens, batch_size,
                                          per_sample, likelihood)
     model.train(was_training)
     return EvaluationResult(split=splits.pop(), benchmarks=results)
+
+
+def sample_counts(data: PreparedData, benchmarks: Sequence[Benchmark], *, limit: int | None = None) -> dict[str, int]:
+    """How many samples :func:`evaluate` scores of each benchmark it scores sample by sample (every one
+    but an lmms-eval task) at ``limit``, without scoring: what a random anchor subset is drawn from."""
+    sizes = {b.name: len(_encoded(data, b)) for b in benchmarks if b.lmms_eval is None}
+    return {name: n if limit is None else min(limit, n) for name, n in sizes.items()}
+
+
+def _encoded(data: PreparedData, benchmark: Benchmark) -> EncodedSplit:
+    if benchmark.metric is None:
+        return data.encoded(benchmark.domain, benchmark.split)
+    return data.encoded_benchmark(benchmark.name)
 
 
 def _chosen(name: str, size: int, limit: int | None, subsets: Mapping[str, Sequence[int]] | None) -> list[int]:

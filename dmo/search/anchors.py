@@ -1,10 +1,10 @@
 """Anchor subsets: the samples of each search benchmark a search scores its proxies on (pure math).
 
-A rule picks ⌈fraction·n⌉ of a benchmark's n samples from the per-sample credit of reference
-models scored in full before the search (the base, and for some rules the experts):
+A rule picks ⌈fraction·n⌉ of a benchmark's n samples, from the benchmark sizes alone or from the
+per-sample credit of the base and the experts, scored in full before the search:
 
-- ``random`` (the default): a seeded uniform draw, which needs only the benchmark sizes. Its
-  subset mean is an unbiased estimate of the full-split score.
+- ``random`` (the default): a seeded uniform draw, which needs only the benchmark sizes (so no
+  reference model is scored for it). Its subset mean is an unbiased estimate of the full-split score.
 - ``disagreement``: the samples on which the base and the experts disagree most (variance of their
   credit; for right/wrong credit p(1−p), largest where half are right), ties and the remainder in
   seeded random order. The idea is that samples all endpoints answer alike cannot separate the
@@ -35,7 +35,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 Credit = Mapping[str, Sequence[Sequence[float]]]  # benchmark -> model -> sample -> credit in [0, 1]
-AnchorRule = Callable[[Credit, float, int], dict[str, tuple[int, ...]]]
+Sizes = Mapping[str, int]  # benchmark -> how many samples it has
+CreditRule = Callable[[Credit, float, int], dict[str, tuple[int, ...]]]
+SizeRule = Callable[[Sizes, float, int], dict[str, tuple[int, ...]]]
 
 
 def anchor_count(size: int, fraction: float) -> int:
@@ -56,11 +58,12 @@ def _table(name: str, rows: Sequence[Sequence[float]], models: int) -> np.ndarra
     return table
 
 
-def random_anchors(credit: Credit, fraction: float, seed: int) -> dict[str, tuple[int, ...]]:
-    """A seeded uniform draw from each benchmark (the credit gives only its size)."""
+def random_anchors(sizes: Sizes, fraction: float, seed: int) -> dict[str, tuple[int, ...]]:
+    """A seeded uniform draw from each benchmark."""
     anchors = {}
-    for name, rows in credit.items():
-        size = _table(name, rows, 1).shape[1]
+    for name, size in sizes.items():
+        if size < 1:
+            raise ValueError(f"benchmark {name}: no samples to draw anchors from")
         picked = _rng(seed, name).choice(size, size=anchor_count(size, fraction), replace=False)
         anchors[name] = tuple(sorted(int(i) for i in picked))
     return anchors
@@ -101,8 +104,8 @@ def stratified_anchors(credit: Credit, fraction: float, seed: int) -> dict[str, 
     return anchors
 
 
-# name -> (the rule, whether it reads the experts' credit besides the base's)
-ANCHOR_RULES: dict[str, tuple[AnchorRule, bool]] = {
+# name -> (the rule, whether it reads the credit of the base and the experts; else the benchmark sizes)
+ANCHOR_RULES: dict[str, tuple[SizeRule | CreditRule, bool]] = {
     "random": (random_anchors, False),
     "disagreement": (disagreement_anchors, True),
     "stratified": (stratified_anchors, True),

@@ -29,14 +29,16 @@ class ProxySource:
 
 @dataclass(frozen=True)
 class ProxyRequest:
-    """One scoring job for an evaluator: a proxy's weights and which samples to score; or, with
+    """One job for an evaluator: a proxy's weights and which samples to score; or, with
     ``checkpoint``, a stored model (the base or an expert) scored in full with each sample's credit,
-    from which a search chooses its anchor subset."""
+    or, with ``sizes``, only how many samples each benchmark has: what a search chooses its anchor
+    subset from."""
 
     weights: tuple[float, ...] = ()
     limit: int | None = None  # the first N samples of each benchmark (the pruning probe); None: all
     subsets: Mapping[str, tuple[int, ...]] | None = None  # an anchor subset per benchmark
     checkpoint: Path | None = None
+    sizes: bool = False
 
     @classmethod
     def proxy(cls, weights: Sequence[float], *, limit: int | None = None,
@@ -55,6 +57,8 @@ class ProxyResult:
     routing: dict[str, float]
     # For a checkpoint request: benchmark -> each sample's credit in [0, 1] by the search's score.
     credit: dict[str, tuple[float, ...]] | None = None
+    # For a sizes request: benchmark -> how many samples a full score reads (those dmo scores sample by sample).
+    sizes: dict[str, int] | None = None
 
 
 Outcome = tuple[int, ProxyResult | BaseException]

@@ -17,6 +17,7 @@ from dmo.data.prepared import PreparedData, prepare_data
 from dmo.errors import SearchError
 from dmo.evaluation import EvaluationResult, evaluate
 from dmo.evaluation.benchmarks import search_benchmarks, search_score
+from dmo.evaluation.scoring import sample_counts
 from dmo.merging.banks import open_bank
 from dmo.merging.methods import get_method
 from dmo.models.backends import backend_for
@@ -64,7 +65,11 @@ class ProxyEvaluator:
             self.data.add_benchmarks(load_benchmarks(config, ("search",), self.data.domains))  # never a report one
 
     def run(self, request: ProxyRequest) -> ProxyResult:
-        """What a pool asks of an evaluator: a proxy, or a stored checkpoint's per-sample credit."""
+        """What a pool asks of an evaluator: a proxy, a stored checkpoint's per-sample credit, or the
+        benchmark sizes."""
+        if request.sizes:
+            return ProxyResult(scores={}, samples=0, merge_seconds=0.0, eval_seconds=0.0, routing={},
+                               sizes=sample_counts(self.data, self.benchmarks, limit=self.config.evaluation.dev_limit))
         if request.checkpoint is not None:
             return self.credit_of(request.checkpoint)
         return self.evaluate(request.weights, limit=request.limit, subsets=request.subsets)

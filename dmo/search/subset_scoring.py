@@ -20,10 +20,16 @@ WAIT_S = 5.0
 
 def select_anchors(pool: EvaluatorPool, base: Path, experts: Sequence[Path], *, rule: str, fraction: float,
                    seed: int) -> dict[str, tuple[int, ...]]:
-    """Score the base (and the experts, where the rule reads them) in full on the pool, then let the
-    rule choose each benchmark's anchors from their per-sample credit."""
-    choose, reads_experts = ANCHOR_RULES[rule]
-    checkpoints = [base, *experts] if reads_experts else [base]
+    """Let the rule choose each benchmark's anchors: from the benchmark sizes, which an evaluator
+    counts without scoring anything, or from the per-sample credit of the base and the experts,
+    scored in full on the pool."""
+    choose, reads_credit = ANCHOR_RULES[rule]
+    if not reads_credit:
+        counted = _run_all(pool, [ProxyRequest(sizes=True)], "counting the benchmarks' samples")[0]
+        if counted.sizes is None:
+            raise SearchError("an evaluator returned no benchmark sizes")
+        return choose(counted.sizes, fraction, seed)  # type: ignore[arg-type]
+    checkpoints = [base, *experts]
     results = _run_all(pool, [ProxyRequest(checkpoint=path) for path in checkpoints], "scoring the reference models")
     credit: dict[str, list[tuple[float, ...]]] = {}
     for result in results:
@@ -31,7 +37,7 @@ def select_anchors(pool: EvaluatorPool, base: Path, experts: Sequence[Path], *, 
             raise SearchError("an evaluator returned no per-sample credit for a checkpoint")
         for benchmark, values in result.credit.items():
             credit.setdefault(benchmark, []).append(values)
-    return choose(credit, fraction, seed)
+    return choose(credit, fraction, seed)  # type: ignore[arg-type]
 
 
 def rescore(pool: EvaluatorPool, weights: Sequence[Sequence[float]], plan: SearchPlan) -> list[tuple[float, dict[str, float]]]:

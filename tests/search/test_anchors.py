@@ -61,13 +61,15 @@ def test_stratified_anchors_round_by_largest_remainders_to_the_exact_count():
 
 
 def test_random_anchors_are_a_seeded_draw_of_each_benchmark_on_its_own():
-    credit = {"a": [[0.0] * 40], "b": [[1.0] * 7]}
-    anchors = random_anchors(credit, 0.25, 0)
+    sizes = {"a": 40, "b": 7}
+    anchors = random_anchors(sizes, 0.25, 0)
     assert {name: len(i) for name, i in anchors.items()} == {"a": 10, "b": 2}
-    assert all(list(i) == sorted(set(i)) and max(i) < len(credit[n][0]) for n, i in anchors.items())
-    assert random_anchors(credit, 0.25, 0) == anchors
-    assert len({random_anchors(credit, 0.25, s)["a"] for s in range(6)}) > 1
-    assert random_anchors({"a": credit["a"]}, 0.25, 0)["a"] == anchors["a"]  # another benchmark moves nothing
+    assert all(list(i) == sorted(set(i)) and max(i) < sizes[n] for n, i in anchors.items())
+    assert random_anchors(sizes, 0.25, 0) == anchors
+    assert len({random_anchors(sizes, 0.25, s)["a"] for s in range(6)}) > 1
+    assert random_anchors({"a": 40}, 0.25, 0)["a"] == anchors["a"]  # another benchmark moves nothing
+    with pytest.raises(ValueError, match="benchmark b: no samples"):
+        random_anchors({"b": 0}, 0.25, 0)
 
 
 @pytest.mark.parametrize(("size", "fraction", "count"), [(200, 0.25, 50), (7, 0.25, 2), (3, 0.01, 1), (5, 1.0, 5),
@@ -120,7 +122,7 @@ def test_a_subset_is_scored_from_its_own_samples_only_and_agrees_with_per_sample
 # --------------------------------------------------------------------------- a search on anchors
 
 
-@pytest.mark.parametrize(("rule", "references"), [("random", 1), ("disagreement", 4)])
+@pytest.mark.parametrize(("rule", "references"), [("random", 0), ("disagreement", 4)])
 def test_a_search_scores_trials_on_its_anchors_only_and_rescores_the_best_on_every_sample(
     rule, references, tiny_config, tiny_store, tiny_models, tiny_data, monkeypatch
 ):
@@ -149,8 +151,10 @@ def test_a_search_scores_trials_on_its_anchors_only_and_rescores_the_best_on_eve
     full = {d: tuple(range(min(sizes[d], limit or sizes[d]))) for d in config.domain_names}
     assert stored.anchors is not None
     assert {d: len(i) for d, i in stored.anchors.items()} == {d: anchor_count(len(full[d]), 0.4) for d in full}
+    if rule == "random":  # drawn from the sizes alone, as the rule draws them from any credit of those sizes
+        assert stored.anchors == random_anchors({d: len(i) for d, i in full.items()}, 0.4, config.search.seed)
 
-    # the base (and for `disagreement` the 3 experts) in full, then every trial on the anchors only,
+    # for `disagreement` the base and the 3 experts in full (`random` scores no reference model), then every trial on the anchors only,
     # then the best 2 in full again
     per_eval = len(config.domain_names)
     phases = [tuple(calls[i : i + per_eval]) for i in range(0, len(calls), per_eval)]
@@ -210,6 +214,7 @@ def test_reference_models_come_from_the_bank_and_match_the_stored_checkpoints(ti
     reference model instead (one-hot: an expert; zero weights: the base as the proxies see it, shaped
     like the experts, which need not be the stored base checkpoint's own routing)."""
     from dmo.evaluation import evaluate
+    from dmo.search.pool import ProxyRequest
     from dmo.search.proxy import ProxyEvaluator
     from dmo.search.searches import create_search, proxy_source
 
@@ -219,6 +224,8 @@ def test_reference_models_come_from_the_bank_and_match_the_stored_checkpoints(ti
     evaluator = ProxyEvaluator(source, data=tiny_data)
     base_credit = evaluator.credit_of(source.base_checkpoint).credit
     assert set(base_credit) == {b.name for b in evaluator.benchmarks}
+    # what the random rule draws from, counted without scoring: the lengths of a full score's credit
+    assert evaluator.run(ProxyRequest(sizes=True)).sizes == {name: len(c) for name, c in base_credit.items()}
     for path in source.expert_checkpoints:
         from_bank = evaluator.credit_of(path).credit
         evaluation = tiny_config.evaluation  # the same batches: only the weights' rounding may differ
