@@ -21,6 +21,8 @@ MERGE_METHODS: dict[str, tuple[str, ...]] = {
     "dare_ties": ("density", "lambda", "normalize", "rescale", "int8_mask", "seed"),
     "dare_linear": ("density", "lambda", "normalize", "rescale", "int8_mask", "seed"),
 }
+# Those affine in the experts' deltas (MergeMethod.fused): the only ones LoRA factors can be merged by.
+FUSED_MERGE_METHODS: tuple[str, ...] = ("linear", "task_arithmetic")
 
 # Objective kind -> the names of its values, every one maximised (see dmo.search.objectives).
 OBJECTIVES: dict[str, tuple[str, ...]] = {
@@ -50,4 +52,4 @@ def unknown_name(value: str, known: tuple[str, ...] | list[str], what: str) -> s
     return f"unknown {what} {value!r}; known: {', '.join(known)}"
 
 
-__all__ = ["MERGE_METHODS", "MULTI_OBJECTIVE_SAMPLERS", "OBJECTIVES", "SAMPLERS", "VISION_TOWER_PATTERN", "unknown_name"]
+__all__ = ["FUSED_MERGE_METHODS", "MERGE_METHODS", "MULTI_OBJECTIVE_SAMPLERS", "OBJECTIVES", "SAMPLERS", "VISION_TOWER_PATTERN", "unknown_name"]

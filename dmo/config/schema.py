@@ -348,6 +348,10 @@ class MergeSettings(Frozen):
         None, description="Parameters that keep base values (globs); default the model's frozen vision tower."
     )
     dtype: Literal["float32", "bfloat16"] = "float32"
+    bank: Literal["auto", "factored", "dense"] = Field(
+        "auto", description="How LoRA experts are held: as factors (K adapters of memory, a hook per adapted "
+        "matrix) or folded into dense task vectors (K models of memory, plain forwards); auto: factors unless "
+        "their hooks add over 10 % of the matrices' work and the dense bank fits in 1 GiB (dmo/merging/banks.py).")
 
     @field_validator("method")
     @classmethod
@@ -355,6 +359,14 @@ class MergeSettings(Frozen):
         if value not in names.MERGE_METHODS:
             raise ValueError(names.unknown_name(value, list(names.MERGE_METHODS), "merge method"))
         return value
+
+    @model_validator(mode="after")
+    def _factored_needs_a_linear_merge(self) -> MergeSettings:
+        if self.bank == "factored" and self.method not in names.FUSED_MERGE_METHODS:
+            raise ValueError(f"bank 'factored' keeps LoRA factors, which {self.method!r} cannot merge (it "
+                             "sparsifies dense task vectors); use it with "
+                             + " or ".join(names.FUSED_MERGE_METHODS) + ", or drop bank")
+        return self
 
     @model_validator(mode="after")
     def _known_params(self) -> MergeSettings:

@@ -44,7 +44,8 @@ class ProxyEvaluator:
         if device is not None and device.type != "cpu":
             self.model = self.model.to(device)  # first: a factored bank refers to the model's own base tensors
         # Full checkpoints become the dense bank; peft adapters are kept as their factors, unless the
-        # method sparsifies dense task vectors (ties, dare_*): then they are folded into the dense bank.
+        # method sparsifies dense task vectors (ties, dare_*) or merge.bank (auto: the cost of the
+        # factors' hooks) says otherwise: then they are folded into the dense bank.
         self.bank = open_bank(
             source.base_checkpoint,
             source.expert_checkpoints,
@@ -53,6 +54,7 @@ class ProxyEvaluator:
             exclude=merge.exclude,
             storage_dtype=torch.bfloat16 if merge.dtype == "bfloat16" else torch.float32,
             fused=self.method.fused,
+            layout=merge.bank,
         )
         if device is not None and device.type != "cpu":
             # Built on the host from the checkpoints, then moved (what is on the device already stays put).

@@ -172,10 +172,12 @@ def test_an_adapter_of_another_base_is_refused_naming_the_tensor(world, tmp_path
 
 def test_a_proxy_evaluator_given_adapter_experts_holds_their_factors_and_scores_the_merged_model(world, batch):
     """What a search's evaluator (local or a Ray actor) does with experts that are peft adapters."""
+    from dmo.config import with_overrides
     from dmo.search.pool import ProxySource
     from dmo.search.proxy import ProxyEvaluator
 
     backend, checkpoint, base_model, base, adapters, folded, config = world
+    config = with_overrides(config, {"search.merge.bank": ("bank", "factored")})  # auto folds tiny models' adapters
     evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(adapters)))
     assert isinstance(evaluator.bank, FactoredBank)
     result = evaluator.evaluate(WEIGHTS[0], limit=4)
@@ -206,6 +208,57 @@ def test_a_proxy_evaluator_merging_adapters_by_a_sparsifying_method_folds_them_i
     assert_computes(evaluator.model, want, batch, base_model)
 
 
+def test_hook_share_counts_each_matrix_s_extra_rank_against_its_own_size():
+    from dmo.merging.adapters import LoraExpert, LoraFactors
+    from dmo.merging.banks import hook_share
+
+    def expert(name, d, rank):
+        return LoraExpert(name, {"w": LoraFactors(torch.zeros(rank, d), torch.zeros(d, rank), 1.0)}, {})
+
+    assert hook_share([expert("a", 4096, 8), expert("b", 4096, 8)]) == pytest.approx(16 * 8192 / 4096 ** 2)
+    assert hook_share([expert(str(i), 128, 8) for i in range(4)]) == pytest.approx(0.5)  # the demo's shape
+    assert hook_share([]) == 0.0
+
+
+@pytest.mark.parametrize(("limits", "factored"), [({}, False), ({"HOOK_SHARE_LIMIT": 1e9}, True),
+                                                  ({"DENSE_BYTES_LIMIT": 0}, True)])
+def test_auto_folds_adapters_whose_hooks_cost_more_than_a_small_dense_bank_and_merges_alike(
+        world, batch, monkeypatch, limits, factored):
+    """Tiny models' adapters cost their hooks more than a dense bank costs memory: auto folds them, and
+    keeps factors where the hooks are cheap or the dense bank would be too large; both merge alike."""
+    from dmo.merging import banks
+    from dmo.search.pool import ProxySource
+    from dmo.search.proxy import ProxyEvaluator
+
+    backend, checkpoint, base_model, base, adapters, folded, config = world
+    assert config.search.merge.bank == "auto"
+    assert banks.hook_share([read_adapter(a) for a in adapters]) > banks.HOOK_SHARE_LIMIT
+    for name, value in limits.items():
+        monkeypatch.setattr(banks, name, value)
+    evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(adapters)))
+    assert isinstance(evaluator.bank, FactoredBank if factored else TaskVectorBank)
+    evaluator.evaluate(WEIGHTS[2], limit=2)
+    want = TaskVectorBank.from_state_dicts(base, folded, exclude=backend.merge_exclude(checkpoint)).merged_state_dict(
+        WEIGHTS[2], evaluator.method)
+    assert_computes(evaluator.model, want, batch, base_model)
+
+
+def test_a_factored_bank_that_cannot_be_is_refused_with_the_field(world):
+    from dmo.config import with_overrides
+    from dmo.errors import ConfigError
+    from dmo.search.pool import ProxySource
+    from dmo.search.proxy import ProxyEvaluator
+
+    _, checkpoint, _, _, adapters, _, config = world
+    with pytest.raises(ConfigError, match="bank 'factored' keeps LoRA factors, which 'ties' cannot merge"):
+        with_overrides(config, {"search.merge.bank": ("bank", "factored"), "search.merge.method": ("method", "ties")})
+    config = with_overrides(config, {"search.merge.bank": ("bank", "factored")})
+    with pytest.raises(MergeError, match="a factored bank needs every expert as a LoRA adapter") as raised:
+        # the base checkpoint stands in for an expert trained in full: it has no adapter
+        ProxyEvaluator(ProxySource(config, checkpoint, (adapters[0], checkpoint, adapters[2])))
+    assert raised.value.where == "search.merge.bank"
+
+
 def test_adapters_beside_full_experts_are_folded_onto_the_base_exactly(world):
     from dmo.merging.banks import folded
 
@@ -228,6 +281,7 @@ def test_lora_experts_dmo_trains_keep_their_adapter_and_merge_as_factors_exactly
 
     backend, checkpoint, base_model, *_, config = world
     config = with_overrides(config, {"project.workdir": ("workdir", str(tmp_path)),
+                                     "search.merge.bank": ("bank", "factored"),
                                      "training.expert.finetune": ("finetune", "lora"),
                                      "training.expert.steps": ("steps", 6)})
     data = prepare_data(config)

@@ -127,9 +127,10 @@ def test_majority_sign_follows_the_weighted_sum() -> None:
 def test_the_config_s_method_names_and_parameters_are_the_registry_s():
     """Configs are checked against dmo.config.names (light, no torch); merges use the registry:
     a method or parameter added to one and not the other would pass validation and fail at merge time."""
-    from dmo.config.names import MERGE_METHODS
+    from dmo.config.names import FUSED_MERGE_METHODS, MERGE_METHODS
     from dmo.merging.methods import METHODS
 
     assert set(MERGE_METHODS) == set(METHODS)
     for name, method in METHODS.items():
         assert set(MERGE_METHODS[name]) == set(method.PARAMS), name
+    assert set(FUSED_MERGE_METHODS) == {name for name, method in METHODS.items() if method.fused}
