@@ -25,7 +25,7 @@ from dmo.errors import DataError, DmoError, SearchError
 from dmo.files import check_directory_target, check_target, tree_sha256, write_failure, write_text
 from dmo.recipes.formats import RunLength, json_recipe, llamafactory_recipe
 from dmo.recipes.selection import DomainShare, domain_order, interleaved_domains, shares
-from dmo.recipes.sources import DomainWriter, RecipeSample, domain_samples
+from dmo.recipes.sources import DomainWriter, RecipeSample, domain_samples, domain_size
 from storage import RecipeRecord, SearchRecord, Store, TrialRecord
 
 FORMATS = ("llamafactory", "json", "mergekit", "jsonl")
@@ -97,7 +97,7 @@ def export_recipe(
                     options.per_device_batch or search.config.training.mixture_stage().batch_size, options.grad_accum)
 
     if fmt == "json":
-        sizes = [len(domain_samples(search.config, d)) for d in search.config.domains]
+        sizes = [domain_size(search.config, d) for d in search.config.domains]
         split = shares(search.domains, weights, options.budget, sizes)
         write_text(out, json_recipe(_provenance(store, search, trial, split, run)), force=force)
         return ExportResult(_record(store, search, trial, "json", out, options.budget), tuple(split), run)

@@ -58,6 +58,14 @@ def domain_samples(config: DmoConfig, domain: DomainSettings) -> list[RecipeSamp
     return [RecipeSample(_record(s), sample=s, source=f"domain {domain.name}") for s in data.train]
 
 
+def domain_size(config: DmoConfig, domain: DomainSettings) -> int:
+    """How many samples :func:`domain_samples` gives, without generating a synthetic domain (what a
+    JSON recipe's shares need): a generator makes exactly the train size the config asks for, or fails."""
+    if isinstance(domain.source, JsonlSource):
+        return len(_user_samples(Path(domain.source.train)))
+    return domain.sizes.train
+
+
 def _record(sample: Sample) -> dict[str, Any]:
     return {"id": sample.uid, "messages": sharegpt_messages(sample)}
 

@@ -185,6 +185,20 @@ def test_json_recipe_counts_sum_to_budget(tmp_path, tiny_store, finished_search)
     assert result.record.sha256 == hashlib.sha256((tmp_path / "m.json").read_bytes()).hexdigest()
 
 
+def test_a_domain_s_size_is_counted_without_generating_it_and_matches_its_samples(tmp_path, tiny_config):
+    """The JSON recipe's shares read sizes; generating every synthetic domain to count it cost the demo 4 s."""
+    from dmo.recipes.sources import domain_samples, domain_size
+
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(
+        {"id": f"s{i}", "messages": [{"role": "user", "content": "what?"}, {"role": "assistant", "content": "x"}]}
+    ) + "\n" for i in range(3)))
+    user = tiny_config.domains[0].model_validate({"name": "mine", "source": {
+        "kind": "jsonl", **{s: tmp_path / "train.jsonl" for s in ("train", "dev", "test")}}})
+    for domain in (*tiny_config.domains, user):
+        assert domain_size(tiny_config, domain) == len(domain_samples(tiny_config, domain)), domain.name
+    assert domain_size(tiny_config, user) == 3
+
+
 def test_jsonl_mixture_has_the_counts_it_claims_and_its_dataset_info(tmp_path, tiny_config, tiny_store, finished_search):
     from dmo.data import load_domains
 
