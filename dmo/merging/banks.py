@@ -9,9 +9,8 @@ vector, which factors never form.
 
 Factors cost compute where they save memory: each adapted matrix's forward hook adds K·r·(d_in +
 d_out) multiply-adds per token beside the matrix's own d_in·d_out. On a 4096-wide model with four
-rank-8 experts that is 1.6 %; on the demo's 128-wide one it is 50 %, and the hooks took 22 % of a
-proxy's scoring time (12.3 s against 9.5 s dense for the same 4,100 samples and the same scores,
-2026-12-03). So ``layout="auto"`` keeps factors only where the hooks add at most
+rank-8 experts that is 1.6 %; on the demo's 128-wide one it is 50 %, and a proxy scored its 4,100
+samples in 13.1 s factored against 9.5 s dense, with the same scores (bench/bank_layouts.py). So ``layout="auto"`` keeps factors only where the hooks add at most
 :data:`HOOK_SHARE_LIMIT` of the adapted matrices' work or the dense bank would pass
 :data:`DENSE_BYTES_LIMIT`; ``search.merge.bank`` forces either.
 """
