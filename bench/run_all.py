@@ -72,6 +72,10 @@ SECTIONS = (
             "until 2026-12-03; real benchmarks hold thousands)"),
     Section("video", "10. VideoLLM-MoD vs dense on a video domain", "video_mod.py", (), ("--quick",),
             "≥ 40 % less training time and ≥ 30 % less memory at no more than 1 point lower accuracy"),
+    Section("bank", "11. Proxies of LoRA experts: factors in hooks or a dense bank", "bank_layouts.py",
+            ("--draws", "20", "--seed", "15"), ("--draws", "2"),
+            "on the demo's small model the dense bank (what `search.merge.bank: auto` picks there) scores "
+            "proxies faster than the factored one, with identical scores"),
     Section("data", "Data generation", "data_generation.py", ("--train", "2000"), ("--train", "500"),
             "4 × 2,000 samples well under 30 s"),
 )
