@@ -23,6 +23,8 @@ MERGE_METHODS: dict[str, tuple[str, ...]] = {
 }
 # Those affine in the experts' deltas (MergeMethod.fused): the only ones LoRA factors can be merged by.
 FUSED_MERGE_METHODS: tuple[str, ...] = ("linear", "task_arithmetic")
+# How a search holds LoRA experts (search.merge.bank; dmo.merging.banks.open_bank).
+BANK_LAYOUTS: tuple[str, ...] = ("auto", "factored", "dense")
 
 # Objective kind -> the names of its values, every one maximised (see dmo.search.objectives).
 OBJECTIVES: dict[str, tuple[str, ...]] = {
@@ -52,4 +54,4 @@ def unknown_name(value: str, known: tuple[str, ...] | list[str], what: str) -> s
     return f"unknown {what} {value!r}; known: {', '.join(known)}"
 
 
-__all__ = ["FUSED_MERGE_METHODS", "MERGE_METHODS", "MULTI_OBJECTIVE_SAMPLERS", "OBJECTIVES", "SAMPLERS", "VISION_TOWER_PATTERN", "unknown_name"]
+__all__ = ["BANK_LAYOUTS", "FUSED_MERGE_METHODS", "MERGE_METHODS", "MULTI_OBJECTIVE_SAMPLERS", "OBJECTIVES", "SAMPLERS", "VISION_TOWER_PATTERN", "unknown_name"]

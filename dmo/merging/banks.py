@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from dmo.config.names import BANK_LAYOUTS
 from dmo.errors import MergeError
 from dmo.merging.adapters import LoraExpert, embedded_adapter, is_adapter, read_adapter
 from dmo.merging.bank import TaskVectorBank
@@ -29,7 +30,6 @@ from dmo.merging.factored import FactoredBank
 from dmo.models.backends.base import ModelBackend
 from dmo.models.checkpoint import verify_checkpoint
 
-BANK_LAYOUTS = ("auto", "factored", "dense")
 HOOK_SHARE_LIMIT = 0.1  # factored hooks may add this share of the adapted matrices' multiply-adds
 DENSE_BYTES_LIMIT = 1 << 30  # above this a dense bank is never chosen automatically
 
@@ -75,11 +75,12 @@ def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBack
         raise MergeError("a factored bank needs every expert as a LoRA adapter, kept in float32, and a merge "
                          "linear in the deltas (linear, task_arithmetic)", where="search.merge.bank",
                          hint="drop merge.bank: factored (auto chooses)")
-    read: list[LoraExpert] | None = None
-    if factored and layout != "factored":
-        read = [read_adapter(a, name=d.name) for a, d in zip(adapters, expert_dirs)]  # type: ignore[arg-type]
-        factored = layout == "auto" and (hook_share(read) <= HOOK_SHARE_LIMIT or dense_bank_bytes(
-            base_state, len(read), storage_dtype) > DENSE_BYTES_LIMIT)
+    factored = factored and layout != "dense"
+    # Read once: the cost rule, the factored bank and the folding below share them.
+    read = [read_adapter(a, name=d.name) for a, d in zip(adapters, expert_dirs)] if factored else None  # type: ignore[arg-type]
+    if read is not None and layout == "auto":
+        factored = hook_share(read) <= HOOK_SHARE_LIMIT or dense_bank_bytes(
+            base_state, len(read), storage_dtype) > DENSE_BYTES_LIMIT
     if not any(pure) and not factored:
         return TaskVectorBank.from_checkpoints(base_dir, expert_dirs, backend=backend, exclude=exclude,
                                                storage_dtype=storage_dtype)
@@ -93,13 +94,13 @@ def open_bank(base_dir: Path, expert_dirs: Sequence[Path], *, backend: ModelBack
                              hint="drop merge.dtype: bfloat16 (factors are already small)")
         for checkpoint in checkpoints:
             verify_checkpoint(checkpoint)  # its manifest covers the embedded adapter's files
-        if read is None:
-            read = [read_adapter(a, name=d.name) for a, d in zip(adapters, expert_dirs)]  # type: ignore[arg-type]
+        assert read is not None
         return FactoredBank(base, read, exclude=exclude)
     # Adapters beside full checkpoints without one: fold each adapter onto the base (exact) into the dense bank,
     # on the host like the checkpoints it merges with.
     base = {name: tensor.cpu() for name, tensor in base.items()}
-    experts = [folded(base, read_adapter(d)) if bare else backend.state_dict(d) for d, bare in zip(expert_dirs, pure)]
+    experts = [folded(base, read[i] if read is not None else read_adapter(d, name=d.name)) if bare
+               else backend.state_dict(d) for i, (d, bare) in enumerate(zip(expert_dirs, pure))]
     return TaskVectorBank.from_state_dicts(base, experts, expert_names=[d.name for d in expert_dirs],
                                            exclude=exclude, storage_dtype=storage_dtype)
 

@@ -220,12 +220,15 @@ def test_hook_share_counts_each_matrix_s_extra_rank_against_its_own_size():
     assert hook_share([]) == 0.0
 
 
-@pytest.mark.parametrize(("limits", "factored"), [({}, False), ({"HOOK_SHARE_LIMIT": 1e9}, True),
-                                                  ({"DENSE_BYTES_LIMIT": 0}, True)])
+@pytest.mark.parametrize(("layout", "limits", "factored"), [
+    ("auto", {}, False), ("auto", {"HOOK_SHARE_LIMIT": 1e9}, True), ("auto", {"DENSE_BYTES_LIMIT": 0}, True),
+    ("dense", {"HOOK_SHARE_LIMIT": 1e9}, False),  # forced: folded where auto would keep factors
+])
 def test_auto_folds_adapters_whose_hooks_cost_more_than_a_small_dense_bank_and_merges_alike(
-        world, batch, monkeypatch, limits, factored):
+        world, batch, monkeypatch, layout, limits, factored):
     """Tiny models' adapters cost their hooks more than a dense bank costs memory: auto folds them, and
     keeps factors where the hooks are cheap or the dense bank would be too large; both merge alike."""
+    from dmo.config import with_overrides
     from dmo.merging import banks
     from dmo.search.pool import ProxySource
     from dmo.search.proxy import ProxyEvaluator
@@ -233,6 +236,7 @@ def test_auto_folds_adapters_whose_hooks_cost_more_than_a_small_dense_bank_and_m
     backend, checkpoint, base_model, base, adapters, folded, config = world
     assert config.search.merge.bank == "auto"
     assert banks.hook_share([read_adapter(a) for a in adapters]) > banks.HOOK_SHARE_LIMIT
+    config = with_overrides(config, {"search.merge.bank": ("bank", layout)})
     for name, value in limits.items():
         monkeypatch.setattr(banks, name, value)
     evaluator = ProxyEvaluator(ProxySource(config, checkpoint, tuple(adapters)))

@@ -134,3 +134,12 @@ def test_the_config_s_method_names_and_parameters_are_the_registry_s():
     for name, method in METHODS.items():
         assert set(MERGE_METHODS[name]) == set(method.PARAMS), name
     assert set(FUSED_MERGE_METHODS) == {name for name, method in METHODS.items() if method.fused}
+
+
+def test_the_config_s_bank_layouts_are_the_ones_open_bank_knows():
+    from typing import get_args
+
+    from dmo.config.names import BANK_LAYOUTS
+    from dmo.config.schema import MergeSettings
+
+    assert get_args(MergeSettings.model_fields["bank"].annotation) == BANK_LAYOUTS
