@@ -55,8 +55,9 @@ def train_base_and_experts(
 ) -> tuple[ModelRecord, dict[str, ModelRecord]]:
     """The base first, then every expert in parallel (one CPU each)."""
     watch = _Watch(config, on_step, on_done)
-    # A backend that takes the user's checkpoint as the base only registers it: no bar for it.
-    base_watch = watch if backend_for(config).trains_base else _Watch(config, None, on_done)
+    # A base that is the user's checkpoint, or one shipped with the project, is registered: no bar for it.
+    trains_base = backend_for(config).trains_base and config.training.pretrained_base is None
+    base_watch = watch if trains_base else _Watch(config, None, on_done)
     (base,) = base_watch.run([base_spec(config)], lambda spec: _submit(config, store_url, spec, None))
     specs = [expert_spec(config, d) for d in config.domain_names]
     experts = watch.run(specs, lambda spec: _submit(config, store_url, spec, base))

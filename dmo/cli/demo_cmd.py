@@ -33,7 +33,8 @@ def demo(
     store = open_store(None, settings, create=True)
     console.print(f"store: {escape(store.url_masked)}")
     api.connect(settings.ray.address, num_cpus=settings.ray.num_cpus)
-    console.print("training the base model, then one MoD expert per domain on Ray (cached after the first run)…")
+    first = "adopting the shipped base" if settings.training.pretrained_base else "training the base model"
+    console.print(f"{first}, then one MoD expert per domain on Ray (cached after the first run)…")
     with model_bars() as on_step:
         search = api.start_search(settings, store, on_model=model_announcer(datetime.now(UTC)), on_step=on_step)
     console.print(f"search [bold]{search.id}[/]: {search.sampler}, {search.trials_target} trials, "

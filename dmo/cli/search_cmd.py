@@ -184,6 +184,11 @@ def model_announcer(started: datetime):
         if pretrained:  # a Hugging Face checkpoint is the base as it is
             console.print(f"[green]✓[/] base: the pretrained checkpoint {escape(str(pretrained))} (nothing to train)")
             return
+        shipped = (model.training or {}).get("shipped")
+        if shipped:  # trained once by `dmo train base --from-scratch --out`, weights pinned by the config
+            console.print(f"[green]✓[/] base: the shipped checkpoint {escape(_shown_path(shipped))} "
+                          "(weights checked against the config's pin; nothing to train)")
+            return
         if model.finished_at is not None and model.finished_at < started:
             console.print(f"[green]✓[/] {what} ready (cached, trained {model.finished_at:%Y-%m-%d %H:%M} UTC)")
             return
@@ -191,3 +196,11 @@ def model_announcer(started: datetime):
         console.print(f"[green]✓[/] {what} ready" + (f" (trained in {seconds:.0f} s)" if seconds else ""))
 
     return announce
+
+
+def _shown_path(path: str) -> str:
+    """A path under the working directory as a relative one (shorter in a terminal)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path

@@ -57,10 +57,36 @@ def _show(model, as_json: bool) -> None:
 
 
 @app.command("base")
-def base(config: ConfigOption = DEFAULT_CONFIG, store_url: StoreUrlOption = None, as_json: JsonFlag = False) -> None:
+def base(
+    config: ConfigOption = DEFAULT_CONFIG,
+    store_url: StoreUrlOption = None,
+    from_scratch: Annotated[bool, typer.Option(
+        "--from-scratch", help="Train the base even when training.pretrained_base names a shipped one.")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Also copy the finished checkpoint here (a new folder, or an old checkpoint to replace); "
+        "with --from-scratch this makes a base to ship (training.pretrained_base).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Train (or reuse) the base model on all domains with uniform weights."""
     settings, store = _prepare(config, store_url)
-    _show(_base(settings, store, as_json), as_json)
+    if from_scratch:
+        settings = settings.model_copy(update={"training": settings.training.model_copy(update={"pretrained_base": None})})
+    model = _base(settings, store, as_json)
+    if out is None:
+        _show(model, as_json)
+        return
+    from dmo.models.checkpoint import copy_checkpoint
+    from dmo.training.shipped_base import WEIGHTS_FILE
+
+    manifest = copy_checkpoint(model.checkpoint_uri, out)
+    weights = manifest.files[WEIGHTS_FILE]
+    if as_json:
+        print_json({"id": model.id, "kind": model.kind, "checkpoint": str(out), "sha256": manifest.total_sha256,
+                    "weights_sha256": weights, "metrics": model.metrics})
+    else:
+        _show(model, as_json)
+        console.print(f"copied to {escape(str(out))}; pin it in the config (path relative to the config file):\n"
+                      f"training:\n  pretrained_base: {{path: {escape(str(out))}, weights_sha256: {weights}}}")
 
 
 @app.command("expert")

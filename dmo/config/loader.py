@@ -192,10 +192,14 @@ def _model_of(annotation: Any) -> Any:
 
 
 def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Make JSONL source and benchmark paths and a checkpoint path relative to the config file, not the working directory."""
+    """Make JSONL source and benchmark paths and checkpoint paths relative to the config file, not the working directory."""
     model = data.get("model")
     if isinstance(model, dict) and isinstance(model.get("path"), str) and not Path(model["path"]).is_absolute():
         model["path"] = str(base_dir / model["path"])
+    training = data.get("training")
+    shipped = training.get("pretrained_base") if isinstance(training, dict) else None
+    if isinstance(shipped, dict) and isinstance(shipped.get("path"), str) and not Path(shipped["path"]).is_absolute():
+        shipped["path"] = str(base_dir / shipped["path"])
     domains = data.get("domains")
     if isinstance(domains, list):
         for domain in domains:

@@ -299,8 +299,26 @@ class TrainingSettings(Frozen):
         return self.steps * self.batch_size
 
 
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+class PretrainedBase(Frozen):
+    """A base trained once and kept with the project (the demo ships one in ``configs/bases/demo``).
+
+    Made by ``dmo train base -c CONFIG --from-scratch --out DIR``; a project that names it adopts it
+    instead of training its base again, once its weights and its training key are checked
+    (:mod:`dmo.training.shipped_base`)."""
+
+    path: Path = Field(description="The checkpoint directory, relative to the config file.")
+    weights_sha256: str = Field(pattern=SHA256_HEX, description="sha256 of its model.safetensors: the pin that "
+                                                                 "`dmo train base --from-scratch --out` prints.")
+
+
 class TrainingStages(Frozen):
     base: TrainingSettings = TrainingSettings(steps=300, lr=1e-3, freeze_vision=False)
+    pretrained_base: PretrainedBase | None = Field(
+        None, description="Adopt this checkpoint as the base instead of training it (dmo's own model only)."
+    )
     expert: TrainingSettings = TrainingSettings(steps=500, lr=1e-3)
     mixture: TrainingSettings | None = Field(
         None, description="Mixture-model SFT; defaults to the expert stage (same budget and schedule)."
@@ -503,6 +521,13 @@ class DmoConfig(Frozen):
             if name in names[:index]:
                 raise ValueError(f"duplicate domain names: {name} (domains[{names.index(name)}] and domains[{index}])")
         return domains
+
+    @model_validator(mode="after")
+    def _pretrained_base_is_dmo_s_own(self) -> DmoConfig:
+        if self.training.pretrained_base is not None and self.model.backend != "mod_mllm":
+            raise ValueError("training.pretrained_base names a base for dmo's own model; with backend "
+                             f"{self.model.backend!r}, model.path is the base already")
+        return self
 
     @model_validator(mode="after")
     def _images_fit_in_memory(self) -> DmoConfig:

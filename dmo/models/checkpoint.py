@@ -261,6 +261,27 @@ def save_checkpoint(
     return manifest
 
 
+def copy_checkpoint(source: str | Path, out_dir: str | Path) -> Manifest:
+    """Copy a verified checkpoint to `out_dir` atomically (same rules as save_checkpoint: an old
+    checkpoint there is replaced, anything else is refused); the copy is verified before it is moved in."""
+    verify_checkpoint(source)
+    out_dir = Path(out_dir).absolute()
+    staged = out_dir.parent / f".tmp-{out_dir.name}-{secrets.token_hex(4)}"
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, staged)
+        manifest = verify_checkpoint(staged)
+        _fsync_tree(staged)
+        _move_into_place(staged, out_dir)
+    except BaseException as error:
+        shutil.rmtree(staged, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise CheckpointError(f"could not copy the checkpoint: {write_failure(error)}", where=str(out_dir),
+                                  hint="check that the directory is writable and the disk has space") from error
+        raise
+    return manifest
+
+
 # --------------------------------------------------------------------------- reading
 
 

@@ -31,6 +31,7 @@ from dmo.models.backends import backend_for
 from dmo.models.backends.base import ModelBackend
 from dmo.training.imports import imported_expert
 from dmo.training.loop import OnStep, TrainingRun, train
+from dmo.training.shipped_base import check_shipped_base
 from storage import ModelRecord, Store
 
 # A trainer silent for this many heartbeats is presumed dead and its claim is taken over.
@@ -77,7 +78,7 @@ def stage_settings(config: DmoConfig, kind: str) -> TrainingSettings:
     return {"base": stages.base, "expert": stages.expert, "mixture": stages.mixture_stage()}[kind]
 
 
-def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None) -> TrainingRun:
+def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None, key: str | None = None) -> TrainingRun:
     """How `spec` is trained: the one place that turns a config and a spec into a run."""
     return TrainingRun(
         name=spec.name,
@@ -85,6 +86,7 @@ def training_run(config: DmoConfig, spec: ModelSpec, base_sha256: str | None) ->
         settings=stage_settings(config, spec.kind),
         seed=spec.seed(config),
         base_sha256=base_sha256,
+        cache_key=key,
     )
 
 
@@ -125,12 +127,15 @@ def ensure_model(
     process or Ray node) waits for the trainer that holds the claim and reuses
     its model; it takes the claim over only when that trainer's heartbeat has
     gone stale (it died), and then resumes from its resumable checkpoint. A
-    pretrained base (a Hugging Face checkpoint) is registered, not trained.
+    pretrained base (a Hugging Face checkpoint) is registered, not trained, and
+    a shipped one (``training.pretrained_base``) is checked and adopted.
     """
     backend = backend_for(config)
     if spec.kind == "base" and not backend.trains_base:
         return register_base(config, store, backend)
     data = data or prepare_data(config)
+    if spec.kind == "base" and config.training.pretrained_base is not None:
+        return adopt_base(config, store, backend, data, spec)
     if spec.kind != "base" and base is None:
         raise ValueError(f"a {spec.kind} model starts from a base model")
     if spec.kind == "expert" and base is not None:
@@ -172,7 +177,7 @@ def ensure_model(
     with Heartbeat(store, record.id, claim, every_s=heartbeat_s):
         try:
             model = backend.initial_model(config, data.encoder, init, seed=spec.seed(config))
-            run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None)
+            run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None, key)
             result = train(run, model, data, out_dir, backend=backend, on_step=on_step, device=device)
             dev = evaluate(
                 backend.load(out_dir).to(device or "cpu"),
@@ -222,6 +227,24 @@ def register_base(config: DmoConfig, store: Store, backend: ModelBackend) -> Mod
         return store.find_model(key) or record
     return store.finish_model(record.id, checkpoint_uri=str(path), checkpoint_sha256=fingerprint, metrics={},
                               duration_s=0.0, claim=claim)
+
+
+def adopt_base(config: DmoConfig, store: Store, backend: ModelBackend, data: PreparedData, spec: ModelSpec) -> ModelRecord:
+    """The shipped base of ``training.pretrained_base`` as the project's base row, once it passes its checks
+    (:mod:`dmo.training.shipped_base`): nothing is trained."""
+    shipped = check_shipped_base(config, data, trained_key=cache_key(config, spec, data, None))
+    cached = store.find_model(shipped.key)
+    if cached is not None:
+        return cached
+    claim = uuid.uuid4().hex
+    settings = stage_settings(config, spec.kind)
+    record = store.start_model(kind="base", config_hash=shipped.key, domain=None, base_id=None,
+                               training=shipped.training, finetune=settings.finetune,
+                               efficiency=backend.efficiency(backend.model_config(config, data.encoder)), claim=claim)
+    if record.claim_token != claim:  # adopted by another process at the same moment
+        return store.find_model(shipped.key) or record
+    return store.finish_model(record.id, checkpoint_uri=str(shipped.path), checkpoint_sha256=shipped.sha256,
+                              metrics=shipped.metrics, duration_s=0.0, claim=claim)
 
 
 def record_imported(config: DmoConfig, store: Store, *, key: str, domain: str, base: ModelRecord, finetune: str,

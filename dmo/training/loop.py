@@ -40,6 +40,9 @@ class TrainingRun:
     settings: TrainingSettings
     seed: int
     base_sha256: str | None = None  # the checkpoint it starts from; the merge guard compares it
+    # The store's cache key of the model (dmo.training.jobs.cache_key), kept in the checkpoint so that a
+    # shipped base can be checked against the config that adopts it (dmo.training.shipped_base).
+    cache_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ def train(
         "settings": settings.model_dump(mode="json"),
         "seed": run.seed,
         "base_sha256": run.base_sha256,
+        "cache_key": run.cache_key,
         "final_loss": loss_value,
         "train_seconds": seconds,
     }

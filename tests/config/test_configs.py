@@ -134,7 +134,9 @@ def test_a_pretrained_mllm_is_fine_tuned_with_lora_by_default_and_dmo_s_own_mode
     demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     # The demo asks for LoRA experts itself (docs/fidelity.md): the defaults are judged without that line.
     unsaid = {key: value for key, value in demo["training"]["expert"].items() if key != "finetune"}
-    demo = {**demo, "training": {**demo["training"], "expert": unsaid}}
+    # Its shipped base is dmo's own model's: a Hugging Face checkpoint is the base itself.
+    kept = {key: value for key, value in demo["training"].items() if key != "pretrained_base"}
+    demo = {**demo, "training": {**kept, "expert": unsaid}}
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(demo))
     assert load_config(tmp_path / "own.yaml").training.expert.finetune == "full"
     hf = {**demo, "model": {"backend": "hf", "path": str(tmp_path)}}

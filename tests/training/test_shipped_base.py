@@ -1,0 +1,168 @@
+"""The shipped base (configs/bases/demo): what its documented command trains, and how a project adopts one.
+
+A project that names a base in `training.pretrained_base` adopts it instead of training one, once its
+files match their manifest, its weights the pinned sha256, and its training key the config's; an
+expert trained from the adopted base is the expert a freshly trained base gives.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dmo.config import load_config
+from dmo.config.schema import PretrainedBase
+from dmo.errors import CheckpointError, ConfigError
+from dmo.files import file_sha256
+from dmo.training.jobs import base_spec, ensure_model, expert_spec
+from storage import Store
+
+REPO = Path(__file__).resolve().parents[2]
+# What depends on the run's clock, not on the weights: elapsed seconds in the metrics and the summary.
+TIMED_FILES = {"training_metrics.jsonl", "dmo_training.json", "dmo_manifest.json"}
+LOAD_TIME_KEYS = {"is_local", "local_files_only"}
+
+
+@pytest.mark.slow
+def test_the_shipped_base_is_what_its_documented_command_trains(tmp_path):
+    demo = REPO / "configs" / "demo.yaml"
+    pin = load_config(demo).training.pretrained_base
+    assert pin is not None and pin.path == REPO / "configs" / "bases" / "demo"
+    out = tmp_path / "base"
+    # The command configs/demo.yaml documents, from another working directory (its workdir is relative to it).
+    done = subprocess.run([sys.executable, "-m", "dmo", "train", "base", "-c", str(demo), "--from-scratch", "--out",
+                           str(out), "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["weights_sha256"] == pin.weights_sha256 == file_sha256(pin.path / "model.safetensors")
+    assert Path(report["checkpoint"]) == out
+    shipped = sorted(p.name for p in pin.path.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == shipped
+    for name in set(shipped) - TIMED_FILES - {"tokenizer_config.json"}:  # weights, model config, tokenizer
+        assert file_sha256(out / name) == file_sha256(pin.path / name), name
+    # transformers records how a tokenizer was loaded (from a data cache on disk, or built in this
+    # process) in its config; what it is must be the same.
+    trained_tokenizer, shipped_tokenizer = (
+        {k: v for k, v in json.loads((d / "tokenizer_config.json").read_text()).items() if k not in LOAD_TIME_KEYS}
+        for d in (out, pin.path))
+    assert trained_tokenizer == shipped_tokenizer
+    trained, kept = (json.loads((d / "dmo_training.json").read_text()) for d in (out, pin.path))
+    assert trained.pop("train_seconds") > 0 and kept.pop("train_seconds") > 0
+    assert trained == kept  # same run, settings, seed and cache key
+
+
+def _shipping(config, base_dir: Path, **pin_overrides):
+    """`config` adopting the checkpoint in `base_dir` (pinned to its weights unless overridden)."""
+    pin = PretrainedBase(path=base_dir, weights_sha256=file_sha256(base_dir / "model.safetensors"))
+    training = config.training.model_copy(update={"pretrained_base": pin.model_copy(update=pin_overrides)})
+    return config.model_copy(update={"training": training})
+
+
+@pytest.fixture(scope="module")
+def trained_here(tiny_config, tiny_data, tmp_path_factory):
+    """The tiny project's base and first expert trained in a fresh store, one torch thread (as the trainers run:
+    another thread count sums in another order, and the bits differ)."""
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("trained-here")
+    config = tiny_config.model_copy(update={"project": tiny_config.project.model_copy(update={"workdir": root / "work"})})
+    with Store.open(f"sqlite:///{root / 'store.sqlite'}") as store:
+        base = ensure_model(config, store, base_spec(config), data=tiny_data)
+        expert = ensure_model(config, store, expert_spec(config, config.domain_names[0]), base=base, data=tiny_data)
+    return base, expert
+
+
+@pytest.fixture()
+def shipped(tiny_config, trained_here, tmp_path):
+    """That base copied out as a base to ship, and a project (fresh workdir and store) adopting it."""
+    from dmo.models.checkpoint import copy_checkpoint
+
+    base, _ = trained_here
+    copy_checkpoint(base.checkpoint_uri, tmp_path / "shipped")
+    project = tiny_config.project.model_copy(update={"workdir": tmp_path / "work"})
+    config = _shipping(tiny_config.model_copy(update={"project": project}), tmp_path / "shipped")
+    store = Store.open(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    yield config, store
+    store.dispose()
+
+
+def test_an_adopted_base_is_registered_untrained_and_its_experts_are_those_of_a_trained_base(shipped, trained_here, tiny_data):
+    config, store = shipped
+    adopted = ensure_model(config, store, base_spec(config), data=tiny_data)
+    assert Path(adopted.checkpoint_uri) == config.training.pretrained_base.path
+    assert adopted.training["shipped"] == str(config.training.pretrained_base.path)
+    assert not (config.project.workdir / "models").exists(), "nothing trained"
+    assert ensure_model(config, store, base_spec(config), data=tiny_data).id == adopted.id  # cached the second time
+
+    expert = ensure_model(config, store, expert_spec(config, config.domain_names[0]), base=adopted, data=tiny_data)
+    _, trained_expert = trained_here
+    ours, theirs = (Path(e.checkpoint_uri) / "model.safetensors" for e in (expert, trained_expert))
+    assert file_sha256(ours) == file_sha256(theirs)  # same weights as the expert of the trained base
+
+
+def test_a_base_whose_weights_are_not_the_pinned_ones_is_refused_and_nothing_recorded(shipped, tiny_data):
+    config, store = shipped
+    wrong = _shipping(config, config.training.pretrained_base.path, weights_sha256="0" * 64)
+    with pytest.raises(CheckpointError, match="is not the pinned") as refused:
+        ensure_model(wrong, store, base_spec(wrong), data=tiny_data)
+    assert refused.value.where.endswith("model.safetensors") and "--from-scratch --out" in refused.value.hint
+    assert store.list_models() == []
+
+
+def test_a_base_trained_under_another_config_is_refused_naming_the_field(shipped, tiny_data):
+    config, store = shipped
+    reseeded = config.model_copy(update={"project": config.project.model_copy(update={"seed": 7})})
+    with pytest.raises(ConfigError, match="trained under another configuration") as refused:
+        ensure_model(reseeded, store, base_spec(reseeded), data=tiny_data)
+    assert refused.value.where.startswith("training.pretrained_base.path")
+    assert store.list_models() == []
+
+
+def test_a_tampered_shipped_base_is_refused_naming_the_file(shipped, tiny_data):
+    config, store = shipped
+    (config.training.pretrained_base.path / "tokenizer.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="does not match the manifest") as refused:
+        ensure_model(config, store, base_spec(config), data=tiny_data)
+    assert refused.value.where.endswith("tokenizer.json")
+    assert store.list_models() == []
+
+
+def test_out_never_replaces_a_folder_that_is_not_a_checkpoint(trained_here, tmp_path):
+    from dmo.models.checkpoint import copy_checkpoint
+
+    base, _ = trained_here
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a dmo checkpoint"):
+        copy_checkpoint(base.checkpoint_uri, users)
+    assert [p.name for p in users.iterdir()] == ["notes.txt"] and (users / "notes.txt").read_text() == "keep me"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")], "no staging folder left behind"
+    copy_checkpoint(base.checkpoint_uri, tmp_path / "copy")
+    copy_checkpoint(base.checkpoint_uri, tmp_path / "copy")  # an old checkpoint there is replaced
+    assert file_sha256(tmp_path / "copy" / "model.safetensors") == file_sha256(Path(base.checkpoint_uri) / "model.safetensors")
+
+
+def test_a_shipped_base_is_for_dmo_s_own_model_only(tmp_path):
+    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data["model"] = {"backend": "hf", "path": str(tmp_path)}
+    data["training"]["pretrained_base"] = {"path": "bases/x", "weights_sha256": "0" * 64}
+    from dmo.config.loader import parse_config
+
+    with pytest.raises(ConfigError, match="model.path is the base already"):
+        parse_config(yaml.safe_dump(data), source="x.yaml", base_dir=tmp_path)
+
+
+def test_the_shipped_path_is_relative_to_the_config_file(tmp_path):
+    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data["training"]["pretrained_base"] = {"path": "bases/x", "weights_sha256": "a" * 64}
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_config(path).training.pretrained_base.path == tmp_path / "sub" / "bases" / "x"
