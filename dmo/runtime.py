@@ -62,3 +62,23 @@ def quiet_transformers() -> None:
 
 
 __all__ = ["compute_device", "quiet_optuna", "quiet_transformers", "set_torch_threads"]
+
+
+# CPU features that decide which kernels MKL, oneDNN and ATen run, and so the order floating-point sums
+# are taken in: two machines that agree on these train bit-identical models from the same inputs.
+KERNEL_FEATURES = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "avx_vnni")
+
+
+def numeric_platform() -> dict[str, object]:
+    """What a CPU-trained model's bits depend on besides its inputs: torch's version, the kernels its
+    dispatcher picks, and the CPU features MKL and oneDNN dispatch on. Kept in every checkpoint's
+    ``dmo_training.json``, so a retrained model that differs can be told from a changed one."""
+    import torch
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_features": [feature for feature in KERNEL_FEATURES if feature in flags]}

@@ -26,6 +26,7 @@ from dmo.data.mixture import MixtureStream
 from dmo.data.prepared import PreparedData
 from dmo.mixture import Mixture
 from dmo.models.backends.base import ModelBackend
+from dmo.runtime import numeric_platform
 from dmo.training.lora import adapter_files, add_lora, fold_lora
 from dmo.training.resume import ResumeState, load_resume_state, resume_dir_for, save_resume_state
 from dmo.training.schedule import lr_at
@@ -173,6 +174,7 @@ def train(
         "seed": run.seed,
         "base_sha256": run.base_sha256,
         "cache_key": run.cache_key,
+        "platform": numeric_platform(),
         "final_loss": loss_value,
         "train_seconds": seconds,
     }

@@ -8,6 +8,7 @@ expert trained from the adopted base is the expert a freshly trained base gives.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from dmo.config import load_config
 from dmo.config.schema import PretrainedBase
 from dmo.errors import CheckpointError, ConfigError
 from dmo.files import file_sha256
+from dmo.runtime import numeric_platform
 from dmo.training.jobs import base_spec, ensure_model, expert_spec
 from storage import Store
 
@@ -33,6 +35,11 @@ def test_the_shipped_base_is_what_its_documented_command_trains(tmp_path):
     demo = REPO / "configs" / "demo.yaml"
     pin = load_config(demo).training.pretrained_base
     assert pin is not None and pin.path == REPO / "configs" / "bases" / "demo"
+    shipped_on = json.loads((pin.path / "dmo_training.json").read_text())["platform"]
+    if shipped_on != numeric_platform() and not os.environ.get("DMO_REQUIRE_SHIPPED_BASE"):
+        # Bit-identity holds where the same kernels sum in the same order; elsewhere the weights differ in
+        # their last bits and this test cannot tell that from a changed base.
+        pytest.skip(f"the shipped base was trained on {shipped_on}, this machine is {numeric_platform()}")
     out = tmp_path / "base"
     # The command configs/demo.yaml documents, from another working directory (its workdir is relative to it).
     done = subprocess.run([sys.executable, "-m", "dmo", "train", "base", "-c", str(demo), "--from-scratch", "--out",
