@@ -68,6 +68,10 @@ def base(
     as_json: JsonFlag = False,
 ) -> None:
     """Train (or reuse) the base model on all domains with uniform weights."""
+    if out is not None:
+        from dmo.models.checkpoint import check_replaceable
+
+        check_replaceable(out.absolute())  # before the training, not after it
     settings, store = _prepare(config, store_url)
     if from_scratch:
         settings = settings.model_copy(update={"training": settings.training.model_copy(update={"pretrained_base": None})})

@@ -186,8 +186,9 @@ def _is_replaceable(directory: Path) -> bool:
     return (directory / MANIFEST_NAME).is_file() or not any(directory.iterdir())
 
 
-def _move_into_place(staged: Path, out_dir: Path) -> None:
-    parent = out_dir.parent
+def check_replaceable(out_dir: Path) -> None:
+    """Raise CheckpointError unless a checkpoint may be written at `out_dir` (nothing there, an empty
+    folder or an old checkpoint); a command that trains first checks before it spends the time."""
     if out_dir.exists() or out_dir.is_symlink():
         if not out_dir.is_dir() or out_dir.is_symlink() or not _is_replaceable(out_dir):
             raise CheckpointError(
@@ -195,6 +196,12 @@ def _move_into_place(staged: Path, out_dir: Path) -> None:
                 where=str(out_dir),
                 hint="choose another output directory or remove it",
             )
+
+
+def _move_into_place(staged: Path, out_dir: Path) -> None:
+    parent = out_dir.parent
+    check_replaceable(out_dir)
+    if out_dir.exists():
         old = parent / f".old-{out_dir.name}-{secrets.token_hex(4)}"
         os.rename(out_dir, old)
         try:

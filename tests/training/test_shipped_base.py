@@ -173,3 +173,16 @@ def test_the_shipped_path_is_relative_to_the_config_file(tmp_path):
     path = tmp_path / "sub" / "p.yaml"
     path.write_text(yaml.safe_dump(data))
     assert load_config(path).training.pretrained_base.path == tmp_path / "sub" / "bases" / "x"
+
+
+def test_train_base_out_refuses_a_user_folder_before_it_trains(dmo_cli, tmp_path):
+    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data["project"]["workdir"] = str(tmp_path / "work")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(data))
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "notes.txt").write_text("keep me")
+    dmo_cli("train", "base", "-c", config, "--out", users).refused("mine: exists and is not a dmo checkpoint")
+    assert (users / "notes.txt").read_text() == "keep me" and [p.name for p in users.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "work").exists(), "refused before anything was prepared or trained"
