@@ -189,13 +189,13 @@ def _is_replaceable(directory: Path) -> bool:
 def check_replaceable(out_dir: Path) -> None:
     """Raise CheckpointError unless a checkpoint may be written at `out_dir` (nothing there, an empty
     folder or an old checkpoint); a command that trains first checks before it spends the time."""
-    if out_dir.exists() or out_dir.is_symlink():
-        if not out_dir.is_dir() or out_dir.is_symlink() or not _is_replaceable(out_dir):
-            raise CheckpointError(
-                "exists and is not a dmo checkpoint; refusing to replace it",
-                where=str(out_dir),
-                hint="choose another output directory or remove it",
-            )
+    there = out_dir.exists() or out_dir.is_symlink()
+    if there and (not out_dir.is_dir() or out_dir.is_symlink() or not _is_replaceable(out_dir)):
+        raise CheckpointError(
+            "exists and is not a dmo checkpoint; refusing to replace it",
+            where=str(out_dir),
+            hint="choose another output directory or remove it",
+        )
 
 
 def _move_into_place(staged: Path, out_dir: Path) -> None:

@@ -43,7 +43,7 @@ def test_the_shipped_base_is_what_its_documented_command_trains(tmp_path):
     out = tmp_path / "base"
     # The command configs/demo.yaml documents, from another working directory (its workdir is relative to it).
     done = subprocess.run([sys.executable, "-m", "dmo", "train", "base", "-c", str(demo), "--from-scratch", "--out",
-                           str(out), "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                           str(out), "--json"], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["weights_sha256"] == pin.weights_sha256 == file_sha256(pin.path / "model.safetensors")
