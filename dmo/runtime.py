@@ -61,7 +61,6 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
-__all__ = ["compute_device", "quiet_optuna", "quiet_transformers", "set_torch_threads"]
 
 
 # CPU features that decide which kernels MKL, oneDNN and ATen run, and so the order floating-point sums
@@ -82,3 +81,6 @@ def numeric_platform() -> dict[str, object]:
         flags = []
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_features": [feature for feature in KERNEL_FEATURES if feature in flags]}
+
+
+__all__ = ["compute_device", "numeric_platform", "quiet_optuna", "quiet_transformers", "set_torch_threads"]

@@ -8,7 +8,9 @@ Before any row is written, adopting checks that
 - its weights are the ones ``training.pretrained_base.weights_sha256`` pins, and
 - it was trained under the cache key this config would train its base under (same data, encoder,
   model, base settings and seed), so the experts that start from it are those a base trained
-  here would give: training is deterministic on the CPU, and the weights are bit-identical.
+  here would give: training is deterministic on the CPU, and on the platform the base was trained
+  on (``dmo_training.json`` records it) the weights are bit-identical. On a CPU with other kernels
+  a retrained base would differ in its last bits; the shipped one is the same everywhere.
 
 The adopted row has a key of its own (the trained key plus the shipped checkpoint's hash), so
 ``--from-scratch`` still trains a base beside it in the same store.
