@@ -73,24 +73,34 @@ def base(
 
         check_replaceable(out.absolute())  # before the training, not after it
     settings, store = _prepare(config, store_url)
+    if (from_scratch or out is not None) and settings.model.backend != "mod_mllm":
+        from dmo.errors import DmoError
+
+        raise DmoError(f"--from-scratch and --out make a base of dmo's own model; with backend {settings.model.backend!r} "
+                       "the checkpoint in model.path is the base already", where="--out" if out else "--from-scratch")
     if from_scratch:
         settings = settings.model_copy(update={"training": settings.training.model_copy(update={"pretrained_base": None})})
     model = _base(settings, store, as_json)
     if out is None:
         _show(model, as_json)
         return
-    from dmo.models.checkpoint import copy_checkpoint
-    from dmo.training.shipped_base import WEIGHTS_FILE
+    import os
 
+    from dmo.models.checkpoint import copy_checkpoint
+    from dmo.training.shipped_base import WEIGHTS_FILE, check_shippable
+
+    check_shippable(Path(model.checkpoint_uri))
     manifest = copy_checkpoint(model.checkpoint_uri, out)
     weights = manifest.files[WEIGHTS_FILE]
+    pinned_path = os.path.relpath(out.absolute(), config.absolute().parent)  # the loader resolves it from there
     if as_json:
         print_json({"id": model.id, "kind": model.kind, "checkpoint": str(out), "sha256": manifest.total_sha256,
-                    "weights_sha256": weights, "metrics": model.metrics})
+                    "weights_sha256": weights, "pin": {"path": pinned_path, "weights_sha256": weights},
+                    "metrics": model.metrics})
     else:
         _show(model, as_json)
-        console.print(f"copied to {escape(str(out))}; pin it in the config (path relative to the config file):\n"
-                      f"training:\n  pretrained_base: {{path: {escape(str(out))}, weights_sha256: {weights}}}")
+        console.print(f"copied to {escape(str(out))}; to adopt it, add to {escape(str(config))}:\n"
+                      f"training:\n  pretrained_base: {{path: {escape(pinned_path)}, weights_sha256: {weights}}}")
 
 
 @app.command("expert")

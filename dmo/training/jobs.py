@@ -36,6 +36,7 @@ from storage import ModelRecord, Store
 
 # A trainer silent for this many heartbeats is presumed dead and its claim is taken over.
 STALE_HEARTBEATS = 3
+ADOPT_POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -231,20 +232,28 @@ def register_base(config: DmoConfig, store: Store, backend: ModelBackend) -> Mod
 
 def adopt_base(config: DmoConfig, store: Store, backend: ModelBackend, data: PreparedData, spec: ModelSpec) -> ModelRecord:
     """The shipped base of ``training.pretrained_base`` as the project's base row, once it passes its checks
-    (:mod:`dmo.training.shipped_base`): nothing is trained."""
+    (:mod:`dmo.training.shipped_base`): nothing is trained.
+
+    Claimed like a training, so two processes adopting at once write one row, and a row left running by
+    a process that died is taken over. A finished row that points at another copy of the base (another
+    checkout sharing the store) is pointed at this one, which was just checked to have the same content.
+    """
     shipped = check_shipped_base(config, data, trained_key=cache_key(config, spec, data, None))
-    cached = store.find_model(shipped.key)
-    if cached is not None:
-        return cached
     claim = uuid.uuid4().hex
     settings = stage_settings(config, spec.kind)
-    record = store.start_model(kind="base", config_hash=shipped.key, domain=None, base_id=None,
-                               training=shipped.training, finetune=settings.finetune,
-                               efficiency=backend.efficiency(backend.model_config(config, data.encoder)), claim=claim)
-    if record.claim_token != claim:  # adopted by another process at the same moment
-        return store.find_model(shipped.key) or record
-    return store.finish_model(record.id, checkpoint_uri=str(shipped.path), checkpoint_sha256=shipped.sha256,
-                              metrics=shipped.metrics, duration_s=0.0, claim=claim)
+    while True:
+        cached = store.find_model(shipped.key)
+        if cached is not None and cached.checkpoint_uri == str(shipped.path):
+            return cached
+        record = store.start_model(kind="base", config_hash=shipped.key, domain=None, base_id=None,
+                                   training=shipped.training, finetune=settings.finetune,
+                                   efficiency=backend.efficiency(backend.model_config(config, data.encoder)),
+                                   claim=claim, stale_after_s=STALE_HEARTBEATS * config.training.heartbeat_s,
+                                   retrain=cached is not None and cached.checkpoint_uri is not None)
+        if record.claim_token == claim:
+            return store.finish_model(record.id, checkpoint_uri=str(shipped.path), checkpoint_sha256=shipped.sha256,
+                                      metrics=shipped.metrics, duration_s=0.0, claim=claim)
+        time.sleep(ADOPT_POLL_S)  # another process is adopting it this moment: its row is finished in a moment
 
 
 def record_imported(config: DmoConfig, store: Store, *, key: str, domain: str, base: ModelRecord, finetune: str,

@@ -38,6 +38,18 @@ def regenerate_hint(path: Path) -> str:
     return f"retrain it: dmo train base -c CONFIG --from-scratch --out {path}, then pin the sha256 it prints"
 
 
+def check_shippable(path: Path) -> None:
+    """Refuse to ship a base trained before dmo recorded training keys: a project could not check it.
+    (`dmo train base --from-scratch` reuses a base its store already has, and such a base is one.)"""
+    if not _summary(path).get("cache_key"):
+        raise CheckpointError(
+            "this base was trained before dmo recorded the training key a shipped base is checked by",
+            where=str(path / SUMMARY_FILE),
+            hint="train it again where no store has it: dmo train base -c CONFIG --from-scratch --out DIR "
+                 "--store-url sqlite:///fresh.sqlite (with a fresh project.workdir)",
+        )
+
+
 @dataclass(frozen=True)
 class ShippedBase:
     """A shipped base that passed the checks: what its store row records."""
@@ -81,7 +93,7 @@ def check_shipped_base(config: DmoConfig, data: PreparedData, *, trained_key: st
         metrics={
             "final_loss": summary.get("final_loss"),
             "train_seconds": summary.get("train_seconds"),
-            "loss_curve": [list(point) for point in read_loss_curve(path / METRICS_FILE)],
+            "loss_curve": _loss_curve(path / METRICS_FILE),
             "shipped": str(path),
         },
     )
@@ -96,3 +108,11 @@ def _summary(path: Path) -> dict:
     if not isinstance(summary, dict):
         raise CheckpointError(f"{SUMMARY_FILE} is not an object", where=str(path / SUMMARY_FILE))
     return summary
+
+
+def _loss_curve(path: Path) -> list[list[float]]:
+    try:
+        return [list(point) for point in read_loss_curve(path)]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"unreadable training metrics: {error}", where=str(path),
+                              hint="a shipped base is a checkpoint dmo trained, with its training_metrics.jsonl") from None

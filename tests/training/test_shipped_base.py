@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,11 @@ def test_the_shipped_base_is_what_its_documented_command_trains(tmp_path):
     assert trained_tokenizer == shipped_tokenizer
     trained, kept = (json.loads((d / "dmo_training.json").read_text()) for d in (out, pin.path))
     assert trained.pop("train_seconds") > 0 and kept.pop("train_seconds") > 0
+    trained.pop("platform"), kept.pop("platform")  # equal unless DMO_REQUIRE_SHIPPED_BASE forced the run
     assert trained == kept  # same run, settings, seed and cache key
+    # The pin it prints is relative to the config file, as the loader reads it.
+    assert report["pin"] == {"path": os.path.relpath(out, demo.parent), "weights_sha256": pin.weights_sha256}
+    assert (demo.parent / report["pin"]["path"]).resolve() == out.resolve()
 
 
 def _shipping(config, base_dir: Path, **pin_overrides):
@@ -186,3 +191,54 @@ def test_train_base_out_refuses_a_user_folder_before_it_trains(dmo_cli, tmp_path
     dmo_cli("train", "base", "-c", config, "--out", users).refused("mine: exists and is not a dmo checkpoint")
     assert (users / "notes.txt").read_text() == "keep me" and [p.name for p in users.iterdir()] == ["notes.txt"]
     assert not (tmp_path / "work").exists(), "refused before anything was prepared or trained"
+
+
+def test_a_row_of_another_checkout_is_pointed_at_this_one_and_a_dead_adopter_s_row_is_taken_over(shipped, tiny_data):
+    from dmo.models.checkpoint import copy_checkpoint
+    from dmo.training.jobs import STALE_HEARTBEATS
+
+    config, store = shipped
+    first = ensure_model(config, store, base_spec(config), data=tiny_data)
+    elsewhere = config.training.pretrained_base.path.parent / "another-checkout"
+    copy_checkpoint(first.checkpoint_uri, elsewhere)
+    moved = _shipping(config, elsewhere)
+    again = ensure_model(moved, store, base_spec(moved), data=tiny_data)
+    assert again.id == first.id and Path(again.checkpoint_uri) == elsewhere.resolve()
+    assert len(store.list_models()) == 1
+
+    # A process that claimed the adoption and died: its running row is taken over once it is stale.
+    fresh = Store.open(f"sqlite:///{config.project.workdir.parent / 'second.sqlite'}")
+    quick = moved.model_copy(update={"training": moved.training.model_copy(update={"heartbeat_s": 1})})
+    key = again.config_hash
+    dead = fresh.start_model(kind="base", config_hash=key, domain=None, base_id=None, training={}, finetune="full",
+                             efficiency={}, claim="dead", stale_after_s=STALE_HEARTBEATS)
+    assert dead.claim_token == "dead" and dead.checkpoint_uri is None
+    adopted = ensure_model(quick, fresh, base_spec(quick), data=tiny_data)
+    assert adopted.id == dead.id and adopted.checkpoint_uri == str(elsewhere.resolve()) and adopted.status == "finished"
+    fresh.dispose()
+
+
+def test_a_base_without_a_training_key_is_not_shipped(trained_here, tmp_path):
+    from dmo.training.shipped_base import check_shippable
+
+    base, _ = trained_here
+    old = tmp_path / "old-base"
+    shutil.copytree(base.checkpoint_uri, old)
+    summary = json.loads((old / "dmo_training.json").read_text())
+    del summary["cache_key"]  # as dmo wrote it before it recorded keys
+    (old / "dmo_training.json").write_text(json.dumps(summary))
+    with pytest.raises(CheckpointError, match="before dmo recorded the training key") as refused:
+        check_shippable(old)
+    assert refused.value.where.endswith("dmo_training.json") and "--store-url" in refused.value.hint
+    check_shippable(Path(base.checkpoint_uri))  # a base trained now has its key
+
+
+def test_train_base_refuses_out_and_from_scratch_for_a_hugging_face_base(dmo_cli, tmp_path):
+    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data["project"]["workdir"] = str(tmp_path / "work")
+    data["model"] = {"backend": "hf", "path": str(tmp_path)}
+    config = tmp_path / "hf.yaml"
+    config.write_text(yaml.safe_dump(data))
+    dmo_cli("train", "base", "-c", config, "--out", tmp_path / "copy").refused("--out", "model.path is the base already")
+    dmo_cli("train", "base", "-c", config, "--from-scratch").refused("--from-scratch", "model.path is the base already")
+    assert not (tmp_path / "copy").exists()
