@@ -238,15 +238,17 @@ def adopt_base(config: DmoConfig, store: Store, backend: ModelBackend, data: Pre
     a process that died is taken over. A finished row that points at another copy of the base (another
     checkout sharing the store) is pointed at this one, which was just checked to have the same content.
     """
-    shipped = check_shipped_base(config, data, trained_key=cache_key(config, spec, data, None))
+    shipped = check_shipped_base(config, trained_key=cache_key(config, spec, data, None))
     claim = uuid.uuid4().hex
     settings = stage_settings(config, spec.kind)
+    training = {"shipped": str(shipped.path), "settings": settings.model_dump(mode="json"),
+                "weights": spec.mixture.as_dict(), "seed": spec.seed(config)}  # as a trained base records them
     while True:
         cached = store.find_model(shipped.key)
         if cached is not None and cached.checkpoint_uri == str(shipped.path):
             return cached
         record = store.start_model(kind="base", config_hash=shipped.key, domain=None, base_id=None,
-                                   training=shipped.training, finetune=settings.finetune,
+                                   training=training, finetune=settings.finetune,
                                    efficiency=backend.efficiency(backend.model_config(config, data.encoder)),
                                    claim=claim, stale_after_s=STALE_HEARTBEATS * config.training.heartbeat_s,
                                    retrain=cached is not None and cached.checkpoint_uri is not None)

@@ -31,6 +31,10 @@ from dmo.training.lora import adapter_files, add_lora, fold_lora
 from dmo.training.resume import ResumeState, load_resume_state, resume_dir_for, save_resume_state
 from dmo.training.schedule import lr_at
 
+# What a trained checkpoint keeps beside its weights: the run's summary and its per-step metrics.
+SUMMARY_FILE = "dmo_training.json"
+METRICS_FILE = "training_metrics.jsonl"
+
 
 @dataclass(frozen=True)
 class TrainingRun:
@@ -183,8 +187,8 @@ def train(
         out_dir,
         encoder=data.encoder,
         extra_files={
-            "dmo_training.json": json.dumps(summary, indent=2),
-            "training_metrics.jsonl": metrics_path.read_text(encoding="utf-8"),
+            SUMMARY_FILE: json.dumps(summary, indent=2),
+            METRICS_FILE: metrics_path.read_text(encoding="utf-8"),
             **adapter,
         },
     )

@@ -24,17 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dmo.config.schema import DmoConfig
-from dmo.data.prepared import PreparedData
 from dmo.errors import CheckpointError, ConfigError
 from dmo.models.checkpoint import verify_checkpoint
-from dmo.training.loop import read_loss_curve
+from dmo.training.loop import METRICS_FILE, SUMMARY_FILE, read_loss_curve
 
 WEIGHTS_FILE = "model.safetensors"
-SUMMARY_FILE = "dmo_training.json"
-METRICS_FILE = "training_metrics.jsonl"
 
 
-def regenerate_hint(path: Path) -> str:
+def _regenerate_hint(path: Path) -> str:
     return f"retrain it: dmo train base -c CONFIG --from-scratch --out {path}, then pin the sha256 it prints"
 
 
@@ -57,11 +54,10 @@ class ShippedBase:
     path: Path
     sha256: str  # the manifest's total, as for a trained checkpoint
     key: str  # its row's cache key
-    training: dict
     metrics: dict
 
 
-def check_shipped_base(config: DmoConfig, data: PreparedData, *, trained_key: str) -> ShippedBase:
+def check_shipped_base(config: DmoConfig, *, trained_key: str) -> ShippedBase:
     """``training.pretrained_base``, checked as the module says (it raises naming the file or field)."""
     shipped = config.training.pretrained_base
     assert shipped is not None
@@ -72,7 +68,7 @@ def check_shipped_base(config: DmoConfig, data: PreparedData, *, trained_key: st
         raise CheckpointError(
             f"weights sha256 {weights or 'missing'} is not the pinned {shipped.weights_sha256}",
             where=str(path / WEIGHTS_FILE),
-            hint="training.pretrained_base.weights_sha256 pins the weights; " + regenerate_hint(path),
+            hint="training.pretrained_base.weights_sha256 pins the weights; " + _regenerate_hint(path),
         )
     summary = _summary(path)
     if summary.get("cache_key") != trained_key:
@@ -80,7 +76,7 @@ def check_shipped_base(config: DmoConfig, data: PreparedData, *, trained_key: st
             "this base was trained under another configuration (data, model, base settings or seed differ "
             f"from the config's: trained as {str(summary.get('cache_key'))[:12]}, the config's base is {trained_key[:12]})",
             where=f"training.pretrained_base.path ({path})",
-            hint=regenerate_hint(path),
+            hint=_regenerate_hint(path),
         )
     key = hashlib.sha256(json.dumps({"format": 1, "kind": "base", "shipped": manifest.total_sha256,
                                      "trained_as": trained_key}, sort_keys=True).encode()).hexdigest()
@@ -88,8 +84,6 @@ def check_shipped_base(config: DmoConfig, data: PreparedData, *, trained_key: st
         path=path,
         sha256=manifest.total_sha256,
         key=key,
-        training={"shipped": str(path), "settings": config.training.base.model_dump(mode="json"),
-                  "weights": dict.fromkeys(data.names, 1 / len(data.names)), "seed": config.project.seed},
         metrics={
             "final_loss": summary.get("final_loss"),
             "train_seconds": summary.get("train_seconds"),
