@@ -10,6 +10,10 @@ closely each side's mean score moves with that benchmark (Spearman of the benchm
 mean the search maximised); how well each domain's weight alone ranks the mixtures (the bar a
 proxy has to clear); and the best real mixture. A benchmark that spans many points in the proxies
 and few in the real models steers the proxies' mean and not the real one: the saturation docs/fidelity.md describes.
+For a validation trained with `--repeats 2` it also splits the real scores' run-to-run noise
+(dmo.fidelity.noise): how much of it item sampling alone explains, and the one-run reliability with
+the dev splits as they are, four times as large, and infinite: whether bigger dev splits could lift
+the real ranking's test–retest, or only less training noise could.
 Nothing is trained or scored here; it reads the stored pairs.
 """
 
@@ -22,7 +26,8 @@ import numpy as np
 from harness import emit
 
 from dmo.config import load_config
-from dmo.fidelity.calibration import held_out_columns
+from dmo.fidelity.calibration import held_out_columns, mixture_key
+from dmo.fidelity.noise import item_variance, mean_item_variance, noise_components
 from dmo.fidelity.ranking import benchmark_mean, spearman
 from dmo.search.objectives import mean_weights
 from storage import Store
@@ -64,6 +69,7 @@ def measure(config_path: str, search_id: int | None, validation_id: int | None =
                      "rho_with_proxy_mean": spearman([m[d] for m in mixtures], proxy_mean)}
                  for d in search.config.domain_names}
     best = int(np.argmax(real_mean))
+    noise = run_noise(validation.results, names, weights, benchmark_items(search.config))
     return {"search": search.id, "validation": validation.id, "mixtures": len(proxy_mean),
             "seed": validation.summary.get("seed"), "repeats": validation.summary.get("repeats"),
             "merge": search.config.search.merge.method,
@@ -71,7 +77,41 @@ def measure(config_path: str, search_id: int | None, validation_id: int | None =
                            "real_range": [float(real_mean.min()), float(real_mean.max())],
                            "proxy_range": [float(proxy_mean.min()), float(proxy_mean.max())]},
             "benchmarks": rows, "by_weight": by_weight,
-            "best_real": {"weights": mixtures[best], "mean_score": float(real_mean[best])}}
+            "best_real": {"weights": mixtures[best], "mean_score": float(real_mean[best])},
+            "noise": noise}
+
+
+def benchmark_items(config) -> dict[str, int | None]:
+    """Each benchmark's item count where the config fixes it (a domain's dev split, a generator's size)."""
+    dev = {d.name: d.sizes.dev for d in config.domains}
+    return {b.name: dev[b.domain] if b.domain is not None else b.size if b.generator is not None else None
+            for b in config.benchmarks}
+
+
+def run_noise(results, names: list[str], weights, items: dict[str, int | None]) -> dict | None:
+    """Per benchmark and on the mean score: signal, run-to-run and item variance, and one run's reliability
+    as the dev splits are, 4× as large and infinite; None unless the held-out mixtures were trained twice."""
+    runs: dict[tuple, dict[int, dict[str, float]]] = {}
+    for result in results:
+        if result.group != "pick":
+            runs.setdefault(mixture_key(result.weights), {})[result.replicate] = result.real_scores
+    pairs = [(by_replicate[0], by_replicate[1]) for by_replicate in runs.values() if {0, 1} <= set(by_replicate)]
+    if len(pairs) < 3:
+        return None
+    first = {b: [a[b] for a, _ in pairs] for b in names}
+    second = {b: [z[b] for _, z in pairs] for b in names}
+    item = {b: item_variance(first[b] + second[b], items[b]) for b in names if items.get(b)}
+
+    def row(parts) -> dict:
+        return {"signal": parts.signal, "run": parts.run, "item": parts.item,
+                "reliability": parts.reliability(), "reliability_4x_items": parts.reliability(4.0),
+                "reliability_no_item_noise": parts.reliability(float("inf"))}
+
+    rows = {b: row(noise_components(first[b], second[b], item.get(b))) for b in names}
+    mean_item = mean_item_variance(item, weights) if len(item) == len(names) else None
+    rows["mean score"] = row(noise_components(benchmark_mean(first, names, weights),
+                                              benchmark_mean(second, names, weights), mean_item))
+    return rows
 
 
 def markdown(report: dict) -> str:
@@ -96,6 +136,16 @@ def markdown(report: dict) -> str:
               for domain, row in report["by_weight"].items()]
     mixture = ", ".join(f"{d} {w:.2f}" for d, w in best["weights"].items())
     lines += ["", f"best real mixture: {mixture} (mean score {best['mean_score']:.2f})"]
+    if report["noise"] is not None:
+        def num(value) -> str:
+            return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+        lines += ["", ("| real scores, two runs per mixture | signal var | run-to-run var | of which items (binomial) "
+                       "| one-run reliability | with 4× dev items | with no item noise |"),
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {num(r['signal'])} | {num(r['run'])} | {num(r['item'])} | {num(r['reliability'])} "
+                  f"| {num(r['reliability_4x_items'])} | {num(r['reliability_no_item_noise'])} |"
+                  for name, r in report["noise"].items()]
     return "\n".join(lines)
 
 
