@@ -27,7 +27,7 @@ from harness import emit
 
 from dmo.config import load_config
 from dmo.fidelity.calibration import held_out_columns, mixture_key
-from dmo.fidelity.noise import item_variance, mean_item_variance, noise_components
+from dmo.fidelity.noise import NoiseComponents, item_variance, mean_item_variance, noise_components
 from dmo.fidelity.ranking import benchmark_mean, spearman
 from dmo.search.objectives import mean_weights
 from storage import Store
@@ -88,30 +88,41 @@ def benchmark_items(config) -> dict[str, int | None]:
             for b in config.benchmarks}
 
 
+def paired_runs(results, value=lambda result: result.real_scores) -> list[tuple]:
+    """``(value(run 0), value(run 1))`` of every held-out mixture trained twice; the search's picks are left out."""
+    runs: dict[tuple, dict[int, object]] = {}
+    for result in results:
+        if result.group != "pick":
+            runs.setdefault(mixture_key(result.weights), {})[result.replicate] = value(result)
+    return [(by_replicate[0], by_replicate[1]) for by_replicate in runs.values() if {0, 1} <= set(by_replicate)]
+
+
+def noise_split(first: dict[str, list[float]], second: dict[str, list[float]], names: list[str], weights,
+                items: dict[str, int | None]) -> dict[str, NoiseComponents]:
+    """Each benchmark's and the mean score's noise components from two runs' score columns."""
+    item = {b: item_variance(first[b] + second[b], items[b]) for b in names if items.get(b)}
+    rows = {b: noise_components(first[b], second[b], item.get(b)) for b in names}
+    mean_item = mean_item_variance(item, weights) if len(item) == len(names) else None
+    rows["mean score"] = noise_components(benchmark_mean(first, names, weights),
+                                          benchmark_mean(second, names, weights), mean_item)
+    return rows
+
+
 def run_noise(results, names: list[str], weights, items: dict[str, int | None]) -> dict | None:
     """Per benchmark and on the mean score: signal, run-to-run and item variance, and one run's reliability
     as the dev splits are, 4× as large and infinite; None unless the held-out mixtures were trained twice."""
-    runs: dict[tuple, dict[int, dict[str, float]]] = {}
-    for result in results:
-        if result.group != "pick":
-            runs.setdefault(mixture_key(result.weights), {})[result.replicate] = result.real_scores
-    pairs = [(by_replicate[0], by_replicate[1]) for by_replicate in runs.values() if {0, 1} <= set(by_replicate)]
+    pairs = paired_runs(results)
     if len(pairs) < 3:
         return None
     first = {b: [a[b] for a, _ in pairs] for b in names}
     second = {b: [z[b] for _, z in pairs] for b in names}
-    item = {b: item_variance(first[b] + second[b], items[b]) for b in names if items.get(b)}
 
-    def row(parts) -> dict:
+    def row(parts: NoiseComponents) -> dict:
         return {"signal": parts.signal, "run": parts.run, "item": parts.item,
                 "reliability": parts.reliability(), "reliability_4x_items": parts.reliability(4.0),
                 "reliability_no_item_noise": parts.reliability(float("inf"))}
 
-    rows = {b: row(noise_components(first[b], second[b], item.get(b))) for b in names}
-    mean_item = mean_item_variance(item, weights) if len(item) == len(names) else None
-    rows["mean score"] = row(noise_components(benchmark_mean(first, names, weights),
-                                              benchmark_mean(second, names, weights), mean_item))
-    return rows
+    return {name: row(parts) for name, parts in noise_split(first, second, names, weights, items).items()}
 
 
 def markdown(report: dict) -> str:

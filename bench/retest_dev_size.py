@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from fidelity_mechanism import benchmark_items, noise_split, paired_runs
 from harness import emit
 
 from dmo.config import load_config
-from dmo.fidelity.calibration import mixture_key
-from dmo.fidelity.noise import item_variance, mean_item_variance, noise_components
-from dmo.fidelity.ranking import benchmark_mean, retest_agreement
+from dmo.fidelity.ranking import retest_agreement
 from dmo.search.objectives import mean_weights
 from storage import Store
 
@@ -61,36 +60,22 @@ def rescore(checkpoint: str, config: Path) -> dict[str, float]:
     return {name: row["score"] for name, row in json.loads(done.stdout)["benchmarks"].items()}
 
 
-def noise_rows(first, second, names, weights, items) -> dict:
-    item = {b: item_variance(first[b] + second[b], items[b]) for b in names if items.get(b)}
-    rows = {b: noise_components(first[b], second[b], item.get(b)) for b in names}
-    mean_item = mean_item_variance(item, weights) if len(item) == len(names) else None
-    rows["mean score"] = noise_components(benchmark_mean(first, names, weights), benchmark_mean(second, names, weights),
-                                          mean_item)
-    return rows
-
-
 def measure(config_path: str, validation_id: int, factor: int, jobs: int) -> dict:
     config = load_config(config_path)
     store = Store.open_existing(config.project.resolved_store_url())
     try:
         validation = store.get_validation(validation_id)
         search = store.get_search(validation.search_id)
-        runs: dict[tuple, dict[int, tuple[dict, str]]] = {}
-        for result in validation.results:
-            if result.group != "pick" and result.model_id is not None:
-                checkpoint = store.get_model(result.model_id).checkpoint_uri
-                runs.setdefault(mixture_key(result.weights), {})[result.replicate] = (result.real_scores, checkpoint)
+        pairs = [tuple((scores, store.get_model(model_id).checkpoint_uri) for scores, model_id in pair)
+                 for pair in paired_runs(validation.results, lambda result: (result.real_scores, result.model_id))]
     finally:
         store.dispose()
-    pairs = [(r[0], r[1]) for r in runs.values() if {0, 1} <= set(r)]
     if len(pairs) < 3:
         raise SystemExit(f"validation {validation_id} has no held-out mixtures trained twice: "
                          "run `dmo validate SEARCH --repeats 2` first")
     names = [b for b in search.benchmarks if b in pairs[0][0][0]]
     weights = mean_weights(search.config)
-    dev = {d.name: d.sizes.dev for d in search.config.domains}
-    items = {b.name: dev[b.domain] if b.domain is not None else b.size for b in search.config.benchmarks}
+    items = benchmark_items(search.config)
     scaled_items = {b: None if n is None else n * factor for b, n in items.items()}
 
     with tempfile.TemporaryDirectory(prefix="dmo-retest-") as scratch:
@@ -108,8 +93,8 @@ def measure(config_path: str, validation_id: int, factor: int, jobs: int) -> dic
 
     stored = columns(lambda run: run[0])
     rescored = columns(lambda run: scores[run[1]])
-    predicted = noise_rows(*stored, names, weights, items)
-    measured = noise_rows(*rescored, names, weights, scaled_items)
+    predicted = noise_split(*stored, names, weights, items)
+    measured = noise_split(*rescored, names, weights, scaled_items)
     return {
         "validation": validation_id, "search": search.id, "mixtures": len(pairs), "factor": factor,
         "items": items,
