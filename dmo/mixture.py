@@ -98,6 +98,25 @@ def check_weights(
     return tuple(x / total for x in floats)
 
 
+def merge_coefficients(weights: Sequence[float], power: float = 1.0) -> tuple[float, ...]:
+    """The merge coefficient of each expert for data mixture ``weights``: ``w_i^power / Σ_j w_j^power``.
+
+    ``power`` 1 is plain task arithmetic (``weights`` returned as they are). Below 1 a small share
+    gets more of its task vector and a large one less, the way a model trained on the mixture
+    saturates an easy domain from a small share of its data on (docs/fidelity.md, mechanism 1);
+    a zero weight stays zero and the order of the shares is kept.
+    """
+    if power == 1.0:
+        return tuple(float(w) for w in weights)
+    if not (power > 0.0 and math.isfinite(power)):
+        raise MergeError(f"weight power must be a positive number, got {power!r}", where="search.merge.weight_power")
+    powered = [float(w) ** power if w > 0 else 0.0 for w in weights]
+    total = math.fsum(powered)
+    if total <= 0.0:
+        raise MergeError("weights are all zero: no mixture to merge", where="weights")
+    return tuple(p / total for p in powered)
+
+
 @dataclass(frozen=True)
 class Mixture:
     """Domain names and their weights, on the simplex (validated on construction)."""

@@ -89,3 +89,25 @@ def test_equal_mixtures_have_equal_keys_whatever_the_order() -> None:
     one = Mixture.of(("a", "b"), {"a": 0.25, "b": 0.75})
     other = Mixture.of(("b", "a"), {"a": 0.25, "b": 0.75 + 1e-12})
     assert one.key() == other.key() == '{"a":0.25,"b":0.75}'
+
+
+def test_merge_coefficients_are_the_weights_at_power_one_and_lift_small_shares_below_it() -> None:
+    from dmo.mixture import merge_coefficients
+
+    w = (0.7, 0.25, 0.05, 0.0)
+    assert merge_coefficients(w) == w  # plain task arithmetic: the same floats, not a renormalised copy
+    half = merge_coefficients(w, 0.5)
+    assert math.fsum(half) == pytest.approx(1.0)
+    assert half[3] == 0.0  # a domain left out of the mixture stays out of the merge
+    assert half[1] > w[1] and half[2] > w[2] and half[0] < w[0]
+    assert half[0] > half[1] > half[2]  # monotone: the shares keep their order
+    assert merge_coefficients(w, 0.5) == pytest.approx([math.sqrt(x) / sum(map(math.sqrt, w)) for x in w])
+
+
+@pytest.mark.parametrize("power", [0.0, -0.5, math.nan, math.inf])
+def test_merge_coefficients_refuse_a_power_that_is_not_positive_and_finite(power: float) -> None:
+    from dmo.mixture import merge_coefficients
+
+    with pytest.raises(MergeError) as caught:
+        merge_coefficients((0.5, 0.5), power)
+    assert caught.value.where == "search.merge.weight_power"

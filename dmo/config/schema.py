@@ -365,6 +365,10 @@ class MergeSettings(Frozen):
     exclude: tuple[str, ...] | None = Field(
         None, description="Parameters that keep base values (globs); default the model's frozen vision tower."
     )
+    weight_power: float = Field(
+        1.0, gt=0, le=4, description="Merge coefficients w_i^p / Σ w_j^p for data mixture w: 1 merges w as it is; "
+        "below 1 a small share of an easy domain gets more of its task vector, the way a model trained on the "
+        "mixture saturates that domain (docs/fidelity.md).")
     dtype: Literal["float32", "bfloat16"] = "float32"
     bank: Literal["auto", "factored", "dense"] = Field(
         "auto", description="How LoRA experts are held: as factors (K adapters of memory, a hook per adapted "

@@ -103,6 +103,7 @@ def export_recipe(
         return ExportResult(_record(store, search, trial, "json", out, options.budget), tuple(split), run)
     if fmt == "mergekit":
         from dmo.merging.mergekit_interop import mergekit_yaml
+        from dmo.mixture import merge_coefficients
 
         base = store.get_model(search.snapshot.base_id)
         experts = [store.get_model(i).checkpoint_uri for i in search.expert_ids]
@@ -111,7 +112,9 @@ def export_recipe(
         merge = search.config.search.merge
         exclude = merge.exclude if merge.exclude is not None else backend_for(search.config).merge_exclude(
             Path(base.checkpoint_uri))
-        write_text(out, mergekit_yaml(base.checkpoint_uri, experts, weights, merge.method, merge.params,
+        # The proxy the search scored: the mixture's merge coefficients, not its data shares.
+        coefficients = merge_coefficients(weights, merge.weight_power)
+        write_text(out, mergekit_yaml(base.checkpoint_uri, experts, coefficients, merge.method, merge.params,
                                       exclude=exclude), force=force)
         return ExportResult(_record(store, search, trial, "mergekit", out, None), (), None)
     return _export_directory(store, search, trial, fmt, out, weights, run, options, force)

@@ -20,6 +20,7 @@ from dmo.evaluation.benchmarks import search_benchmarks, search_score
 from dmo.evaluation.scoring import sample_counts
 from dmo.merging.banks import open_bank
 from dmo.merging.methods import get_method
+from dmo.mixture import merge_coefficients
 from dmo.models.backends import backend_for
 from dmo.search.pool import ProxyRequest, ProxyResult, ProxySource
 
@@ -81,7 +82,9 @@ class ProxyEvaluator:
         """θ(w) written into the model, then scored: on ``subsets`` (a search's anchor subset), else on
         each benchmark's first ``limit`` samples, else on ``evaluation.dev_limit`` of them (all by default)."""
         started = time.perf_counter()
-        self.bank.load_into(self.model, list(weights), self.method)
+        # The data mixture becomes merge coefficients here, and only here (and in a mergekit recipe of it).
+        self.bank.load_into(self.model, list(merge_coefficients(weights, self.config.search.merge.weight_power)),
+                            self.method)
         merged = time.perf_counter()
         result = self._score(self.model, limit=limit, subsets=subsets, per_sample=False)
         done = time.perf_counter()

@@ -231,6 +231,46 @@ def test_mergekit_recipe_reproduces_the_proxy(tmp_path, tiny_store, finished_sea
     assert max(float((merged[k].float() - v).abs().max()) for k, v in ours.items()) <= 1e-6
 
 
+def test_a_weight_power_search_scores_and_exports_the_merge_of_its_coefficients(tmp_path, tiny_config, tiny_store,
+                                                                                tiny_models, tiny_data):
+    """search.merge.weight_power: the proxy a trial was scored on, and its mergekit recipe, merge
+    w_i^p / Σ w_j^p, not the data shares w."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions, run_merge
+    from search_support import configured
+
+    from dmo.mixture import merge_coefficients
+    from dmo.models.auto import register_auto
+    from dmo.search.pool import LocalPool
+    from dmo.search.proxy import ProxyEvaluator
+    from dmo.search.searches import create_search, proxy_source, run_search
+
+    base, experts = tiny_models
+    config = configured(tiny_config, search__trials=2, search__merge__weight_power=0.5)
+    search = create_search(tiny_store, config, base=base, experts=experts)
+    evaluator = ProxyEvaluator(proxy_source(tiny_store, search), data=tiny_data)
+    run_search(tiny_store, search, LocalPool(evaluator))
+    # The trial whose mixture the map moves most (the first trial is the uniform one, which it keeps).
+    trials = tiny_store.trials(search.id, state="complete")
+    trial = max(trials, key=lambda t: max(abs(c - t.weights[d]) for d, c in
+                                          zip(search.domains, merge_coefficients([t.weights[d] for d in search.domains], 0.5))))
+    weights = [trial.weights[d] for d in search.domains]
+    coefficients = merge_coefficients(weights, 0.5)
+    assert max(abs(c - w) for c, w in zip(coefficients, weights)) > 1e-3  # the map changed something
+    ours = evaluator.bank.merged_state_dict(list(coefficients), evaluator.method)
+    evaluator.evaluate(weights)  # what a trial scores: the model holds θ(coefficients) afterwards
+    scored = evaluator.model.state_dict()
+    assert max(float((scored[k].float() - v).abs().max()) for k, v in ours.items()) <= 1e-6
+
+    export_recipe(tiny_store, search.id, fmt="mergekit", out=tmp_path / "proxy.yml", options=ExportOptions(budget=10),
+                  trial_number=trial.number)
+    register_auto()
+    run_merge(MergeConfiguration.model_validate(yaml.safe_load((tmp_path / "proxy.yml").read_text())),
+              str(tmp_path / "out"), options=MergeOptions(device="cpu", copy_tokenizer=False))
+    merged = _load_plain(tmp_path / "out")
+    assert max(float((merged[k].float() - v).abs().max()) for k, v in ours.items()) <= 1e-6
+
+
 def _load_plain(folder):
     from safetensors.torch import load_file
 
