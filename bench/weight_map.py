@@ -27,13 +27,7 @@ from harness import emit
 
 from dmo.config import load_config
 from dmo.fidelity.calibration import Calibration, held_out_columns, judge_fitted
-from dmo.fidelity.ranking import (
-    benchmark_mean,
-    kendall_tau,
-    spearman,
-    spearman_interval,
-    top1_regret,
-)
+from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, spearman_interval
 from dmo.mixture import merge_coefficients
 from dmo.search.objectives import mean_weights
 from dmo.search.proxy import ProxyEvaluator
@@ -42,12 +36,13 @@ from storage import Store
 
 
 def fidelity_row(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]], names: list[str],
-                 weights: Mapping[str, float]) -> dict:
-    proxy_mean = benchmark_mean(proxy, names, weights)
-    real_mean = benchmark_mean(real, names, weights)
-    return {"spearman": spearman(proxy_mean, real_mean), "spearman_90": list(spearman_interval(proxy_mean, real_mean)),
-            "kendall": kendall_tau(proxy_mean, real_mean), "regret": top1_regret(proxy_mean, real_mean),
-            "per_benchmark": {b: spearman(proxy[b], real[b]) for b in names}}
+                 weights: Mapping[str, float] | None) -> dict:
+    """`dmo validate`'s own figures (dmo.fidelity.ranking.fidelity_summary) with the mean score's 90 % interval."""
+    summary = fidelity_summary({b: proxy[b] for b in names}, {b: real[b] for b in names}, weights)
+    mean = summary["mean_score"]
+    interval = spearman_interval(benchmark_mean(proxy, names, weights), benchmark_mean(real, names, weights))
+    return {"spearman": mean["spearman"], "spearman_90": list(interval), "kendall": mean["kendall"],
+            "regret": mean["regret"], "per_benchmark": {b: row["spearman"] for b, row in summary["per_benchmark"].items()}}
 
 
 def judge_alphas(proxies: Mapping[float, Mapping[int, Mapping[str, Sequence[float]]]],
