@@ -7,6 +7,8 @@ refused so a typo fails loudly instead of silently taking a default.
 
 from __future__ import annotations
 
+import math
+
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -319,6 +321,10 @@ class TrainingStages(Frozen):
     pretrained_base: PretrainedBase | None = Field(
         None, description="Adopt this checkpoint as the base instead of training it (dmo's own model only)."
     )
+    base_mixture: dict[str, float] | None = Field(
+        None, description="Domain weights of the base's pretraining data (normalised; a domain may be 0, so "
+        "its skill is left for its expert to learn); default uniform over the domains."
+    )
     expert: TrainingSettings = TrainingSettings(steps=500, lr=1e-3)
     mixture: TrainingSettings | None = Field(
         None, description="Mixture-model SFT; defaults to the expert stage (same budget and schedule)."
@@ -531,6 +537,18 @@ class DmoConfig(Frozen):
         if self.training.pretrained_base is not None and self.model.backend != "mod_mllm":
             raise ValueError("training.pretrained_base names a base for dmo's own model; with backend "
                              f"{self.model.backend!r}, model.path is the base already")
+        return self
+
+    @model_validator(mode="after")
+    def _base_mixture_names_domains(self) -> DmoConfig:
+        weights = self.training.base_mixture
+        if weights is not None:
+            unknown = sorted(set(weights) - set(self.domain_names))
+            if unknown:
+                raise ValueError(f"training.base_mixture names unknown domains: {', '.join(unknown)}; "
+                                 f"configured: {', '.join(self.domain_names)}")
+            if any(not math.isfinite(w) or w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+                raise ValueError("training.base_mixture weights must be non-negative numbers with a positive sum")
         return self
 
     @model_validator(mode="after")

@@ -63,7 +63,13 @@ class ModelSpec:
 
 
 def base_spec(config: DmoConfig) -> ModelSpec:
-    return ModelSpec(kind="base", mixture=Mixture.uniform(config.domain_names))
+    weights = config.training.base_mixture
+    if weights is None:
+        return ModelSpec(kind="base", mixture=Mixture.uniform(config.domain_names))
+    # Domains the section leaves out get no pretraining data, as a weight of 0 would.
+    return ModelSpec(kind="base", mixture=Mixture.of(config.domain_names,
+                                                     {d: weights.get(d, 0.0) for d in config.domain_names},
+                                                     normalize=True))
 
 
 def expert_spec(config: DmoConfig, domain: str) -> ModelSpec:

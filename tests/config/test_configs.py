@@ -150,3 +150,25 @@ def test_a_pretrained_mllm_is_fine_tuned_with_lora_by_default_and_dmo_s_own_mode
     training = load_config(tmp_path / "hf.yaml").training
     assert training.expert.finetune == "full"  # said in the file: kept
     assert (training.mixture.finetune, training.mixture.lora.r, training.mixture.lora.alpha) == ("lora", 4, 32.0)
+
+
+def test_a_base_mixture_weighs_the_base_s_pretraining_data_and_leaves_out_what_it_omits():
+    from dmo.training.jobs import base_spec
+
+    text = (REPO / "configs" / "demo.yaml").read_text()
+    assert base_spec(parse_config(text)).mixture.weights == (0.25, 0.25, 0.25, 0.25)
+    skipped = text.replace("  expert: {steps: 500", "  base_mixture: {general: 2, ocr: 1, chart: 1}\n  expert: {steps: 500")
+    assert base_spec(parse_config(skipped)).mixture.as_dict() == {"general": 0.5, "ocr": 0.25, "counting": 0.0,
+                                                                   "chart": 0.25}
+
+
+@pytest.mark.parametrize("weights, message", [
+    ("{general: 1, maths: 1}", "training.base_mixture names unknown domains: maths"),
+    ("{general: -1, ocr: 2}", "non-negative numbers with a positive sum"),
+    ("{general: 0}", "non-negative numbers with a positive sum"),
+])
+def test_a_bad_base_mixture_is_refused_naming_the_field(weights, message):
+    text = (REPO / "configs" / "demo.yaml").read_text()
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text.replace("  expert: {steps: 500", f"  base_mixture: {weights}\n  expert: {{steps: 500"),
+                     source="demo.yaml")
