@@ -9,9 +9,11 @@ tensor or which setting, expected (the base's) vs got (the expert's).
 Two levels:
 
 * state dicts: same tensor names, shapes and dtypes (:func:`check_state_dict`);
-* checkpoints: same base fingerprint (the base manifest's ``total_sha256``,
-  which an expert records as ``base_sha256`` in ``dmo_training.json`` or as
-  ``dmo_base_sha256`` in its config; experts that recorded none are checked by
+* checkpoints: same base fingerprint (the base manifest's ``model_sha256``:
+  weights, config and tokenizer, not its training records), which an expert
+  records as ``base_sha256`` in ``dmo_training.json`` or as ``dmo_base_sha256``
+  in its config (experts recorded by earlier versions hold the manifest's
+  ``total_sha256``, still accepted; experts that recorded none are checked by
   tensors only), same model config and MoD settings (:func:`check_checkpoints`),
   before any weights are read.
 """
@@ -19,7 +21,7 @@ Two levels:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 # Config fields compared through config.mod_settings() (semantics, not spelling) or not at all.
 SKIPPED_CONFIG_FIELDS = frozenset({"model_type", "initializer_range", "tanh_alpha", "tanh_beta"})
-# Where an expert may record its base's fingerprint (the base manifest's total_sha256).
+# Where an expert may record its base's fingerprint (the base manifest's model_sha256).
 TRAINING_SUMMARY = "dmo_training.json"
 FINGERPRINT_KEYS = ("base_sha256", "dmo_base_sha256")
 
@@ -104,9 +106,11 @@ def _model_fields(config: ModMLLMConfig) -> list[str]:
     )
 
 
-def check_fingerprint(base_fingerprint: str, recorded: str | None, *, expert: str) -> None:
-    """An expert that recorded its base's sha256 must name this base."""
-    if recorded is not None and recorded != base_fingerprint:
+def check_fingerprint(base_fingerprint: str, recorded: str | None, *, expert: str,
+                      also: Collection[str] = ()) -> None:
+    """An expert that recorded its base's sha256 must name this base (``also``: other names it may go by,
+    such as the whole-checkpoint sha256 earlier versions recorded)."""
+    if recorded is not None and recorded != base_fingerprint and recorded not in also:
         raise MergeError(
             f"the expert was trained from base {recorded[:12]}…, "
             f"not from this base ({base_fingerprint[:12]}…)",
@@ -140,11 +144,11 @@ def check_checkpoints(base_dir: str | Path, expert_dirs: Sequence[str | Path]) -
 
     base_dir = Path(base_dir)
     base_config = read_config(base_dir)
-    base_fingerprint = read_manifest(base_dir).total_sha256
+    manifest = read_manifest(base_dir)
     for expert_dir in map(Path, expert_dirs):
         config = read_config(expert_dir)
         recorded = recorded_base_fingerprint(expert_dir, config)
-        check_fingerprint(base_fingerprint, recorded, expert=str(expert_dir))
+        check_fingerprint(manifest.model_sha256, recorded, expert=str(expert_dir), also=(manifest.total_sha256,))
         check_configs(base_config, config, expert=str(expert_dir))
 
 

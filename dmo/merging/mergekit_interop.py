@@ -374,7 +374,7 @@ def materialize_proxy(
 
     provenance = {
         "base": str(base.resolve()),
-        "base_sha256": read_manifest(base).total_sha256,
+        "base_sha256": read_manifest(base).model_sha256,
         "experts": [str(expert.resolve()) for expert in experts],
         "weights": list(values),
         "method": resolved.name,

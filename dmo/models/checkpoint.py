@@ -34,6 +34,10 @@ MANIFEST_NAME = "dmo_manifest.json"
 MANIFEST_FORMAT = 1
 # Formats that unpickle on load (torch.load, pickle): refused whatever their hash.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# Files that say how a checkpoint was made, not what it computes. Re-making a base with the same
+# weights rewrites them (a new training key, new timings), and must not turn the base into another
+# model for the experts trained from it, so the model fingerprint leaves them out.
+TRAINING_RECORDS = frozenset({"dmo_training.json", "training_metrics.jsonl"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,12 @@ class Manifest:
     @classmethod
     def of(cls, files: Mapping[str, str]) -> Manifest:
         return cls(dict(sorted(files.items())), total_sha256(files))
+
+    @property
+    def model_sha256(self) -> str:
+        """sha256 of what defines the model (weights, config, tokenizer): the base fingerprint experts
+        record. ``total_sha256`` (every file) is the integrity check."""
+        return total_sha256({name: sha for name, sha in self.files.items() if name not in TRAINING_RECORDS})
 
     def to_json(self) -> str:
         payload = {"format": MANIFEST_FORMAT, "files": dict(self.files), "total_sha256": self.total_sha256}

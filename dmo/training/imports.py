@@ -91,7 +91,7 @@ def import_expert(config: DmoConfig, store: Store, directory: Path, domain: str,
     base_path = Path(base.checkpoint_uri)
     started = time.perf_counter()
     if lora is not None:
-        _check_declared_base(lora.base_model, base_path, base.checkpoint_sha256, backend, directory)
+        _check_declared_base(lora.base_model, base_path, backend, directory)
         verified = _verify_adapter(config, backend, base_path, lora)
         sources = {name: file_sha256(directory / name) for name in ADAPTER_FILES}
         target = _target(config, domain, sources)
@@ -185,12 +185,12 @@ def _verify_checkpoint(config: DmoConfig, backend, base_path: Path, directory: P
     return _Verified(model, "full", {"tensors": len(state), "files": sum(p.is_file() for p in directory.iterdir())})
 
 
-def _check_declared_base(declared: str | None, base_path: Path, base_sha256: str | None, backend, directory: Path) -> None:
+def _check_declared_base(declared: str | None, base_path: Path, backend, directory: Path) -> None:
     """Shapes cannot tell two bases of one architecture apart; the base peft recorded can, when it is a
     local checkpoint. A hub name (``llava-hf/llava-1.5-7b-hf``) cannot be checked offline and is only recorded."""
     if declared is None or not Path(declared).is_dir() or Path(declared).resolve() == base_path.resolve():
         return
-    if backend.fingerprint(Path(declared)) != base_sha256:
+    if backend.fingerprint(Path(declared)) != backend.fingerprint(base_path):
         raise CheckpointError(f"was trained from {declared}, not from this project's base {base_path}",
                               where=f"{directory / ADAPTER_CONFIG}: base_model_name_or_path",
                               hint="import it into a project whose model.path is that base")

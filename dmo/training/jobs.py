@@ -184,7 +184,9 @@ def ensure_model(
     with Heartbeat(store, record.id, claim, every_s=heartbeat_s):
         try:
             model = backend.initial_model(config, data.encoder, init, seed=spec.seed(config))
-            run = training_run(config, spec, base.checkpoint_sha256 if base is not None else None, key)
+            # Experts record the base's model fingerprint (not its records), which the merge guard compares.
+            run = training_run(config, spec, backend.fingerprint(init) if init is not None else
+                               (base.checkpoint_sha256 if base is not None else None), key)
             result = train(run, model, data, out_dir, backend=backend, on_step=on_step, device=device)
             dev = evaluate(
                 backend.load(out_dir).to(device or "cpu"),

@@ -97,3 +97,24 @@ def test_experts_of_another_base_are_refused_by_fingerprint(tmp_path, make_confi
     with pytest.raises(MergeError, match="trained from base ffffffffffff") as caught:
         check_checkpoints(base, [good, bad])
     assert caught.value.where == str(bad)
+
+
+def test_a_base_re_made_with_the_same_weights_keeps_its_experts(tmp_path, make_config) -> None:
+    # Re-making a base rewrites its training record (a new training key); its experts must still merge.
+    model = ModMLLMForCausalLM(make_config())
+    base = _save(model, tmp_path / "base", summary={"cache_key": "a"})
+    recorded = read_manifest(base).model_sha256
+    expert = _save(model, tmp_path / "expert", summary={"base_sha256": recorded})
+    legacy = _save(model, tmp_path / "legacy", summary={"base_sha256": read_manifest(base).total_sha256})
+    check_checkpoints(base, [expert, legacy])  # today's fingerprint, and the whole-checkpoint one before it
+
+    remade = _save(model, tmp_path / "remade", summary={"cache_key": "b"})
+    assert read_manifest(remade).total_sha256 != read_manifest(base).total_sha256
+    assert read_manifest(remade).model_sha256 == recorded
+    check_checkpoints(remade, [expert])  # no error
+
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    other = _save(model, tmp_path / "other", summary={"cache_key": "a"})
+    with pytest.raises(MergeError, match="trained from base"):
+        check_checkpoints(other, [expert])  # other weights are another base, whatever the records say

@@ -33,3 +33,16 @@ def test_experts_record_their_efficiency_settings(tiny_models):
         assert expert.metrics["dev"]["split"] == "dev"
         steps = [step for step, _ in expert.metrics["loss_curve"]]
         assert steps[-1] == expert.training["settings"]["steps"] and steps == sorted(steps)
+
+
+def test_experts_record_the_base_s_model_fingerprint_not_its_training_record(tiny_models):
+    import json
+    from pathlib import Path
+
+    from dmo.models.checkpoint import read_manifest
+
+    base, experts = tiny_models
+    manifest = read_manifest(base.checkpoint_uri)
+    for expert in experts.values():
+        recorded = json.loads((Path(expert.checkpoint_uri) / "dmo_training.json").read_text())["base_sha256"]
+        assert recorded == manifest.model_sha256 != manifest.total_sha256

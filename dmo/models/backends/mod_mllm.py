@@ -154,7 +154,7 @@ class ModMllmBackend(ModelBackend):
     def fingerprint(self, path: Path) -> str:
         from dmo.models.checkpoint import read_manifest
 
-        return read_manifest(path).total_sha256
+        return read_manifest(path).model_sha256
 
     # ------------------------------------------------------------------ parameters
 
