@@ -8,7 +8,6 @@ refused so a typo fails loudly instead of silently taking a default.
 from __future__ import annotations
 
 import math
-
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
