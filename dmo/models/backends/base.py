@@ -74,11 +74,13 @@ class ModelBackend(ABC):
     @abstractmethod
     def save(self, model: nn.Module, out_dir: Path, *, encoder: SampleEncoder,
              extra_files: Mapping[str, str | bytes]) -> str:
-        """Write ``model`` atomically as a checkpoint; return its sha256 fingerprint."""
+        """Write ``model`` atomically as a checkpoint; return the sha256 of all its files (what a cache
+        hit is checked against; the base fingerprint is :meth:`fingerprint`)."""
 
     @abstractmethod
     def fingerprint(self, path: Path) -> str:
-        """A checkpoint's content hash: experts record their base's, the guard compares them."""
+        """A hash of what the checkpoint computes (weights, config, tokenizer; not dmo's training record):
+        experts record their base's, the guard compares them."""
 
     def intact(self, path: Path, sha256: str | None) -> bool:
         """Whether a checkpoint dmo wrote is still there as it was (a cache hit may be reused)."""
