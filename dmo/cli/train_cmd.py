@@ -67,7 +67,7 @@ def base(
         "with --from-scratch this makes a base to ship (training.pretrained_base).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train (or reuse) the base model on all domains with uniform weights."""
+    """Train (or reuse) the base model on all domains (uniform weights, or training.base_mixture)."""
     if out is not None:
         from dmo.models.checkpoint import check_replaceable
 

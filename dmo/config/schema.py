@@ -541,6 +541,9 @@ class DmoConfig(Frozen):
     @model_validator(mode="after")
     def _base_mixture_names_domains(self) -> DmoConfig:
         weights = self.training.base_mixture
+        if weights is not None and self.model.backend != "mod_mllm":
+            raise ValueError("training.base_mixture weighs the data of a base dmo trains; with backend "
+                             f"{self.model.backend!r}, model.path is the base already")
         if weights is not None:
             unknown = sorted(set(weights) - set(self.domain_names))
             if unknown:

@@ -172,3 +172,15 @@ def test_a_bad_base_mixture_is_refused_naming_the_field(weights, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(text.replace("  expert: {steps: 500", f"  base_mixture: {weights}\n  expert: {{steps: 500"),
                      source="demo.yaml")
+
+
+def test_a_base_mixture_is_refused_where_dmo_trains_no_base(tmp_path):
+    import yaml
+
+    demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    kept = {key: value for key, value in demo["training"].items() if key != "pretrained_base"}
+    hf = {**demo, "model": {"backend": "hf", "path": str(tmp_path)},
+          "training": {**kept, "base_mixture": {"general": 1}}}
+    (tmp_path / "hf.yaml").write_text(yaml.safe_dump(hf))
+    with pytest.raises(ConfigError, match="base_mixture weighs the data of a base dmo trains"):
+        load_config(tmp_path / "hf.yaml")

@@ -79,8 +79,8 @@ class ModelBackend(ABC):
 
     @abstractmethod
     def fingerprint(self, path: Path) -> str:
-        """A hash of what the checkpoint computes (weights, config, tokenizer; not dmo's training record):
-        experts record their base's, the guard compares them."""
+        """The base identity experts record and the guard compares: a content hash (dmo's own model leaves
+        its training record out, so a base re-made with the same weights keeps its experts)."""
 
     def intact(self, path: Path, sha256: str | None) -> bool:
         """Whether a checkpoint dmo wrote is still there as it was (a cache hit may be reused)."""

@@ -415,7 +415,9 @@ class HfBackend(ModelBackend):
         if _is_dmo_checkpoint(path):
             from dmo.models.checkpoint import read_manifest
 
-            return read_manifest(path).model_sha256
+            # dmo never re-makes a Hugging Face base, so its whole-checkpoint sha256 (what stores
+            # already key its rows on) stays its fingerprint.
+            return read_manifest(path).total_sha256
         return _content_fingerprint(path, _signature(path))
 
     # ------------------------------------------------------------------ parameters
@@ -440,18 +442,15 @@ class HfBackend(ModelBackend):
 
     def check_compatible(self, base: Path, experts: Sequence[Path]) -> None:
         from dmo.merging.compat import check_fingerprint, recorded_base_fingerprint
-        from dmo.models.checkpoint import read_manifest
 
         base = Path(base)
         base_config = _hf_config(base)
         fingerprint = self.fingerprint(base)
-        # Experts recorded the whole checkpoint's sha256 of a dmo-saved base before model_sha256 existed.
-        legacy = (read_manifest(base).total_sha256,) if _is_dmo_checkpoint(base) else ()
         reference = _comparable(base_config)
         mods = set()
         for expert in map(Path, experts):
             config = _hf_config(expert)
-            check_fingerprint(fingerprint, recorded_base_fingerprint(expert, config), expert=str(expert), also=legacy)
+            check_fingerprint(fingerprint, recorded_base_fingerprint(expert, config), expert=str(expert))
             for key, value in reference.items():
                 got = _comparable(config).get(key)
                 if got != value:
