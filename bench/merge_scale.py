@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 from harness import emit
-from weight_map import fidelity_row
+from weight_map import fidelity_cells, fidelity_row
 
 from dmo.config import load_config
 from dmo.fidelity.calibration import held_out_columns
@@ -65,19 +65,13 @@ def measure(config_path: str, validation: int, lambdas: list[float], limit: int 
 
 
 def markdown(report: dict) -> str:
-    def num(value: float | None) -> str:
-        return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
-
     lines = [f"search {report['search']}, validation {report['validation']} (seed {report['seed']}), proxies on the "
              f"first {report['limit'] or 'all'} samples per benchmark; real means: "
              + ", ".join(f"{b} {v:.1f}" for b, v in report["real_mean"].items()), "",
              "| λ | mean-score ρ (90 %) | τ | regret | per-benchmark ρ | proxy means |", "|---|---|---:|---:|---|---|"]
     for scale, row in report["rows"].items():
-        low, high = row["spearman_90"]
-        per = ", ".join(f"{b} {num(r)}" for b, r in row["per_benchmark"].items())
         means = ", ".join(f"{b} {v:.1f}" for b, v in row["proxy_mean"].items())
-        lines.append(f"| {scale} | {num(row['spearman'])} ({num(low)} … {num(high)}) | {num(row['kendall'])} "
-                     f"| {num(row['regret'])} | {per} | {means} |")
+        lines.append(f"| {scale} | {fidelity_cells(row)} | {means} |")
     return "\n".join(lines)
 
 

@@ -45,6 +45,17 @@ def fidelity_row(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequen
             "regret": mean["regret"], "per_benchmark": {b: row["spearman"] for b, row in summary["per_benchmark"].items()}}
 
 
+def num(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def fidelity_cells(row: Mapping) -> str:
+    """A fidelity_row as table cells: mean-score ρ (90 %) | τ | regret | per-benchmark ρ."""
+    low, high = row["spearman_90"]
+    per = ", ".join(f"{b} {num(r)}" for b, r in row["per_benchmark"].items())
+    return f"{num(row['spearman'])} ({num(low)} … {num(high)}) | {num(row['kendall'])} | {num(row['regret'])} | {per}"
+
+
 def judge_alphas(proxies: Mapping[float, Mapping[int, Mapping[str, Sequence[float]]]],
                  real: Mapping[int, Mapping[str, Sequence[float]]], fit: int, names: list[str],
                  weights: Mapping[str, float] | None) -> tuple[dict, float]:
@@ -106,9 +117,6 @@ def measure(config_path: str, fit: int, judge: Sequence[int], alphas: Sequence[f
 
 
 def markdown(report: dict) -> str:
-    def num(value: float) -> str:
-        return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
-
     heading = (f"search {report['search']}: α chosen on validation {report['fit']} (seed {report['seeds'][str(report['fit'])]}) "
              f"by mean-score ρ: **{report['chosen_on_fit']}**; judged on {report['judge']}")
     lines = [heading, "",
@@ -116,14 +124,11 @@ def markdown(report: dict) -> str:
              "|---|---|---|---:|---:|---|---|"]
     for alpha, by_validation in report["rows"].items():
         for i, row in by_validation.items():
-            low, high = row["spearman_90"]
-            per = ", ".join(f"{b} {num(r)}" for b, r in row["per_benchmark"].items())
             cal = row.get("calibrated_from_fit")
             cal_text = "" if cal is None else (f"{num(cal['spearman'])} ({num(cal['spearman_90'][0])} … "
                                                f"{num(cal['spearman_90'][1])}), {num(cal['regret'])}")
             role = "fit" if int(i) == report["fit"] else "judge"
-            lines.append(f"| {alpha} | {i} ({report['seeds'][i]}, {role}) | {num(row['spearman'])} ({num(low)} … {num(high)}) "
-                         f"| {num(row['kendall'])} | {num(row['regret'])} | {per} | {cal_text} |")
+            lines.append(f"| {alpha} | {i} ({report['seeds'][i]}, {role}) | {fidelity_cells(row)} | {cal_text} |")
     return "\n".join(lines)
 
 

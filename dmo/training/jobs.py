@@ -184,7 +184,8 @@ def ensure_model(
     with Heartbeat(store, record.id, claim, every_s=heartbeat_s):
         try:
             model = backend.initial_model(config, data.encoder, init, seed=spec.seed(config))
-            # Experts record the base's model fingerprint (not its records), which the merge guard compares.
+            # Experts record the base's fingerprint, which the merge guard compares: dmo's own base is read
+            # from its manifest (training record left out); a pretrained base's was stored when registered.
             run = training_run(config, spec, backend.fingerprint(init) if init is not None else
                                (base.checkpoint_sha256 if base is not None else None), key)
             result = train(run, model, data, out_dir, backend=backend, on_step=on_step, device=device)
