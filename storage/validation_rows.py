@@ -87,6 +87,14 @@ class ValidationRows(StoreBase):
             lambda s: self._get(s, ValidationRow, validation_id, "validation").to_record(), "reading a validation"
         )
 
+    def validations(self, search_id: int, *, finished_only: bool = False) -> list[rec.ValidationRecord]:
+        """The search's validations with their mixture results, oldest first."""
+        query = sa.select(ValidationRow).filter_by(search_id=search_id)
+        if finished_only:
+            query = query.filter_by(status="finished")
+        query = query.order_by(ValidationRow.id)
+        return self._read(lambda session: [row.to_record() for row in session.scalars(query)], "reading validations")
+
     def latest_validation(
         self, search_id: int, *, finished_only: bool = False
     ) -> rec.ValidationRecord | None:

@@ -220,6 +220,8 @@ def test_validation_keeps_one_result_per_mixture(store: Store, make_search: Make
     assert latest.summary["spearman"] == 0.8
     assert [r.real_scores["a"] for r in latest.results] == [3.0, 0.0]
     assert store.latest_validation(search.id, finished_only=True) == latest
+    assert [v.id for v in store.validations(search.id)] == [older.id, validation.id]  # oldest first
+    assert store.validations(search.id, finished_only=True) == [latest]  # the failed one is never fitted on
 
 
 def test_a_recipe_row_names_its_search_and_trial(store: Store, make_search: MakeSearch) -> None:

@@ -1,0 +1,109 @@
+"""Does `dmo best --calibrated` transfer better fitted on every earlier validation than on the latest?
+
+    python bench/calibration_pool.py [--config configs/demo.yaml] [--search N] [--json]
+
+`dmo best --calibrated` maps each benchmark's proxy scores to the real scale by an isotonic fit on a
+validation's held-out pairs (proxy score, real score). One validation holds 10–20 pairs, so the map
+is coarse and its ends are set by a handful of mixtures. This judges, for each finished validation V
+of the search in turn, the calibration fitted
+
+- on each other single validation U (what `dmo best --calibrated` applies when U is the latest), and
+- on all other validations pooled (a mixture in several counts once, real = the mean of its runs),
+
+always on V's held-out mixtures that the fit never saw. Nothing is trained or merged: every figure
+comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
+no calibration is judged on its own pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+from harness import emit
+
+from dmo.config import load_config
+from dmo.fidelity.calibration import Calibration, fitted_mixtures, held_out_columns, judge_fitted, mixture_key
+from storage import Store
+
+
+def judge_on(target, fit_from: Sequence, names: list[str], weights) -> dict | None:
+    """The calibration fitted on ``fit_from``'s held-out pairs, judged on ``target``'s unseen ones."""
+    pooled = [r for v in fit_from for r in v.results]
+    fit_mixtures, fit_proxy, fit_real = held_out_columns(pooled)
+    calibration = Calibration.fit({b: fit_proxy[b] for b in names}, {b: fit_real[b] for b in names})
+    seen = fitted_mixtures(pooled)
+    mixtures, proxy, real = held_out_columns(target.results)
+    keep = [i for i, w in enumerate(mixtures) if mixture_key(w) not in seen]
+    if len(keep) < 2:
+        return None
+    judged = judge_fitted(calibration, {b: [proxy[b][i] for i in keep] for b in names},
+                          {b: [real[b][i] for i in keep] for b in names}, weights=weights)
+    return {"fitted_on": [v.id for v in fit_from], "fit_pairs": len(fit_mixtures), "judged_on": len(keep),
+            "raw": judged["raw"], "calibrated": judged["calibrated"]}
+
+
+def measure(config_path: str, search_id: int | None) -> dict:
+    config = load_config(config_path)
+    store = Store.open_existing(config.project.resolved_store_url())
+    try:
+        if search_id is None:
+            search_id = store.list_searches()[-1].id
+        search = store.get_search(search_id)
+        validations = [v for v in store.validations(search.id, finished_only=True)
+                       if v.summary.get("metric", search.metric) == search.metric]
+    finally:
+        store.dispose()
+    if len(validations) < 2:
+        raise SystemExit(f"search {search.id} has {len(validations)} finished validation(s); this needs at least 2")
+    names = [b for b in search.benchmarks if b in held_out_columns(validations[0].results)[1]]
+    weights = validations[-1].summary.get("mean_weights")
+    rows = []
+    for target in validations:
+        others = [v for v in validations if v.id != target.id]
+        fits = [[u] for u in others] + ([others] if len(others) > 1 else [])
+        for fit_from in fits:
+            row = judge_on(target, fit_from, names, weights)
+            if row is not None:
+                rows.append({"judged": target.id, "seed": target.summary.get("seed"), **row})
+    return {"search": search.id, "benchmarks": names,
+            "validations": {str(v.id): {"seed": v.summary.get("seed"), "held_out": v.summary.get("held_out")}
+                            for v in validations},
+            "rows": rows}
+
+
+def num(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
+
+def rho_cell(row: dict) -> str:
+    low, high = row["spearman_90"]
+    return f"{num(row['spearman'])} ({num(low)} … {num(high)})"
+
+
+def markdown(report: dict) -> str:
+    heading = (f"search {report['search']}: `dmo best --calibrated`'s map fitted on other validations, judged on "
+               "each validation's unseen held-out mixtures")
+    lines = [heading, "",
+             "| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ | raw → calibrated regret |",
+             "|---|---|---|---|---:|---|"]
+    for row in report["rows"]:
+        fitted = "+".join(str(i) for i in row["fitted_on"])
+        lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | {fitted} ({row['fit_pairs']}) | "
+                     f"{rho_cell(row['raw'])} | {rho_cell(row['calibrated'])} | {num(row['calibrated']['kendall'])} | "
+                     f"{num(row['raw']['regret'])} → {num(row['calibrated']['regret'])} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.yaml", help="picks the store")
+    parser.add_argument("--search", type=int, help="search id; default the newest")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    args = parser.parse_args()
+    return emit(measure(args.config, args.search), args.json, markdown)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""bench/calibration_pool.py never judges a calibration on a mixture any of its fit validations trained."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+
+def _validation(vid: int, pairs: list[tuple[float, float, float]]) -> SimpleNamespace:
+    """One validation of mixtures (w, proxy, real) over domains a/b, scored on one benchmark x."""
+    return SimpleNamespace(id=vid, results=tuple(
+        SimpleNamespace(weights={"a": w, "b": 1 - w}, group="draw", proxy_scores={"x": p}, real_scores={"x": r})
+        for w, p, r in pairs))
+
+
+def test_the_pooled_fit_counts_a_shared_mixture_once_and_never_judges_on_it():
+    from calibration_pool import judge_on
+
+    first = _validation(1, [(0.1, 1.0, 10.0), (0.5, 5.0, 50.0)])
+    second = _validation(2, [(0.5, 5.0, 70.0), (0.9, 9.0, 90.0)])  # w 0.5 again: one pair, real the mean 60
+    target = _validation(3, [(0.5, 5.0, 0.0), (0.2, 2.0, 20.0), (0.3, 3.0, 30.0), (0.7, 7.0, 70.0)])
+    row = judge_on(target, [first, second], ["x"], None)
+    assert row["fitted_on"] == [1, 2] and row["fit_pairs"] == 3
+    assert row["judged_on"] == 3  # target's w 0.5 was fitted on: left out, so its real 0 cannot spoil ρ
+    assert row["raw"]["spearman"] == 1.0 and row["calibrated"]["spearman"] == 1.0
+    alone = judge_on(target, [second], ["x"], None)
+    assert alone["judged_on"] == 3 and alone["fit_pairs"] == 2
+    # fitted on second alone, proxies 2 and 3 sit below its first knot: flat, tied, so ρ drops below 1
+    assert alone["calibrated"]["spearman"] < 1.0
+    assert judge_on(_validation(4, [(0.5, 5.0, 1.0), (0.9, 9.0, 2.0)]), [first, second], ["x"], None) is None
