@@ -24,13 +24,20 @@ import numpy as np
 from harness import emit
 
 from dmo.config import load_config
-from dmo.fidelity.calibration import Calibration, fitted_mixtures, held_out_columns, judge_fitted, mixture_key
+from dmo.fidelity.calibration import (
+    Calibration,
+    fitted_mixtures,
+    held_out_columns,
+    judge_fitted,
+    mixture_key,
+    pooled_results,
+)
 from storage import Store
 
 
 def judge_on(target, fit_from: Sequence, names: list[str], weights) -> dict | None:
     """The calibration fitted on ``fit_from``'s held-out pairs, judged on ``target``'s unseen ones."""
-    pooled = [r for v in fit_from for r in v.results]
+    pooled = pooled_results(fit_from)
     fit_mixtures, fit_proxy, fit_real = held_out_columns(pooled)
     calibration = Calibration.fit({b: fit_proxy[b] for b in names}, {b: fit_real[b] for b in names})
     seen = fitted_mixtures(pooled)

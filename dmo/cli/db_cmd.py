@@ -80,7 +80,7 @@ def best(
     config: ConfigOption = DEFAULT_CONFIG,
     calibrated: Annotated[bool, typer.Option(
         "--calibrated", help="Also rank every trial by its proxy scores mapped to the real scale by a monotone "
-                             "map per benchmark, fitted on the search's latest finished validation (docs/fidelity.md)."
+                             "map per benchmark, fitted on every finished validation of the search (docs/fidelity.md)."
     )] = False,
     as_json: JsonFlag = False,
     retry_s: RetryOption = 10.0,
@@ -99,8 +99,9 @@ def best(
         trials = store.best_trials(record.id, top_k=top)
         validation = store.latest_validation(record.id, finished_only=True)
         every_trial = store.trials(record.id, state="complete") if calibrated else []
+        every_validation = store.validations(record.id, finished_only=True) if calibrated else []
     fidelity = None if validation is None else {"validation_id": validation.id, **validation.summary}
-    ranked = _calibrated_ranking(record, validation, every_trial, top) if calibrated else None
+    ranked = _calibrated_ranking(record, every_validation, every_trial, top) if calibrated else None
     if as_json:
         print_json({
             "search": {"id": record.id, "name": record.name, "study_name": record.study_name,
@@ -135,25 +136,27 @@ def best(
         console.print(_calibrated_table(ranked, record.domains))
 
 
-def _calibrated_ranking(record, validation, trials, top: int) -> dict:
-    """Every complete trial ranked by its calibrated mean (full-split scores where it was rescored)."""
+def _calibrated_ranking(record, validations, trials, top: int) -> dict:
+    """Every complete trial ranked by its calibrated mean (full-split scores where it was rescored),
+    the map fitted on the held-out mixtures of every finished validation of the search."""
     from dmo.errors import SearchError
-    from dmo.fidelity.calibration import calibrated_means, fit_on_validated
+    from dmo.fidelity.calibration import calibrated_means, fit_on_validated, pooled_results
 
-    if validation is None:
+    if not validations:
         raise SearchError(f"search {record.id} has no finished validation to calibrate with",
                           hint=f"run `dmo validate {record.id}` (it trains real mixture models), then ask again")
+    ids = [v.id for v in validations]
     try:
-        calibration, fitted = fit_on_validated(validation.results)
+        calibration, fitted = fit_on_validated(pooled_results(validations))
         scores = [t.full_scores or t.scores for t in trials]
-        means = calibrated_means(scores, calibration, validation.summary.get("mean_weights"))
+        means = calibrated_means(scores, calibration, validations[-1].summary.get("mean_weights"))
     except ValueError as error:
-        raise SearchError(f"cannot calibrate with validation {validation.id}: {error}",
+        raise SearchError(f"cannot calibrate with validations {ids}: {error}",
                           hint="validate with the search's own benchmarks") from None
     order = sorted(range(len(trials)), key=lambda i: (-means[i], trials[i].number))
     if record.direction == "minimize":
         order.reverse()
-    return {"validation_id": validation.id, "fitted_on": fitted, "trials": [
+    return {"validation_ids": ids, "fitted_on": fitted, "trials": [
         {"rank": rank, "number": trials[i].number, "weights": trials[i].weights, "value": trials[i].value,
          "calibrated": float(means[i])} for rank, i in enumerate(order[:top], start=1)]}
 
@@ -161,8 +164,9 @@ def _calibrated_ranking(record, validation, trials, top: int) -> dict:
 def _calibrated_table(ranked: dict, domains) -> Table:
     from rich.table import Table
 
-    table = Table(title=(f"ranked by calibrated proxy scores (validation {ranked['validation_id']}, fitted on "
-                         f"{ranked['fitted_on']} trained mixtures; a prediction of the real mean, not a measurement)"))
+    ids = ", ".join(str(i) for i in ranked["validation_ids"])
+    table = Table(title=(f"ranked by calibrated proxy scores (fitted on the {ranked['fitted_on']} trained mixtures of "
+                         f"validation{'s' if ',' in ids else ''} {ids}; a prediction of the real mean, not a measurement)"))
     for column in ("rank", "trial", *domains, "proxy", "calibrated"):
         table.add_column(column, justify="right")
     for row in ranked["trials"]:

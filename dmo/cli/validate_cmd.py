@@ -108,8 +108,9 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
     transfer = summary.get("calibration_transfer")
     if transfer:
         raw, fitted = transfer["raw"], transfer["calibrated"]
-        console.print(f"`dmo best --calibrated`'s calibration (fitted on validation {transfer['fitted_on_validation']}'s "
-                      f"{transfer['fitted_on']} mixtures), judged on these {transfer['judged_on']}: spearman "
+        fitted_on = ", ".join(str(i) for i in transfer["fitted_on_validations"])
+        console.print(f"`dmo best --calibrated`'s calibration (fitted on the {transfer['fitted_on']} held-out mixtures of "
+                      f"validation{'s' if ',' in fitted_on else ''} {fitted_on}), judged on these {transfer['judged_on']}: spearman "
                       f"{raw['spearman']:.3f} ({_interval(raw['spearman_90'])}) → {fitted['spearman']:.3f} "
                       f"({_interval(fitted['spearman_90'])}), regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
     for pick in summary.get("search_picks", []):

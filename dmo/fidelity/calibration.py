@@ -154,6 +154,14 @@ def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], di
     return [dict(w) for w, _, _ in pairs.values()], proxy, real
 
 
+def pooled_results(validations: Sequence[Any]) -> list[Any]:
+    """Every mixture result of ``validations`` (records with ``results``): what a calibration is fitted
+    on. One validation holds 10–20 held-out pairs, which leave an isotonic map coarse and its ends set
+    by a few mixtures; every trained mixture of a search is a pair worth fitting on (bench/calibration_pool.py
+    measures the difference on held-out draws). A mixture drawn by two validations counts once."""
+    return [result for validation in validations for result in validation.results]
+
+
 def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
     """The calibration of a validation's held-out mixtures (:func:`held_out_columns`), and how many
     mixtures it was fitted on."""

@@ -31,6 +31,7 @@ from dmo.fidelity.calibration import (
     judge,
     judge_fitted,
     mixture_key,
+    pooled_results,
 )
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
 from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
@@ -99,7 +100,7 @@ def validate_search(
     config = search.config
     metric = search.metric
     planned = plan_mixtures(store, search, plan)
-    earlier = store.latest_validation(search.id, finished_only=True)  # its calibration is judged on these draws
+    earlier = store.validations(search.id, finished_only=True)  # their pooled calibration is judged on these draws
     validation = store.create_validation(search.id, config={**asdict(plan), "metric": metric})
     try:
         proxy_scores = [proxy.evaluate(list(p.mixture.weights)).scores[metric] for p in planned]
@@ -112,7 +113,7 @@ def validate_search(
                                         model_id=model.id, proxy_scores=proxy_scores[i], real_scores=real[i, r],
                                         replicate=r, group=planned[i].group)
         summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan, weights=mean_weights(config))
-        if earlier is not None:
+        if earlier:
             transfer = judge_earlier_calibration(earlier, planned, proxy_scores, real, list(search.benchmarks), plan,
                                                  weights=mean_weights(config))
             if transfer is not None:
@@ -177,17 +178,18 @@ def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mappin
     return summary
 
 
-def judge_earlier_calibration(earlier: ValidationRecord, planned: Sequence[_Planned], proxy: Sequence[Scores],
+def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequence[_Planned], proxy: Sequence[Scores],
                               real: Mapping[tuple[int, int], Scores], names: list[str], plan: ValidationPlan, *,
                               weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
     """The calibration ``dmo best --calibrated`` would apply, fitted on every held-out mixture of the
-    search's earlier validation, judged on this validation's held-out mixtures that it was not fitted
-    on: the honest test of that command. None where fewer than two such mixtures are left."""
+    search's earlier validations pooled, judged on this validation's held-out mixtures that it was not
+    fitted on: the honest test of that command. None where fewer than two such mixtures are left."""
+    results = pooled_results(earlier)
     try:
-        calibration, fitted = fit_on_validated(earlier.results)
+        calibration, fitted = fit_on_validated(results)
     except ValueError:
         return None
-    seen = fitted_mixtures(earlier.results)
+    seen = fitted_mixtures(results)
     judged = [i for i, p in enumerate(planned)
               if p.group != "pick" and mixture_key(p.mixture.as_dict()) not in seen]
     if len(judged) < 2:
@@ -196,7 +198,7 @@ def judge_earlier_calibration(earlier: ValidationRecord, planned: Sequence[_Plan
     proxy_columns = {b: [float(proxy[i][b]) for i in judged] for b in names}
     real_columns = {b: [float(np.mean([real[i, r][b] for r in range(runs)])) for i in judged] for b in names}
     result = judge_fitted(calibration, proxy_columns, real_columns, weights=weights)
-    result.update(fitted_on_validation=earlier.id, fitted_on=fitted, judged_on=len(judged))
+    result.update(fitted_on_validations=[v.id for v in earlier], fitted_on=fitted, judged_on=len(judged))
     return result
 
 

@@ -102,7 +102,7 @@ def test_proxies_are_scored_on_dev_only(finished_search):
 def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was_not_fitted_on(
     tiny_store, tiny_models, tiny_data, finished_search,
 ):
-    from dmo.fidelity.calibration import fit_on_validated, held_out_columns, judge_fitted
+    from dmo.fidelity.calibration import fit_on_validated, held_out_columns, judge_fitted, pooled_results
 
     search, evaluator = finished_search
     base, _ = tiny_models
@@ -117,13 +117,15 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     second = validate_search(tiny_store, search, plan=ValidationPlan(mixtures=3, seed=22, picks=0), proxy=evaluator,
                              train_mixtures=trainer)
     transfer = second["calibration_transfer"]
-    assert transfer["fitted_on_validation"] == earlier.id and transfer["fitted_on"] == 3
+    pooled = tiny_store.validations(search.id, finished_only=True)[:-1]  # every finished one before the second
+    assert pooled[-1].id == earlier.id and transfer["fitted_on_validations"] == [v.id for v in pooled]
+    assert transfer["fitted_on"] == len(held_out_columns(pooled_results(pooled))[0]) >= 3
     assert transfer["judged_on"] == 3
-    # the same figures as fitting on the first validation's pairs and judging on the second's by hand
+    # the same figures as fitting on the earlier validations' pairs and judging on the second's by hand
     latest = tiny_store.latest_validation(search.id, finished_only=True)
     assert {tuple(sorted(r.weights.items())) for r in latest.results}.isdisjoint(
         {tuple(sorted(r.weights.items())) for r in earlier.results})
-    calibration, _ = fit_on_validated(earlier.results)
+    calibration, _ = fit_on_validated(pooled_results(pooled))
     names = list(search.benchmarks)
     expected = judge_fitted(calibration, {b: [r.proxy_scores[b] for r in latest.results] for b in names},
                             {b: [r.real_scores[b] for r in latest.results] for b in names})

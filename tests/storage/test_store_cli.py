@@ -149,6 +149,21 @@ def test_best_calibrated_ranks_trials_on_the_real_scale_the_validation_measured(
     assert [round(t["calibrated"], 2) for t in ranked["trials"]] == [67.5, 60.0, 60.0]
     shown = runner.invoke(db_cmd.app, ["best", "--url", store_url, "--search", str(search_id), "--calibrated"])
     assert shown.exit_code == 0 and "ranked by calibrated proxy scores" in shown.stdout
+    # A later validation adds its pairs to the fit; one that failed adds none. The later one measured
+    # real OCR 90 at w 0.15 (the first fit interpolated 60 there), which lifts w 0.2 level with w 0.3.
+    with Store.open(store_url, retry_s=2.0) as store:
+        later = store.create_validation(search_id, config={})
+        failed = store.create_validation(search_id, config={})
+        for v, ocr in ((later, 90.0), (failed, 0.0)):
+            store.record_mixture_result(v.id, mixture=mixture(ocr=0.15, chart=0.85), trial_id=None, model_id=None,
+                                        proxy_scores=proxy(0.15), real_scores={"ocr": ocr, "chart": 42.5},
+                                        group="draw")
+        store.finish_validation(later.id, summary={"mean_score": {}, "mean_weights": None})
+        store.fail_validation(failed.id, "interrupted")
+    pooled = json.loads(runner.invoke(db_cmd.app, [*args, "--calibrated"]).stdout)["calibrated"]
+    assert pooled["validation_ids"] == [validation.id, later.id] and pooled["fitted_on"] == 7
+    assert [t["number"] for t in pooled["trials"]] == [1, 2, 3]  # w 0.2 and 0.3 (67.5 each, by number), 0.6
+    assert [round(t["calibrated"], 2) for t in pooled["trials"]] == [67.5, 67.5, 60.0]
 
 
 def test_best_calibrated_without_a_validation_says_how_to_get_one(store_url: str, dmo_cli) -> None:
