@@ -1,4 +1,4 @@
-"""Does `dmo best --calibrated` transfer better fitted on every earlier validation than on the latest?
+"""Does `dmo best --calibrated` transfer better fitted on several validations pooled than on one?
 
     python bench/calibration_pool.py [--config configs/demo.yaml] [--search N] [--json]
 
@@ -7,8 +7,10 @@ validation's held-out pairs (proxy score, real score). One validation holds 10â€
 is coarse and its ends are set by a handful of mixtures. This judges, for each finished validation V
 of the search in turn, the calibration fitted
 
-- on each other single validation U (what `dmo best --calibrated` applies when U is the latest), and
-- on all other validations pooled (a mixture in several counts once, real = the mean of its runs),
+- on each other single validation U (what `dmo best --calibrated` applied before 2026-12-04, when U
+  was the search's latest), and
+- on all other validations pooled (what it applies now; a mixture in several counts once, real = the
+  mean of its runs),
 
 always on V's held-out mixtures that the fit never saw. Nothing is trained or merged: every figure
 comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
@@ -58,8 +60,7 @@ def measure(config_path: str, search_id: int | None) -> dict:
         if search_id is None:
             search_id = store.list_searches()[-1].id
         search = store.get_search(search_id)
-        validations = [v for v in store.validations(search.id, finished_only=True)
-                       if v.summary.get("metric", search.metric) == search.metric]
+        validations = store.validations(search.id, finished_only=True)  # one metric and benchmark set: the search's
     finally:
         store.dispose()
     if len(validations) < 2:

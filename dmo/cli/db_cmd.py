@@ -166,7 +166,7 @@ def _calibrated_table(ranked: dict, domains) -> Table:
 
     ids = ", ".join(str(i) for i in ranked["validation_ids"])
     table = Table(title=(f"ranked by calibrated proxy scores (fitted on the {ranked['fitted_on']} trained mixtures of "
-                         f"validation{'s' if ',' in ids else ''} {ids}; a prediction of the real mean, not a measurement)"))
+                         f"validation{'s' if len(ranked['validation_ids']) > 1 else ''} {ids}; a prediction of the real mean, not a measurement)"))
     for column in ("rank", "trial", *domains, "proxy", "calibrated"):
         table.add_column(column, justify="right")
     for row in ranked["trials"]:

@@ -110,7 +110,7 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
         raw, fitted = transfer["raw"], transfer["calibrated"]
         fitted_on = ", ".join(str(i) for i in transfer["fitted_on_validations"])
         console.print(f"`dmo best --calibrated`'s calibration (fitted on the {transfer['fitted_on']} held-out mixtures of "
-                      f"validation{'s' if ',' in fitted_on else ''} {fitted_on}), judged on these {transfer['judged_on']}: spearman "
+                      f"validation{'s' if len(transfer['fitted_on_validations']) > 1 else ''} {fitted_on}), judged on these {transfer['judged_on']}: spearman "
                       f"{raw['spearman']:.3f} ({_interval(raw['spearman_90'])}) → {fitted['spearman']:.3f} "
                       f"({_interval(fitted['spearman_90'])}), regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
     for pick in summary.get("search_picks", []):

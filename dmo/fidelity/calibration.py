@@ -11,8 +11,9 @@ The fit is isotonic regression (pool adjacent violators) of real on proxy
 scores, applied by linear interpolation between the fitted points and held
 flat beyond them. :func:`judge` fits on ``fit`` mixtures and scores on the
 others only, so a calibration is never judged on the pairs it saw;
-:func:`judge_fitted` judges one fitted on an earlier validation (what
-``dmo best --calibrated`` applies) on another validation's draws.
+:func:`judge_fitted` judges one fitted on earlier validations (what
+``dmo best --calibrated`` applies: every finished validation of the search,
+pooled) on another validation's draws.
 
 Pure numpy.
 """
@@ -137,9 +138,10 @@ def fitted_mixtures(results: Sequence[Any]) -> set[tuple]:
 
 def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], dict[str, list[float]],
                                                      dict[str, list[float]]]:
-    """A validation's held-out mixtures (its records' ``weights``, ``group``, ``proxy_scores``,
-    ``real_scores``) as (their weights, proxy columns, real columns) per benchmark; a mixture trained
-    twice counts once, at the mean of its runs, and the search's own picks are left out."""
+    """The held-out mixtures of one or more validations' records (``weights``, ``group``,
+    ``proxy_scores``, ``real_scores``) as (their weights, proxy columns, real columns) per benchmark
+    scored on every one of them; a mixture trained twice, or drawn by two validations, counts once, at
+    the mean of its runs, and the search's own picks are left out."""
     pairs: dict[tuple, tuple[Mapping[str, float], Mapping[str, float], list[Mapping[str, float]]]] = {}
     for result in results:
         if result.group == "pick":
@@ -147,8 +149,10 @@ def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], di
         key = mixture_key(result.weights)
         pairs.setdefault(key, (result.weights, result.proxy_scores, []))[2].append(result.real_scores)
     if not pairs:
-        raise ValueError("the validation holds no held-out mixtures")
-    names = [b for b, v in next(iter(pairs.values()))[1].items() if v is not None]
+        raise ValueError("no held-out mixtures to fit on")
+    # Pooled validations may disagree on which benchmarks they scored; a column needs every pair.
+    names = [b for b, v in next(iter(pairs.values()))[1].items() if v is not None and all(
+        proxy.get(b) is not None and all(run.get(b) is not None for run in runs) for _, proxy, runs in pairs.values())]
     proxy = {b: [float(p[b]) for _, p, _ in pairs.values()] for b in names}
     real = {b: [float(np.mean([run[b] for run in runs])) for _, _, runs in pairs.values()] for b in names}
     return [dict(w) for w, _, _ in pairs.values()], proxy, real
@@ -156,14 +160,15 @@ def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], di
 
 def pooled_results(validations: Sequence[Any]) -> list[Any]:
     """Every mixture result of ``validations`` (records with ``results``): what a calibration is fitted
-    on. One validation holds 10–20 held-out pairs, which leave an isotonic map coarse and its ends set
-    by a few mixtures; every trained mixture of a search is a pair worth fitting on (bench/calibration_pool.py
-    measures the difference on held-out draws). A mixture drawn by two validations counts once."""
+    on (:func:`held_out_columns` then counts a mixture drawn twice once). One validation holds 10–20
+    held-out pairs, which leave an isotonic map coarse and its ends set by a few mixtures; every trained
+    mixture of a search is a pair worth fitting on (bench/calibration_pool.py measures the difference
+    on held-out draws, docs/fidelity.md)."""
     return [result for validation in validations for result in validation.results]
 
 
 def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
-    """The calibration of a validation's held-out mixtures (:func:`held_out_columns`), and how many
-    mixtures it was fitted on."""
+    """The calibration of the held-out mixtures among ``results`` (:func:`held_out_columns`; one
+    validation's, or several pooled by :func:`pooled_results`), and how many mixtures it was fitted on."""
     mixtures, proxy, real = held_out_columns(results)
     return Calibration.fit(proxy, real), len(mixtures)

@@ -110,3 +110,24 @@ def test_a_calibration_fitted_on_one_draw_is_judged_on_another_with_an_interval(
 def test_held_out_draws_of_different_seeds_differ(pair):
     a, b = pair
     assert held_out_draws(NAMES, 2, seed=a) != held_out_draws(NAMES, 2, seed=b)
+
+
+def test_pooled_validations_calibrate_only_the_benchmarks_every_pair_scored():
+    from types import SimpleNamespace
+
+    from dmo.fidelity.calibration import fit_on_validated, held_out_columns, pooled_results
+
+    def validation(*rows):
+        return SimpleNamespace(results=tuple(
+            SimpleNamespace(weights={"a": w, "b": 1 - w}, group=group, proxy_scores=proxy, real_scores=real)
+            for w, group, proxy, real in rows))
+
+    older = validation((0.2, "draw", {"x": 1.0, "y": 2.0}, {"x": 10.0, "y": 20.0}),
+                       (0.4, "draw", {"x": 2.0, "y": 3.0}, {"x": 20.0, "y": 30.0}))
+    newer = validation((0.4, "draw", {"x": 2.0}, {"x": 40.0}),  # the same mixture again, without y
+                       (0.9, "pick", {"x": 9.0}, {"x": 0.0}))  # a pick is never fitted on
+    mixtures, proxy, real = held_out_columns(pooled_results([older, newer]))
+    assert len(mixtures) == 2 and set(proxy) == set(real) == {"x"}  # y is missing from one run: no column
+    assert real["x"] == [10.0, 30.0]  # w 0.4 once, at the mean of its two runs
+    calibration, fitted = fit_on_validated(pooled_results([older, newer]))
+    assert fitted == 2 and set(calibration.knots) == {"x"}

@@ -111,7 +111,7 @@ def test_config_file_names_the_store(store_url: str, tmp_path: Path) -> None:
     assert [r["id"] for r in json.loads(result.stdout)] == [search_id]
 
 
-def test_best_calibrated_ranks_trials_on_the_real_scale_the_validation_measured(store_url: str) -> None:
+def test_best_calibrated_ranks_trials_on_the_real_scale_the_validations_measured(store_url: str) -> None:
     """Real OCR saturates at w = 0.25 while the proxy's climbs with w: raw, the search prefers w near 1;
     calibrated on the validated mixtures, it prefers the interior w the real models do."""
     def proxy(w: float) -> dict[str, float]:
