@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-import numpy as np
 from harness import emit
+from weight_map import num
 
 from dmo.config import load_config
 from dmo.fidelity.calibration import (
@@ -81,13 +81,11 @@ def measure(config_path: str, search_id: int | None) -> dict:
             "rows": rows}
 
 
-def num(value: float | None) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
-
-
 def rho_cell(row: dict) -> str:
+    """ρ to three decimals: the target is ρ ≥ 0.9, and 0.899 must not print as 0.90."""
     low, high = row["spearman_90"]
-    return f"{num(row['spearman'])} ({num(low)} … {num(high)})"
+    rho = row["spearman"]
+    return f"{'n/a' if rho is None or rho != rho else f'{rho:.3f}'} ({num(low)} … {num(high)})"
 
 
 def markdown(report: dict) -> str:
