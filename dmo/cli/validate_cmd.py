@@ -93,7 +93,8 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
     if retest:
         mean = retest["mean_score"]
         console.print(f"real vs real (two seeds): spearman {mean['spearman']:.3f} ({_interval(mean['spearman_90'])}); "
-                      f"a perfect proxy would reach about {mean['ceiling_of_mean']:.2f} against the mean of the runs")
+                      f"a perfect proxy would reach about {mean['ceiling_of_mean']:.2f} against the mean of the runs; "
+                      f"one run's pick loses {mean['regret']:.2f} on the other (the regret floor)")
     else:
         console.print("[yellow]note:[/] no test–retest ceiling (run with --repeats 2 to measure it)")
     for group, row in summary.get("groups", {}).items():

@@ -234,6 +234,8 @@ def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, 
     mean-score ρ between the runs is the test–retest reliability of the real ranking; no proxy
     can be expected to correlate with one run better than about √ρ (the ceiling, classical test
     theory: a perfect proxy correlates with a noisy measure at the square root of its reliability).
+    ``regret`` is the floor of top-1 regret: the score one run's best mixture loses on the other run,
+    averaged both ways; a proxy judged on real runs this noisy cannot be expected to pick better.
     """
     shared = [b for b in first if b in second]
     if not shared:
@@ -247,6 +249,7 @@ def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, 
             "spearman_90": list(spearman_interval(first_mean, second_mean)),
             "kendall": kendall_tau(first_mean, second_mean),
             "ceiling": float(np.sqrt(rho)) if np.isfinite(rho) and rho > 0 else float("nan"),
+            "regret": (top1_regret(first_mean, second_mean) + top1_regret(second_mean, first_mean)) / 2,
         },
         "per_benchmark": {b: {"spearman": spearman(first[b], second[b]), "kendall": kendall_tau(first[b], second[b])}
                           for b in shared},

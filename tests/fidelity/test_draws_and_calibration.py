@@ -62,6 +62,12 @@ def test_test_retest_compares_the_two_runs_and_its_ceiling_is_the_root_of_their_
     assert same["spearman"] == pytest.approx(1.0, nan_ok=True) or np.isnan(same["spearman"])
     noisy = retest_agreement({"a": [1.0, 2.0, 3.0, 4.0, 5.0]}, {"a": [2.0, 1.0, 4.0, 3.0, 5.0]})["mean_score"]
     assert noisy["ceiling"] == pytest.approx(np.sqrt(noisy["spearman"]))
+    # both runs put the last mixture on top: no loss either way
+    assert noisy["regret"] == 0.0
+    # run 1 picks the fourth (4.0 on run 2, whose best is 6.0); run 2 the fifth (4.0 on run 1, best 5.0)
+    crossed = retest_agreement({"a": [1.0, 2.0, 3.0, 5.0, 4.0]}, {"a": [1.0, 2.0, 3.0, 4.0, 6.0]})["mean_score"]
+    assert crossed["regret"] == pytest.approx(((6.0 - 4.0) + (5.0 - 4.0)) / 2)
+    assert same["regret"] == 0.0
 
 
 def test_isotonic_fit_is_the_monotone_least_squares_fit():
