@@ -20,36 +20,27 @@ no calibration is judged on its own pairs.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 
 from harness import emit
 from weight_map import num
 
 from dmo.config import load_config
-from dmo.fidelity.calibration import (
-    Calibration,
-    fitted_mixtures,
-    held_out_columns,
-    judge_fitted,
-    mixture_key,
-    pooled_results,
-)
+from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted, mixture_key
 from storage import Store
 
 
 def judge_on(target, fit_from: Sequence, names: list[str], weights) -> dict | None:
     """The calibration fitted on ``fit_from``'s held-out pairs, judged on ``target``'s unseen ones."""
-    pooled = pooled_results(fit_from)
-    fit_mixtures, fit_proxy, fit_real = held_out_columns(pooled)
-    calibration = Calibration.fit({b: fit_proxy[b] for b in names}, {b: fit_real[b] for b in names})
-    seen = fitted_mixtures(pooled)
+    pooled = fit_on_validations(fit_from)
     mixtures, proxy, real = held_out_columns(target.results)
-    keep = [i for i, w in enumerate(mixtures) if mixture_key(w) not in seen]
+    keep = [i for i, w in enumerate(mixtures) if mixture_key(w) not in pooled.mixtures]
     if len(keep) < 2:
         return None
-    judged = judge_fitted(calibration, {b: [proxy[b][i] for i in keep] for b in names},
+    judged = judge_fitted(pooled.calibration, {b: [proxy[b][i] for i in keep] for b in names},
                           {b: [real[b][i] for i in keep] for b in names}, weights=weights)
-    return {"fitted_on": [v.id for v in fit_from], "fit_pairs": len(fit_mixtures), "judged_on": len(keep),
+    return {"fitted_on": list(pooled.validation_ids), "fit_pairs": len(pooled.mixtures), "judged_on": len(keep),
             "raw": judged["raw"], "calibrated": judged["calibrated"]}
 
 
@@ -85,7 +76,7 @@ def rho_cell(row: dict) -> str:
     """ρ to three decimals: the target is ρ ≥ 0.9, and 0.899 must not print as 0.90."""
     low, high = row["spearman_90"]
     rho = row["spearman"]
-    return f"{'n/a' if rho is None or rho != rho else f'{rho:.3f}'} ({num(low)} … {num(high)})"
+    return f"{'n/a' if rho is None or math.isnan(rho) else f'{rho:.3f}'} ({num(low)} … {num(high)})"
 
 
 def markdown(report: dict) -> str:

@@ -140,23 +140,23 @@ def _calibrated_ranking(record, validations, trials, top: int) -> dict:
     """Every complete trial ranked by its calibrated mean (full-split scores where it was rescored),
     the map fitted on the held-out mixtures of every finished validation of the search."""
     from dmo.errors import SearchError
-    from dmo.fidelity.calibration import calibrated_means, fit_on_validated, pooled_results
+    from dmo.fidelity.calibration import calibrated_means, fit_on_validations
 
     if not validations:
         raise SearchError(f"search {record.id} has no finished validation to calibrate with",
                           hint=f"run `dmo validate {record.id}` (it trains real mixture models), then ask again")
     ids = [v.id for v in validations]
     try:
-        calibration, fitted = fit_on_validated(pooled_results(validations))
+        pooled = fit_on_validations(validations)
         scores = [t.full_scores or t.scores for t in trials]
-        means = calibrated_means(scores, calibration, validations[-1].summary.get("mean_weights"))
+        means = calibrated_means(scores, pooled.calibration, validations[-1].summary.get("mean_weights"))
     except ValueError as error:
         raise SearchError(f"cannot calibrate with validations {ids}: {error}",
                           hint="validate with the search's own benchmarks") from None
     order = sorted(range(len(trials)), key=lambda i: (-means[i], trials[i].number))
     if record.direction == "minimize":
         order.reverse()
-    return {"validation_ids": ids, "fitted_on": fitted, "trials": [
+    return {"validation_ids": ids, "fitted_on": len(pooled.mixtures), "trials": [
         {"rank": rank, "number": trials[i].number, "weights": trials[i].weights, "value": trials[i].value,
          "calibrated": float(means[i])} for rank, i in enumerate(order[:top], start=1)]}
 

@@ -131,11 +131,6 @@ def mixture_key(weights: Mapping[str, float]) -> tuple:
     return tuple(sorted(weights.items()))
 
 
-def fitted_mixtures(results: Sequence[Any]) -> set[tuple]:
-    """The mixtures :func:`fit_on_validated` fits on (as :func:`mixture_key`), to keep out of judging."""
-    return {mixture_key(r.weights) for r in results if r.group != "pick"}
-
-
 def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], dict[str, list[float]],
                                                      dict[str, list[float]]]:
     """The held-out mixtures of one or more validations' records (``weights``, ``group``,
@@ -158,17 +153,22 @@ def held_out_columns(results: Sequence[Any]) -> tuple[list[dict[str, float]], di
     return [dict(w) for w, _, _ in pairs.values()], proxy, real
 
 
-def pooled_results(validations: Sequence[Any]) -> list[Any]:
-    """Every mixture result of ``validations`` (records with ``results``): what a calibration is fitted
-    on (:func:`held_out_columns` then counts a mixture drawn twice once). One validation holds 10–20
-    held-out pairs, which leave an isotonic map coarse and its ends set by a few mixtures; every trained
-    mixture of a search is a pair worth fitting on (bench/calibration_pool.py measures the difference
-    on held-out draws, docs/fidelity.md)."""
-    return [result for validation in validations for result in validation.results]
+@dataclass(frozen=True)
+class PooledCalibration:
+    """A calibration fitted on one or more validations, and what it saw: judging must leave those out."""
+
+    calibration: Calibration
+    mixtures: frozenset[tuple]  # each fitted mixture as :func:`mixture_key`
+    validation_ids: tuple[int, ...]
 
 
-def fit_on_validated(results: Sequence[Any]) -> tuple[Calibration, int]:
-    """The calibration of the held-out mixtures among ``results`` (:func:`held_out_columns`; one
-    validation's, or several pooled by :func:`pooled_results`), and how many mixtures it was fitted on."""
-    mixtures, proxy, real = held_out_columns(results)
-    return Calibration.fit(proxy, real), len(mixtures)
+def fit_on_validations(validations: Sequence[Any]) -> PooledCalibration:
+    """The calibration ``dmo best --calibrated`` applies: fitted on the held-out mixtures of every one
+    of ``validations`` (records with ``id`` and ``results``) pooled, each mixture once at the mean of its
+    runs (:func:`held_out_columns`). One validation holds 10–20 held-out pairs, which leave an isotonic
+    map coarse and its ends set by a few mixtures; every trained mixture of a search is a pair worth
+    fitting on (bench/calibration_pool.py measures the difference on held-out draws, docs/fidelity.md).
+    Raises ValueError where they hold no held-out mixture."""
+    mixtures, proxy, real = held_out_columns([result for validation in validations for result in validation.results])
+    return PooledCalibration(Calibration.fit(proxy, real), frozenset(mixture_key(w) for w in mixtures),
+                             tuple(validation.id for validation in validations))

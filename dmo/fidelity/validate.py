@@ -26,12 +26,10 @@ from dmo.evaluation import evaluate
 from dmo.evaluation.benchmarks import search_benchmarks
 from dmo.fidelity.calibration import (
     MAX_FIT,
-    fit_on_validated,
-    fitted_mixtures,
+    fit_on_validations,
     judge,
     judge_fitted,
     mixture_key,
-    pooled_results,
 )
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
 from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
@@ -184,21 +182,20 @@ def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequ
     """The calibration ``dmo best --calibrated`` would apply, fitted on every held-out mixture of the
     search's earlier validations pooled, judged on this validation's held-out mixtures that it was not
     fitted on: the honest test of that command. None where fewer than two such mixtures are left."""
-    results = pooled_results(earlier)
     try:
-        calibration, fitted = fit_on_validated(results)
+        pooled = fit_on_validations(earlier)
     except ValueError:
         return None
-    seen = fitted_mixtures(results)
     judged = [i for i, p in enumerate(planned)
-              if p.group != "pick" and mixture_key(p.mixture.as_dict()) not in seen]
+              if p.group != "pick" and mixture_key(p.mixture.as_dict()) not in pooled.mixtures]
     if len(judged) < 2:
         return None
     runs = plan.repeats
     proxy_columns = {b: [float(proxy[i][b]) for i in judged] for b in names}
     real_columns = {b: [float(np.mean([real[i, r][b] for r in range(runs)])) for i in judged] for b in names}
-    result = judge_fitted(calibration, proxy_columns, real_columns, weights=weights)
-    result.update(fitted_on_validations=[v.id for v in earlier], fitted_on=fitted, judged_on=len(judged))
+    result = judge_fitted(pooled.calibration, proxy_columns, real_columns, weights=weights)
+    result.update(fitted_on_validations=list(pooled.validation_ids), fitted_on=len(pooled.mixtures),
+                  judged_on=len(judged))
     return result
 
 

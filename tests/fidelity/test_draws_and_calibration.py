@@ -121,19 +121,20 @@ def test_held_out_draws_of_different_seeds_differ(pair):
 def test_pooled_validations_calibrate_only_the_benchmarks_every_pair_scored():
     from types import SimpleNamespace
 
-    from dmo.fidelity.calibration import fit_on_validated, held_out_columns, pooled_results
+    from dmo.fidelity.calibration import fit_on_validations, held_out_columns, mixture_key
 
-    def validation(*rows):
-        return SimpleNamespace(results=tuple(
+    def validation(id_, *rows):
+        return SimpleNamespace(id=id_, results=tuple(
             SimpleNamespace(weights={"a": w, "b": 1 - w}, group=group, proxy_scores=proxy, real_scores=real)
             for w, group, proxy, real in rows))
 
-    older = validation((0.2, "draw", {"x": 1.0, "y": 2.0}, {"x": 10.0, "y": 20.0}),
+    older = validation(1, (0.2, "draw", {"x": 1.0, "y": 2.0}, {"x": 10.0, "y": 20.0}),
                        (0.4, "draw", {"x": 2.0, "y": 3.0}, {"x": 20.0, "y": 30.0}))
-    newer = validation((0.4, "draw", {"x": 2.0}, {"x": 40.0}),  # the same mixture again, without y
+    newer = validation(2, (0.4, "draw", {"x": 2.0}, {"x": 40.0}),  # the same mixture again, without y
                        (0.9, "pick", {"x": 9.0}, {"x": 0.0}))  # a pick is never fitted on
-    mixtures, proxy, real = held_out_columns(pooled_results([older, newer]))
+    mixtures, proxy, real = held_out_columns([*older.results, *newer.results])
     assert len(mixtures) == 2 and set(proxy) == set(real) == {"x"}  # y is missing from one run: no column
     assert real["x"] == [10.0, 30.0]  # w 0.4 once, at the mean of its two runs
-    calibration, fitted = fit_on_validated(pooled_results([older, newer]))
-    assert fitted == 2 and set(calibration.knots) == {"x"}
+    pooled = fit_on_validations([older, newer])
+    assert set(pooled.calibration.knots) == {"x"} and pooled.validation_ids == (1, 2)
+    assert pooled.mixtures == {mixture_key({"a": 0.2, "b": 0.8}), mixture_key({"a": 0.4, "b": 0.6})}  # not the pick

@@ -102,7 +102,7 @@ def test_proxies_are_scored_on_dev_only(finished_search):
 def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was_not_fitted_on(
     tiny_store, tiny_models, tiny_data, finished_search,
 ):
-    from dmo.fidelity.calibration import fit_on_validated, held_out_columns, judge_fitted, pooled_results
+    from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted
 
     search, evaluator = finished_search
     base, _ = tiny_models
@@ -119,13 +119,13 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     transfer = second["calibration_transfer"]
     pooled = tiny_store.validations(search.id, finished_only=True)[:-1]  # every finished one before the second
     assert pooled[-1].id == earlier.id and transfer["fitted_on_validations"] == [v.id for v in pooled]
-    assert transfer["fitted_on"] == len(held_out_columns(pooled_results(pooled))[0]) >= 3
+    assert transfer["fitted_on"] == len(fit_on_validations(pooled).mixtures) >= 3
     assert transfer["judged_on"] == 3
     # the same figures as fitting on the earlier validations' pairs and judging on the second's by hand
     latest = tiny_store.latest_validation(search.id, finished_only=True)
     assert {tuple(sorted(r.weights.items())) for r in latest.results}.isdisjoint(
         {tuple(sorted(r.weights.items())) for r in earlier.results})
-    calibration, _ = fit_on_validated(pooled_results(pooled))
+    calibration = fit_on_validations(pooled).calibration
     names = list(search.benchmarks)
     expected = judge_fitted(calibration, {b: [r.proxy_scores[b] for r in latest.results] for b in names},
                             {b: [r.real_scores[b] for r in latest.results] for b in names})
