@@ -1,0 +1,36 @@
+"""`dmo validate`'s table puts each proxy figure beside the real ranking's agreement with itself."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dmo.fidelity.validate import ValidationPlan, _Planned, summarise
+from dmo.mixture import Mixture
+
+
+def test_with_repeats_every_row_shows_the_real_vs_real_rho_and_the_mean_its_regret_floor():
+    from dmo.cli.common import console
+    from dmo.cli.validate_cmd import print_summary
+
+    rng = np.random.default_rng(0)
+    names = ["ocr", "chart"]
+    planned = [_Planned(Mixture.of(["a", "b"], [w, 1 - w]), "draw") for w in np.linspace(0.1, 0.9, 6)]
+    proxy = [{b: float(rng.normal()) for b in names} for _ in planned]
+    real = {(i, r): {b: float(i + rng.normal(scale=1.5)) for b in names} for i in range(6) for r in range(2)}
+    summary = summarise(planned, proxy, real, names, ValidationPlan(mixtures=6, repeats=2, picks=0))
+    summary["metric"] = "em"
+    with console.capture() as captured:
+        print_summary(1, summary)
+    lines = captured.get().splitlines()
+    assert any("real vs real" in line for line in lines)
+    retest = summary["retest"]
+    mean_row = next(line for line in lines if line.lstrip("│ ").startswith("mean score"))
+    assert f"{retest['mean_score']['spearman']:.3f}" in mean_row and f"{retest['mean_score']['regret']:.2f}" in mean_row
+    ocr_row = next(line for line in lines if line.lstrip("│ ").startswith("ocr"))
+    assert f"{retest['per_benchmark']['ocr']['spearman']:.3f}" in ocr_row
+    without = summarise(planned, proxy, {(i, 0): real[i, 0] for i in range(6)}, names,
+                        ValidationPlan(mixtures=6, repeats=1, picks=0))
+    without["metric"] = "em"
+    with console.capture() as captured:
+        print_summary(1, without)
+    assert "real vs real ρ" not in captured.get() and "--repeats 2" in captured.get()
