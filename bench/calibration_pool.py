@@ -12,7 +12,9 @@ of the search in turn, the calibration fitted
 - on all other validations pooled (what it applies now; a mixture in several counts once, real = the
   mean of its runs),
 
-always on V's held-out mixtures that the fit never saw. Nothing is trained or merged: every figure
+always on V's held-out mixtures that the fit never saw, each with the isotonic map `dmo best
+--calibrated` applies and with the centred isotonic map (one knot per pooled block, rising between
+blocks instead of stepping; `--method centred` where it is adopted). Nothing is trained or merged: every figure
 comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
 no calibration is judged on its own pairs.
 """
@@ -31,9 +33,9 @@ from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge
 from storage import Store
 
 
-def judge_on(target, fit_from: Sequence, names: list[str], weights) -> dict | None:
+def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str = "isotonic") -> dict | None:
     """The calibration fitted on ``fit_from``'s held-out pairs, judged on ``target``'s unseen ones."""
-    pooled = fit_on_validations(fit_from)
+    pooled = fit_on_validations(fit_from, method=method)
     mixtures, proxy, real = held_out_columns(target.results)
     keep = [i for i, w in enumerate(mixtures) if mixture_key(w) not in pooled.mixtures]
     if len(keep) < 2:
@@ -65,7 +67,9 @@ def measure(config_path: str, search_id: int | None) -> dict:
         for fit_from in fits:
             row = judge_on(target, fit_from, names, weights)
             if row is not None:
-                rows.append({"judged": target.id, "seed": target.summary.get("seed"), **row})
+                centred = judge_on(target, fit_from, names, weights, method="centred")
+                rows.append({"judged": target.id, "seed": target.summary.get("seed"), **row,
+                             "centred": centred["calibrated"]})
     return {"search": search.id, "benchmarks": names,
             "validations": {str(v.id): {"seed": v.summary.get("seed"), "held_out": v.summary.get("held_out")}
                             for v in validations},
@@ -83,13 +87,15 @@ def markdown(report: dict) -> str:
     heading = (f"search {report['search']}: `dmo best --calibrated`'s map fitted on other validations, judged on "
                "each validation's unseen held-out mixtures")
     lines = [heading, "",
-             "| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ | raw → calibrated regret |",
-             "|---|---|---|---|---:|---|"]
+             "| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ | raw → calibrated regret "
+             "| centred: ρ (90 %), regret |",
+             "|---|---|---|---|---:|---|---|"]
     for row in report["rows"]:
         fitted = "+".join(str(i) for i in row["fitted_on"])
         lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | {fitted} ({row['fit_pairs']}) | "
                      f"{rho_cell(row['raw'])} | {rho_cell(row['calibrated'])} | {num(row['calibrated']['kendall'])} | "
-                     f"{num(row['raw']['regret'])} → {num(row['calibrated']['regret'])} |")
+                     f"{num(row['raw']['regret'])} → {num(row['calibrated']['regret'])} | "
+                     f"{rho_cell(row['centred'])}, {num(row['centred']['regret'])} |")
     return "\n".join(lines)
 
 

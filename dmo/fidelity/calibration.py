@@ -31,21 +31,47 @@ from dmo.fidelity.ranking import benchmark_mean, kendall_tau, spearman, spearman
 MAX_FIT = 5  # a calibration worth having costs at most this many trained mixtures
 
 
-def isotonic_fit(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Knots (xs ascending, ys non-decreasing) of the least-squares monotone fit of y on x."""
+def _pooled_blocks(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, list[list[float]]]:
+    """Pool adjacent violators over the unique x: the unique x ascending, and the blocks, each
+    [sum of y, count of y, unique x pooled, sum of x over its points], non-decreasing in mean y."""
     unique_x, inverse = np.unique(np.asarray(x, dtype=np.float64), return_inverse=True)
     sums = np.bincount(inverse, weights=np.asarray(y, dtype=np.float64))
     counts = np.bincount(inverse)
-    blocks: list[list[float]] = []  # [sum of y, count of y, unique x pooled]
-    for total, count in zip(sums, counts):
-        blocks.append([float(total), float(count), 1])
+    blocks: list[list[float]] = []
+    for value, total, count in zip(unique_x, sums, counts):
+        blocks.append([float(total), float(count), 1, float(value * count)])
         while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            total_, count_, width = blocks.pop()
-            blocks[-1][0] += total_
-            blocks[-1][1] += count_
-            blocks[-1][2] += width
-    fitted = np.repeat([total / count for total, count, _ in blocks], [int(width) for *_, width in blocks])
+            merged = blocks.pop()
+            for k in range(4):
+                blocks[-1][k] += merged[k]
+    return unique_x, blocks
+
+
+def isotonic_fit(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (xs ascending, ys non-decreasing) of the least-squares monotone fit of y on x."""
+    unique_x, blocks = _pooled_blocks(x, y)
+    fitted = np.repeat([total / count for total, count, *_ in blocks], [int(width) for _, _, width, _ in blocks])
     return unique_x, fitted
+
+
+def centred_isotonic_fit(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of centred isotonic regression (Oron & Flournoy 2017): each pooled block of the
+    isotonic fit becomes one knot at its points' mean x, the ends of the data kept, so the map
+    rises between blocks instead of stepping. A step maps every proxy score inside a block to
+    one value, and a top pick among mixtures tied there is left to the other benchmarks."""
+    unique_x, blocks = _pooled_blocks(x, y)
+    xs = [sum_x / count for _, count, _, sum_x in blocks]
+    ys = [total / count for total, count, *_ in blocks]
+    if xs[0] > unique_x[0]:
+        xs.insert(0, float(unique_x[0]))
+        ys.insert(0, ys[0])
+    if xs[-1] < unique_x[-1]:
+        xs.append(float(unique_x[-1]))
+        ys.append(ys[-1])
+    return np.asarray(xs), np.asarray(ys)
+
+
+CALIBRATION_FITS = {"isotonic": isotonic_fit, "centred": centred_isotonic_fit}
 
 
 @dataclass(frozen=True)
@@ -55,8 +81,10 @@ class Calibration:
     knots: Mapping[str, tuple[np.ndarray, np.ndarray]]
 
     @classmethod
-    def fit(cls, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]]) -> Calibration:
-        return cls({b: isotonic_fit(proxy[b], real[b]) for b in proxy if b in real})
+    def fit(cls, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]], *,
+            method: str = "isotonic") -> Calibration:
+        fit = CALIBRATION_FITS[method]
+        return cls({b: fit(proxy[b], real[b]) for b in proxy if b in real})
 
     def apply(self, proxy: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:
         out = {}
@@ -162,7 +190,7 @@ class PooledCalibration:
     validation_ids: tuple[int, ...]
 
 
-def fit_on_validations(validations: Sequence[Any]) -> PooledCalibration:
+def fit_on_validations(validations: Sequence[Any], *, method: str = "isotonic") -> PooledCalibration:
     """The calibration ``dmo best --calibrated`` applies: fitted on the held-out mixtures of every one
     of ``validations`` (records with ``id`` and ``results``) pooled, each mixture once at the mean of its
     runs (:func:`held_out_columns`). One validation holds 10–20 held-out pairs, which leave an isotonic
@@ -170,5 +198,5 @@ def fit_on_validations(validations: Sequence[Any]) -> PooledCalibration:
     fitting on (bench/calibration_pool.py measures the difference on held-out draws, docs/fidelity.md).
     Raises ValueError where they hold no held-out mixture."""
     mixtures, proxy, real = held_out_columns([result for validation in validations for result in validation.results])
-    return PooledCalibration(Calibration.fit(proxy, real), frozenset(mixture_key(w) for w in mixtures),
+    return PooledCalibration(Calibration.fit(proxy, real, method=method), frozenset(mixture_key(w) for w in mixtures),
                              tuple(validation.id for validation in validations))

@@ -27,3 +27,14 @@ def test_the_pooled_fit_counts_a_shared_mixture_once_and_never_judges_on_it():
     # fitted on second alone, proxies 2 and 3 sit below its first knot: flat, tied, so ρ drops below 1
     assert alone["calibrated"]["spearman"] < 1.0
     assert judge_on(_validation(4, [(0.5, 5.0, 1.0), (0.9, 9.0, 2.0)]), [first, second], ["x"], None) is None
+
+
+def test_the_centred_map_keeps_apart_what_the_isotonic_step_ties():
+    from calibration_pool import judge_on
+
+    # fitted on one violation (proxy 2 and 3 pooled into one block): the step ties target proxies 2.2 and 2.8
+    fit = _validation(1, [(0.1, 1.0, 10.0), (0.2, 2.0, 30.0), (0.3, 3.0, 20.0), (0.4, 4.0, 40.0)])
+    target = _validation(2, [(0.6, 2.2, 21.0), (0.7, 2.8, 29.0), (0.8, 1.0, 5.0)])
+    step = judge_on(target, [fit], ["x"], None)
+    centred = judge_on(target, [fit], ["x"], None, method="centred")
+    assert step["calibrated"]["spearman"] < 1.0 and centred["calibrated"]["spearman"] == 1.0

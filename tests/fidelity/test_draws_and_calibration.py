@@ -7,7 +7,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from dmo.fidelity.calibration import MAX_FIT, Calibration, isotonic_fit, judge, judge_fitted
+from dmo.fidelity.calibration import MAX_FIT, Calibration, centred_isotonic_fit, isotonic_fit, judge, judge_fitted
 from dmo.fidelity.draws import held_out_draws, reference_protocol
 from dmo.fidelity.ranking import kendall_interval, kendall_tau, retest_agreement, spearman, spearman_interval
 
@@ -68,6 +68,20 @@ def test_test_retest_compares_the_two_runs_and_its_ceiling_is_the_root_of_their_
     crossed = retest_agreement({"a": [1.0, 2.0, 3.0, 5.0, 4.0]}, {"a": [1.0, 2.0, 3.0, 4.0, 6.0]})["mean_score"]
     assert crossed["regret"] == pytest.approx(((6.0 - 4.0) + (5.0 - 4.0)) / 2)
     assert same["regret"] == 0.0
+
+
+def test_centred_isotonic_fit_puts_one_knot_per_pooled_block_at_its_mean_proxy_score():
+    xs, ys = centred_isotonic_fit([1, 2, 3, 4], [1, 3, 2, 4])  # 2 and 3 pool at 2.5
+    assert list(xs) == [1, 2.5, 4] and list(ys) == [1, 2.5, 4]
+    xs, ys = centred_isotonic_fit([1, 1, 2, 3, 5], [0, 2, 4, 3, 6])  # 1 twice (mean 1), then 2 and 3 pool at 3.5
+    assert list(xs) == [1, 2.5, 5] and list(ys) == [1, 3.5, 6]
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=30), rng.normal(size=30)
+    xs, ys = centred_isotonic_fit(x, y)
+    assert np.all(np.diff(xs) > 0) and np.all(np.diff(ys) >= 0)
+    assert xs[0] == x.min() and xs[-1] == x.max()  # the data's ends are kept: nothing inside is extrapolated
+    # the same blocks as the isotonic fit: every knot's value is one of its block means
+    assert set(np.round(ys, 9)) <= set(np.round(isotonic_fit(x, y)[1], 9))
 
 
 def test_isotonic_fit_is_the_monotone_least_squares_fit():
