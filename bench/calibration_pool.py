@@ -87,8 +87,8 @@ def markdown(report: dict) -> str:
     heading = (f"search {report['search']}: `dmo best --calibrated`'s map fitted on other validations, judged on "
                "each validation's unseen held-out mixtures")
     lines = [heading, "",
-             "| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ | raw → calibrated regret "
-             "| centred: ρ (90 %), regret |",
+             ("| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ | raw → calibrated regret "
+              "| centred: ρ (90 %), regret |"),
              "|---|---|---|---|---:|---|---|"]
     for row in report["rows"]:
         fitted = "+".join(str(i) for i in row["fitted_on"])
