@@ -13,8 +13,8 @@ of the search in turn, the calibration fitted
   mean of its runs),
 
 always on V's held-out mixtures that the fit never saw, each with the isotonic map `dmo best
---calibrated` applies and with the centred isotonic map (one knot per pooled block, rising between
-blocks instead of stepping; `--method centred` where it is adopted). Nothing is trained or merged: every figure
+--calibrated` applies and with the centred isotonic map (one knot per pooled block, rising
+between blocks instead of stepping). Nothing is trained or merged: every figure
 comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
 no calibration is judged on its own pairs.
 """
@@ -87,8 +87,8 @@ def markdown(report: dict) -> str:
     heading = (f"search {report['search']}: `dmo best --calibrated`'s map fitted on other validations, judged on "
                "each validation's unseen held-out mixtures")
     lines = [heading, "",
-             ("| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ | raw → calibrated regret "
-              "| centred: ρ (90 %), regret |"),
+             ("| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ "
+              "| raw → calibrated regret | centred: ρ (90 %), regret |"),
              "|---|---|---|---|---:|---|---|"]
     for row in report["rows"]:
         fitted = "+".join(str(i) for i in row["fitted_on"])

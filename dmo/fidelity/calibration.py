@@ -9,7 +9,9 @@ without changing any per-benchmark order.
 
 The fit is isotonic regression (pool adjacent violators) of real on proxy
 scores, applied by linear interpolation between the fitted points and held
-flat beyond them. :func:`judge` fits on ``fit`` mixtures and scores on the
+flat beyond them; ``method="centred"`` is centred isotonic regression, the
+same pooled blocks with one knot each, so the map rises between blocks
+instead of stepping (bench/calibration_pool.py measures both). :func:`judge` fits on ``fit`` mixtures and scores on the
 others only, so a calibration is never judged on the pairs it saw;
 :func:`judge_fitted` judges one fitted on earlier validations (what
 ``dmo best --calibrated`` applies: every finished validation of the search,
@@ -31,37 +33,56 @@ from dmo.fidelity.ranking import benchmark_mean, kendall_tau, spearman, spearman
 MAX_FIT = 5  # a calibration worth having costs at most this many trained mixtures
 
 
-def _pooled_blocks(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, list[list[float]]]:
-    """Pool adjacent violators over the unique x: the unique x ascending, and the blocks, each
-    [sum of y, count of y, unique x pooled, sum of x over its points], non-decreasing in mean y."""
+@dataclass
+class _Block:
+    """Adjacent unique proxy scores pooled into one fitted value (their points' mean real score)."""
+
+    sum_y: float
+    count: int  # points
+    width: int  # unique proxy scores
+    sum_x: float
+
+    @property
+    def mean_y(self) -> float:
+        return self.sum_y / self.count
+
+    def absorb(self, other: _Block) -> None:
+        self.sum_y += other.sum_y
+        self.count += other.count
+        self.width += other.width
+        self.sum_x += other.sum_x
+
+
+def _pooled_blocks(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, list[_Block]]:
+    """Pool adjacent violators over the unique x: the unique x ascending, and the blocks, strictly
+    increasing in mean y. Neighbours with equal means are pooled too: that leaves the isotonic fit's
+    values as they are and gives the centred fit one knot, not two at one height (a flat stretch)."""
     unique_x, inverse = np.unique(np.asarray(x, dtype=np.float64), return_inverse=True)
     sums = np.bincount(inverse, weights=np.asarray(y, dtype=np.float64))
     counts = np.bincount(inverse)
-    blocks: list[list[float]] = []
+    blocks: list[_Block] = []
     for value, total, count in zip(unique_x, sums, counts):
-        blocks.append([float(total), float(count), 1, float(value * count)])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+        blocks.append(_Block(float(total), int(count), 1, float(value * count)))
+        while len(blocks) > 1 and blocks[-2].mean_y >= blocks[-1].mean_y:
             merged = blocks.pop()
-            for k in range(4):
-                blocks[-1][k] += merged[k]
+            blocks[-1].absorb(merged)
     return unique_x, blocks
 
 
 def isotonic_fit(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Knots (xs ascending, ys non-decreasing) of the least-squares monotone fit of y on x."""
     unique_x, blocks = _pooled_blocks(x, y)
-    fitted = np.repeat([total / count for total, count, *_ in blocks], [int(width) for _, _, width, _ in blocks])
-    return unique_x, fitted
+    return unique_x, np.repeat([b.mean_y for b in blocks], [b.width for b in blocks])
 
 
 def centred_isotonic_fit(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Knots of centred isotonic regression (Oron & Flournoy 2017): each pooled block of the
     isotonic fit becomes one knot at its points' mean x, the ends of the data kept, so the map
-    rises between blocks instead of stepping. A step maps every proxy score inside a block to
-    one value, and a top pick among mixtures tied there is left to the other benchmarks."""
+    rises strictly between blocks instead of stepping. A step maps every proxy score inside a
+    block to one value, and a top pick among mixtures tied there is left to the other benchmarks."""
     unique_x, blocks = _pooled_blocks(x, y)
-    xs = [sum_x / count for _, count, _, sum_x in blocks]
-    ys = [total / count for total, count, *_ in blocks]
+    xs = [b.sum_x / b.count for b in blocks]
+    ys = [b.mean_y for b in blocks]
     if xs[0] > unique_x[0]:
         xs.insert(0, float(unique_x[0]))
         ys.insert(0, ys[0])
@@ -74,6 +95,14 @@ def centred_isotonic_fit(x: Sequence[float], y: Sequence[float]) -> tuple[np.nda
 CALIBRATION_FITS = {"isotonic": isotonic_fit, "centred": centred_isotonic_fit}
 
 
+def calibration_fit(method: str):
+    """The fit registered as ``method``; an unknown name is an error that lists the known ones."""
+    try:
+        return CALIBRATION_FITS[method]
+    except KeyError:
+        raise ValueError(f"unknown calibration method {method!r}; known: {', '.join(CALIBRATION_FITS)}") from None
+
+
 @dataclass(frozen=True)
 class Calibration:
     """One monotone map per benchmark."""
@@ -83,7 +112,7 @@ class Calibration:
     @classmethod
     def fit(cls, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]], *,
             method: str = "isotonic") -> Calibration:
-        fit = CALIBRATION_FITS[method]
+        fit = calibration_fit(method)
         return cls({b: fit(proxy[b], real[b]) for b in proxy if b in real})
 
     def apply(self, proxy: Mapping[str, Sequence[float]]) -> dict[str, np.ndarray]:

@@ -234,8 +234,9 @@ def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, 
     mean-score ρ between the runs is the test–retest reliability of the real ranking; no proxy
     can be expected to correlate with one run better than about √ρ (the ceiling, classical test
     theory: a perfect proxy correlates with a noisy measure at the square root of its reliability).
-    ``regret`` is the floor of top-1 regret: the score one run's best mixture loses on the other run,
-    averaged both ways; a proxy judged on real runs this noisy cannot be expected to pick better.
+    ``regret`` (on the mean and per benchmark) is the score one run's best mixture loses on the
+    other run, averaged both ways: what a judge as noisy as one real run loses. A proxy whose regret
+    is at or below it picks no worse than training the mixtures again would; one above it misses.
     """
     shared = [b for b in first if b in second]
     if not shared:
@@ -249,8 +250,13 @@ def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, 
             "spearman_90": list(spearman_interval(first_mean, second_mean)),
             "kendall": kendall_tau(first_mean, second_mean),
             "ceiling": float(np.sqrt(rho)) if np.isfinite(rho) and rho > 0 else float("nan"),
-            "regret": (top1_regret(first_mean, second_mean) + top1_regret(second_mean, first_mean)) / 2,
+            "regret": _regret_both_ways(first_mean, second_mean),
         },
-        "per_benchmark": {b: {"spearman": spearman(first[b], second[b]), "kendall": kendall_tau(first[b], second[b])}
+        "per_benchmark": {b: {"spearman": spearman(first[b], second[b]), "kendall": kendall_tau(first[b], second[b]),
+                              "regret": _regret_both_ways(first[b], second[b])}
                           for b in shared},
     }
+
+
+def _regret_both_ways(first: Sequence[float], second: Sequence[float]) -> float:
+    return (top1_regret(first, second) + top1_regret(second, first)) / 2

@@ -68,6 +68,9 @@ def test_test_retest_compares_the_two_runs_and_its_ceiling_is_the_root_of_their_
     crossed = retest_agreement({"a": [1.0, 2.0, 3.0, 5.0, 4.0]}, {"a": [1.0, 2.0, 3.0, 4.0, 6.0]})["mean_score"]
     assert crossed["regret"] == pytest.approx(((6.0 - 4.0) + (5.0 - 4.0)) / 2)
     assert same["regret"] == 0.0
+    assert retest["per_benchmark"]["b"]["regret"] == 0.0  # both runs put the first mixture on top
+    assert retest_agreement({"a": [1.0, 2.0, 3.0, 5.0, 4.0]}, {"a": [1.0, 2.0, 3.0, 4.0, 6.0]})[
+        "per_benchmark"]["a"]["regret"] == crossed["regret"]
 
 
 def test_centred_isotonic_fit_puts_one_knot_per_pooled_block_at_its_mean_proxy_score():
@@ -82,6 +85,11 @@ def test_centred_isotonic_fit_puts_one_knot_per_pooled_block_at_its_mean_proxy_s
     assert xs[0] == x.min() and xs[-1] == x.max()  # the data's ends are kept: nothing inside is extrapolated
     # the same blocks as the isotonic fit: every knot's value is one of its block means
     assert set(np.round(ys, 9)) <= set(np.round(isotonic_fit(x, y)[1], 9))
+    # equal neighbours pool too: scores are accuracies on finite items, so ties are common, and two knots
+    # at one height would be the flat stretch this fit exists to remove
+    xs, ys = centred_isotonic_fit([1, 2, 3, 4], [1, 2, 2, 3])
+    assert list(xs) == [1, 2.5, 4] and list(ys) == [1, 2, 3]
+    assert list(isotonic_fit([1, 2, 3, 4], [1, 2, 2, 3])[1]) == [1, 2, 2, 3]  # the step's values unchanged
 
 
 def test_isotonic_fit_is_the_monotone_least_squares_fit():
