@@ -11,7 +11,8 @@ The fit is isotonic regression (pool adjacent violators) of real on proxy
 scores, applied by linear interpolation between the fitted points and held
 flat beyond them; ``method="centred"`` is centred isotonic regression, the
 same pooled blocks with one knot each, so the map rises between blocks
-instead of stepping (bench/calibration_pool.py measures both). :func:`judge` fits on ``fit`` mixtures and scores on the
+instead of stepping (bench/calibration_pool.py measures both; not adopted,
+docs/fidelity.md). :func:`judge` fits on ``fit`` mixtures and scores on the
 others only, so a calibration is never judged on the pairs it saw;
 :func:`judge_fitted` judges one fitted on earlier validations (what
 ``dmo best --calibrated`` applies: every finished validation of the search,
