@@ -14,7 +14,9 @@ of the search in turn, the calibration fitted
 
 always on V's held-out mixtures that the fit never saw, each with the isotonic map `dmo best
 --calibrated` applies and with the centred isotonic map (one knot per pooled block, rising
-between blocks instead of stepping). Nothing is trained or merged: every figure
+between blocks instead of stepping), and beside them the no-proxy baseline: a quadratic mixture law
+of the real scores in the weights alone (`dmo.fidelity.mixture_law`), fitted on the same pairs, which
+says what the trained mixtures predict without any proxy. Nothing is trained or merged: every figure
 comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
 no calibration is judged on its own pairs.
 """
@@ -29,21 +31,49 @@ from harness import emit
 from weight_map import num
 
 from dmo.config import load_config
-from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted, mixture_key
+from dmo.fidelity.calibration import (
+    fit_on_validations,
+    held_out_columns,
+    judge_fitted,
+    mean_score_row,
+    mixture_key,
+)
+from dmo.fidelity.mixture_law import MixtureLaw
+from dmo.fidelity.ranking import benchmark_mean
 from storage import Store
 
 
-def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str = "isotonic") -> dict | None:
-    """The calibration fitted on ``fit_from``'s held-out pairs, judged on ``target``'s unseen ones."""
+def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str = "isotonic",
+             domains: Sequence[str] | None = None) -> dict | None:
+    """The calibration fitted on ``fit_from``'s held-out pairs, judged on ``target``'s unseen ones; with
+    ``domains``, the no-proxy mixture law fitted on the same pairs too (``None`` where too few)."""
     pooled = fit_on_validations(fit_from, method=method)
     mixtures, proxy, real = held_out_columns(target.results)
     keep = [i for i, w in enumerate(mixtures) if mixture_key(w) not in pooled.mixtures]
     if len(keep) < 2:
         return None
-    judged = judge_fitted(pooled.calibration, {b: [proxy[b][i] for i in keep] for b in names},
-                          {b: [real[b][i] for i in keep] for b in names}, weights=weights)
-    return {"fitted_on": list(pooled.validation_ids), "fit_pairs": len(pooled.mixtures), "judged_on": len(keep),
-            "raw": judged["raw"], "calibrated": judged["calibrated"]}
+    kept_real = {b: [real[b][i] for i in keep] for b in names}
+    judged = judge_fitted(pooled.calibration, {b: [proxy[b][i] for i in keep] for b in names}, kept_real,
+                          weights=weights)
+    row = {"fitted_on": list(pooled.validation_ids), "fit_pairs": len(pooled.mixtures), "judged_on": len(keep),
+           "raw": judged["raw"], "calibrated": judged["calibrated"]}
+    if domains is not None:
+        row["mixture_law"] = judge_mixture_law(fit_from, [mixtures[i] for i in keep], kept_real, names, weights,
+                                               domains)
+    return row
+
+
+def judge_mixture_law(fit_from: Sequence, mixtures: Sequence[dict], real: dict[str, list[float]], names: list[str],
+                      weights, domains: Sequence[str]) -> dict | None:
+    """The quadratic mixture law fitted on ``fit_from``'s held-out real scores, judged on ``mixtures``."""
+    fit_mixtures, _, fit_real = held_out_columns([r for validation in fit_from for r in validation.results])
+    try:
+        law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
+    except ValueError:
+        return None
+    predicted = law.predict(mixtures)
+    return mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean(real, names, weights),
+                          interval=True)
 
 
 def measure(config_path: str, search_id: int | None) -> dict:
@@ -60,12 +90,13 @@ def measure(config_path: str, search_id: int | None) -> dict:
         raise SystemExit(f"search {search.id} has {len(validations)} finished validation(s); this needs at least 2")
     names = [b for b in search.benchmarks if b in held_out_columns(validations[0].results)[1]]
     weights = validations[-1].summary.get("mean_weights")
+    domains = list(search.config.domain_names)
     rows = []
     for target in validations:
         others = [v for v in validations if v.id != target.id]
         fits = [[u] for u in others] + ([others] if len(others) > 1 else [])
         for fit_from in fits:
-            row = judge_on(target, fit_from, names, weights)
+            row = judge_on(target, fit_from, names, weights, domains=domains)
             if row is not None:
                 centred = judge_on(target, fit_from, names, weights, method="centred")
                 rows.append({"judged": target.id, "seed": target.summary.get("seed"), **row,
@@ -83,19 +114,23 @@ def rho_cell(row: dict) -> str:
     return f"{'n/a' if rho is None or math.isnan(rho) else f'{rho:.3f}'} ({num(low)} … {num(high)})"
 
 
+def law_cell(row: dict | None) -> str:
+    return "too few pairs" if row is None else f"{rho_cell(row)}, {num(row['regret'])}"
+
+
 def markdown(report: dict) -> str:
     heading = (f"search {report['search']}: `dmo best --calibrated`'s map fitted on other validations, judged on "
                "each validation's unseen held-out mixtures")
     lines = [heading, "",
              ("| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ "
-              "| raw → calibrated regret | centred: ρ (90 %), regret |"),
-             "|---|---|---|---|---:|---|---|"]
+              "| raw → calibrated regret | centred: ρ (90 %), regret | no proxy, mixture law: ρ (90 %), regret |"),
+             "|---|---|---|---|---:|---|---|---|"]
     for row in report["rows"]:
         fitted = "+".join(str(i) for i in row["fitted_on"])
         lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | {fitted} ({row['fit_pairs']}) | "
                      f"{rho_cell(row['raw'])} | {rho_cell(row['calibrated'])} | {num(row['calibrated']['kendall'])} | "
                      f"{num(row['raw']['regret'])} → {num(row['calibrated']['regret'])} | "
-                     f"{rho_cell(row['centred'])}, {num(row['centred']['regret'])} |")
+                     f"{rho_cell(row['centred'])}, {num(row['centred']['regret'])} | {law_cell(row.get('mixture_law'))} |")
     return "\n".join(lines)
 
 

@@ -142,12 +142,13 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
     real_mean = benchmark_mean({b: [real[b][i] for i in held] for b in names}, names, weights)
 
     def row(scores: Mapping[str, Sequence[float]]) -> dict[str, float]:
-        return _mean_row(benchmark_mean(scores, names, weights), real_mean)
+        return mean_score_row(benchmark_mean(scores, names, weights), real_mean)
 
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
 
 
-def _mean_row(proxy_mean: np.ndarray, real_mean: np.ndarray, *, interval: bool = False) -> dict[str, Any]:
+def mean_score_row(proxy_mean: np.ndarray, real_mean: np.ndarray, *, interval: bool = False) -> dict[str, Any]:
+    """ρ, τ and top-1 regret of a predicted mean-score ranking against the real one (with ``interval``, ρ's 90 % bootstrap interval too)."""
     row: dict[str, Any] = {"spearman": spearman(proxy_mean, real_mean), "kendall": kendall_tau(proxy_mean, real_mean),
                            "regret": top1_regret(proxy_mean, real_mean)}
     if interval:
@@ -166,7 +167,7 @@ def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]],
     own = {b: proxy[b] for b in names}
 
     def row(scores: Mapping[str, Sequence[float]]) -> dict[str, Any]:
-        return _mean_row(benchmark_mean(scores, names, weights), real_mean, interval=True)
+        return mean_score_row(benchmark_mean(scores, names, weights), real_mean, interval=True)
 
     return {"benchmarks": names, "raw": row(own), "calibrated": row(calibration.apply(own))}
 

@@ -38,3 +38,20 @@ def test_the_centred_map_keeps_apart_what_the_isotonic_step_ties():
     step = judge_on(target, [fit], ["x"], None)
     centred = judge_on(target, [fit], ["x"], None, method="centred")
     assert step["calibrated"]["spearman"] < 1.0 and centred["calibrated"]["spearman"] == 1.0
+
+
+def test_the_mixture_law_is_fitted_on_the_fit_validations_only():
+    from calibration_pool import judge_on
+
+    def law(w: float) -> float:  # real = 10 + 60 w - 40 w² on domains a/b: quadratic, so the law can be exact
+        return 10 + 60 * w - 40 * w * w
+
+    fit = _validation(1, [(w, 0.0, law(w)) for w in (0.1, 0.3, 0.5, 0.7, 0.9)])
+    # the target's w 0.5 was fitted on and carries a real score the law cannot know: left out
+    target = _validation(2, [(0.5, 0.0, -100.0), (0.2, 0.0, law(0.2)), (0.6, 0.0, law(0.6)), (0.8, 0.0, law(0.8))])
+    row = judge_on(target, [fit], ["x"], None, domains=["a", "b"])
+    assert row["judged_on"] == 3
+    assert row["mixture_law"]["spearman"] == 1.0 and row["mixture_law"]["regret"] == 0.0
+    assert judge_on(target, [_validation(3, [(0.1, 0.0, 1.0), (0.9, 0.0, 2.0), (0.4, 0.0, 3.0)])], ["x"], None,
+                    domains=["a", "b"])["mixture_law"] is None  # 3 pairs for 2 domains: too few, said so
+    assert "mixture_law" not in judge_on(target, [fit], ["x"], None)
