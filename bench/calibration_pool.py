@@ -31,15 +31,8 @@ from harness import emit
 from weight_map import num
 
 from dmo.config import load_config
-from dmo.fidelity.calibration import (
-    fit_on_validations,
-    held_out_columns,
-    judge_fitted,
-    mean_score_row,
-    mixture_key,
-)
-from dmo.fidelity.mixture_law import MixtureLaw
-from dmo.fidelity.ranking import benchmark_mean
+from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted, mixture_key
+from dmo.fidelity.mixture_law import judge_mixture_law
 from storage import Store
 
 
@@ -58,22 +51,9 @@ def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str 
     row = {"fitted_on": list(pooled.validation_ids), "fit_pairs": len(pooled.mixtures), "judged_on": len(keep),
            "raw": judged["raw"], "calibrated": judged["calibrated"]}
     if domains is not None:
-        row["mixture_law"] = judge_mixture_law(fit_from, [mixtures[i] for i in keep], kept_real, names, weights,
-                                               domains)
+        row["mixture_law"] = judge_mixture_law(fit_from, [mixtures[i] for i in keep], kept_real, domains=domains,
+                                               weights=weights)
     return row
-
-
-def judge_mixture_law(fit_from: Sequence, mixtures: Sequence[dict], real: dict[str, list[float]], names: list[str],
-                      weights, domains: Sequence[str]) -> dict | None:
-    """The quadratic mixture law fitted on ``fit_from``'s held-out real scores, judged on ``mixtures``."""
-    fit_mixtures, _, fit_real = held_out_columns([r for validation in fit_from for r in validation.results])
-    try:
-        law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
-    except ValueError:
-        return None
-    predicted = law.predict(mixtures)
-    return mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean(real, names, weights),
-                          interval=True)
 
 
 def measure(config_path: str, search_id: int | None) -> dict:

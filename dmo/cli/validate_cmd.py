@@ -122,6 +122,10 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
                       f"validation{'s' if len(transfer['fitted_on_validations']) > 1 else ''} {fitted_on}), judged on these {transfer['judged_on']}: spearman "
                       f"{raw['spearman']:.3f} ({_interval(raw['spearman_90'])}) → {fitted['spearman']:.3f} "
                       f"({_interval(fitted['spearman_90'])}), regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
+        law = transfer.get("mixture_law")
+        if law:
+            console.print(f"  no proxy, a quadratic mixture law of the real scores fitted on the same mixtures: spearman "
+                          f"{law['spearman']:.3f} ({_interval(law['spearman_90'])}), regret {law['regret']:.2f}")
     for pick in summary.get("search_picks", []):
         console.print(f"search pick (trial {pick['trial']}): proxy {pick['proxy']:.3f}, real {pick['real']:.3f} "
                       f"(best held-out real {pick['best_held_out_real']:.3f})")

@@ -8,8 +8,9 @@ exponential cousin), one per benchmark:
 
     y(w) = Σ_i β_i w_i + Σ_{i<j} β_ij w_i w_j
 
-No intercept: on the simplex Σ w_i = 1 it would be the sum of the linear terms. ``bench/calibration_pool.py``
-judges it on held-out validations beside the calibrated proxies (docs/fidelity.md). Pure math; no I/O.
+No intercept: on the simplex Σ w_i = 1 it would be the sum of the linear terms. ``dmo validate``'s
+``calibration_transfer`` and ``bench/calibration_pool.py`` judge it on held-out validations beside the
+calibrated proxies (docs/fidelity.md). Pure math on records in memory; no I/O.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
+
+from dmo.fidelity.calibration import held_out_columns, mean_score_row
+from dmo.fidelity.ranking import benchmark_mean
 
 
 def scheffe_features(mixtures: Sequence[Mapping[str, float]], domains: Sequence[str]) -> np.ndarray:
@@ -57,3 +62,22 @@ class MixtureLaw:
     def predict(self, mixtures: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
         features = scheffe_features(mixtures, self.domains)
         return {b: features @ beta for b, beta in self.coefficients.items()}
+
+
+def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
+                      real: Mapping[str, Sequence[float]], *, domains: Sequence[str],
+                      weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+    """The mixture law fitted on the held-out real scores of the validations ``fit_from`` (records with
+    ``results``; each mixture once, at the mean of its runs), judged on ``mixtures`` and their ``real``
+    scores per benchmark: mean-score ρ with its 90 % interval, τ, regret. The caller leaves out any mixture
+    the validations trained. None where the validations hold too few mixtures to fit it."""
+    fit_mixtures, _, fit_real = held_out_columns([result for validation in fit_from for result in validation.results])
+    names = [b for b in real if b in fit_real]
+    try:
+        law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
+    except ValueError:
+        return None
+    predicted = law.predict(mixtures)
+    row = mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean({b: real[b] for b in names}, names,
+                                                                                   weights), interval=True)
+    return {**row, "fitted_on": len(fit_mixtures)}

@@ -32,6 +32,7 @@ from dmo.fidelity.calibration import (
     mixture_key,
 )
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
+from dmo.fidelity.mixture_law import judge_mixture_law
 from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
 from dmo.models.backends import backend_for
@@ -113,7 +114,7 @@ def validate_search(
         summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan, weights=mean_weights(config))
         if earlier:
             transfer = judge_earlier_calibration(earlier, planned, proxy_scores, real, list(search.benchmarks), plan,
-                                                 weights=mean_weights(config))
+                                                 domains=config.domain_names, weights=mean_weights(config))
             if transfer is not None:
                 summary["calibration_transfer"] = transfer
         summary["metric"] = metric
@@ -178,10 +179,13 @@ def summarise(planned: Sequence[_Planned], proxy: Sequence[Scores], real: Mappin
 
 def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequence[_Planned], proxy: Sequence[Scores],
                               real: Mapping[tuple[int, int], Scores], names: list[str], plan: ValidationPlan, *,
-                              weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+                              domains: Sequence[str], weights: Mapping[str, float] | None = None,
+                              ) -> dict[str, Any] | None:
     """The calibration ``dmo best --calibrated`` would apply, fitted on every held-out mixture of the
     search's earlier validations pooled, judged on this validation's held-out mixtures that it was not
-    fitted on: the honest test of that command. None where fewer than two such mixtures are left."""
+    fitted on: the honest test of that command. Beside it, under ``mixture_law``, the no-proxy baseline
+    fitted on the same mixtures (None where they are too few). None where fewer than two mixtures are
+    left to judge on."""
     try:
         pooled = fit_on_validations(earlier)
     except ValueError:
@@ -194,8 +198,12 @@ def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequ
     proxy_columns = {b: [float(proxy[i][b]) for i in judged] for b in names}
     real_columns = {b: [float(np.mean([real[i, r][b] for r in range(runs)])) for i in judged] for b in names}
     result = judge_fitted(pooled.calibration, proxy_columns, real_columns, weights=weights)
+    # What the same trained mixtures predict with no proxy at all: the calibrated proxy's figure is worth
+    # something only where it beats this.
+    law = judge_mixture_law(earlier, [planned[i].mixture.as_dict() for i in judged], real_columns, domains=domains,
+                            weights=weights)
     result.update(fitted_on_validations=list(pooled.validation_ids), fitted_on=len(pooled.mixtures),
-                  judged_on=len(judged))
+                  judged_on=len(judged), mixture_law=law)
     return result
 
 

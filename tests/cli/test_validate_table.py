@@ -42,3 +42,30 @@ def test_with_repeats_every_row_shows_the_real_ranking_s_own_rho_and_regret_besi
     ocr = retest["per_benchmark"]["ocr"]
     assert f"{ocr['spearman']:.3f}" in ocr_row and f"{ocr['regret']:.2f}" in ocr_row
     assert "real vs real ρ" not in table_without and "--repeats 2" in table_without
+
+
+def test_the_transfer_line_shows_the_no_proxy_mixture_law_beside_the_calibrated_proxy_when_there_is_one():
+    from dmo.cli.common import console
+    from dmo.cli.validate_cmd import print_summary
+
+    names = ["ocr"]
+    planned = [_Planned(Mixture.of(["a", "b"], [w, 1 - w]), "draw") for w in np.linspace(0.1, 0.9, 4)]
+    summary = summarise(planned, [{"ocr": float(i)} for i in range(4)], {(i, 0): {"ocr": float(i)} for i in range(4)},
+                        names, ValidationPlan(mixtures=4, picks=0))
+    summary["metric"] = "em"
+    row = {"spearman": 0.5, "spearman_90": [0.1, 0.8], "kendall": 0.4, "regret": 1.25}
+    summary["calibration_transfer"] = {"raw": row, "calibrated": row, "fitted_on_validations": [1], "fitted_on": 20,
+                                       "judged_on": 4, "mixture_law": {**row, "spearman": 0.777, "regret": 3.5}}
+    width = console.width
+    console.width = 200
+    try:
+        with console.capture() as captured:
+            print_summary(2, summary)
+        summary["calibration_transfer"]["mixture_law"] = None
+        with console.capture() as without:
+            print_summary(2, summary)
+    finally:
+        console.width = width
+    law_line = next(line for line in captured.get().splitlines() if "mixture law" in line)
+    assert "0.777" in law_line and "3.50" in law_line
+    assert "mixture law" not in without.get()

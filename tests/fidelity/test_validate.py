@@ -122,6 +122,13 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     held_out = {tuple(sorted(r.weights.items())) for v in pooled for r in v.results if r.group != "pick"}
     assert transfer["fitted_on"] == len(held_out) >= 3
     assert transfer["judged_on"] == 3
+    # the no-proxy baseline is fitted on the very mixtures the calibration was, or is absent where they are
+    # too few for a quadratic law over the search's domains
+    law = transfer["mixture_law"]
+    if transfer["fitted_on"] < 2 * len(search.config.domain_names):
+        assert law is None
+    else:
+        assert law["fitted_on"] == transfer["fitted_on"] and -1.0 <= law["spearman"] <= 1.0
     # the same figures as fitting on the earlier validations' pairs and judging on the second's by hand
     latest = tiny_store.latest_validation(search.id, finished_only=True)
     assert {tuple(sorted(r.weights.items())) for r in latest.results}.isdisjoint(
