@@ -34,6 +34,12 @@ def scheffe_features(mixtures: Sequence[Mapping[str, float]], domains: Sequence[
     return np.column_stack([w, *pairs]) if pairs else w
 
 
+def min_mixtures(domains: Sequence[str]) -> int:
+    """Fewest mixtures a law is fitted on: two per domain (a full quadratic over 4 domains has 10 coefficients;
+    below that the minimum-norm solution says little, and below this it is refused)."""
+    return 2 * len(domains)
+
+
 @dataclass(frozen=True)
 class MixtureLaw:
     """One fitted quadratic mixture polynomial per benchmark."""
@@ -45,10 +51,10 @@ class MixtureLaw:
     def fit(cls, mixtures: Sequence[Mapping[str, float]], real: Mapping[str, Sequence[float]],
             domains: Sequence[str]) -> MixtureLaw:
         """Least squares on ``mixtures`` and each benchmark's real scores. With fewer mixtures than
-        coefficients the system is underdetermined and the minimum-norm solution is taken; that is
-        refused below two mixtures per domain, where the fit would say nothing."""
-        if len(mixtures) < 2 * len(domains):
-            raise ValueError(f"a mixture law over {len(domains)} domains needs at least {2 * len(domains)} "
+        coefficients the system is underdetermined and the minimum-norm solution is taken (see
+        :func:`min_mixtures`)."""
+        if len(mixtures) < min_mixtures(domains):
+            raise ValueError(f"a mixture law over {len(domains)} domains needs at least {min_mixtures(domains)} "
                              f"mixtures, got {len(mixtures)}")
         features = scheffe_features(mixtures, domains)
         coefficients = {}
@@ -72,11 +78,10 @@ def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, f
     scores per benchmark: mean-score ρ with its 90 % interval, τ, regret. The caller leaves out any mixture
     the validations trained. None where the validations hold too few mixtures to fit it."""
     fit_mixtures, _, fit_real = held_out_columns([result for validation in fit_from for result in validation.results])
-    names = [b for b in real if b in fit_real]
-    try:
-        law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
-    except ValueError:
+    if len(fit_mixtures) < min_mixtures(domains):
         return None
+    names = [b for b in real if b in fit_real]
+    law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
     predicted = law.predict(mixtures)
     row = mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean({b: real[b] for b in names}, names,
                                                                                    weights), interval=True)

@@ -103,6 +103,7 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     tiny_store, tiny_models, tiny_data, finished_search,
 ):
     from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted
+    from dmo.fidelity.mixture_law import min_mixtures
 
     search, evaluator = finished_search
     base, _ = tiny_models
@@ -125,7 +126,7 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     # the no-proxy baseline is fitted on the very mixtures the calibration was, or is absent where they are
     # too few for a quadratic law over the search's domains
     law = transfer["mixture_law"]
-    if transfer["fitted_on"] < 2 * len(search.config.domain_names):
+    if transfer["fitted_on"] < min_mixtures(search.config.domain_names):
         assert law is None
     else:
         assert law["fitted_on"] == transfer["fitted_on"] and -1.0 <= law["spearman"] <= 1.0
