@@ -70,7 +70,7 @@ def measure(config_path: str, search_id: int | None) -> dict:
         raise SystemExit(f"search {search.id} has {len(validations)} finished validation(s); this needs at least 2")
     names = [b for b in search.benchmarks if b in held_out_columns(validations[0].results)[1]]
     weights = validations[-1].summary.get("mean_weights")
-    domains = list(search.config.domain_names)
+    domains = list(search.domains)
     rows = []
     for target in validations:
         others = [v for v in validations if v.id != target.id]

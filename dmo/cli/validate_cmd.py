@@ -126,6 +126,8 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
         if law:
             console.print(f"  no proxy, a quadratic mixture law of the real scores fitted on the same mixtures: spearman "
                           f"{law['spearman']:.3f} ({_interval(law['spearman_90'])}), regret {law['regret']:.2f}")
+        elif "mixture_law" in transfer:
+            console.print("  no proxy, a quadratic mixture law: too few earlier mixtures to fit one (one per coefficient)")
     for pick in summary.get("search_picks", []):
         console.print(f"search pick (trial {pick['trial']}): proxy {pick['proxy']:.3f}, real {pick['real']:.3f} "
                       f"(best held-out real {pick['best_held_out_real']:.3f})")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dmo.fidelity.ranking import benchmark_mean, kendall_tau, spearman, spearman_interval, top1_regret
+from dmo.fidelity.ranking import benchmark_mean, mean_score_row
 
 MAX_FIT = 5  # a calibration worth having costs at most this many trained mixtures
 
@@ -145,15 +145,6 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
         return mean_score_row(benchmark_mean(scores, names, weights), real_mean)
 
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
-
-
-def mean_score_row(proxy_mean: np.ndarray, real_mean: np.ndarray, *, interval: bool = False) -> dict[str, Any]:
-    """ρ, τ and top-1 regret of a predicted mean-score ranking against the real one (with ``interval``, ρ's 90 % bootstrap interval too)."""
-    row: dict[str, Any] = {"spearman": spearman(proxy_mean, real_mean), "kendall": kendall_tau(proxy_mean, real_mean),
-                           "regret": top1_regret(proxy_mean, real_mean)}
-    if interval:
-        row["spearman_90"] = list(spearman_interval(proxy_mean, real_mean))
-    return row
 
 
 def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]],

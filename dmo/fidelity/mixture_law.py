@@ -22,22 +22,27 @@ from typing import Any
 
 import numpy as np
 
-from dmo.fidelity.calibration import held_out_columns, mean_score_row
-from dmo.fidelity.ranking import benchmark_mean
+from dmo.fidelity.calibration import held_out_columns, mixture_key
+from dmo.fidelity.ranking import benchmark_mean, mean_score_row
 
 
 def scheffe_features(mixtures: Sequence[Mapping[str, float]], domains: Sequence[str]) -> np.ndarray:
     """Rows ``[w_1 … w_d, w_1 w_2, w_1 w_3 … w_{d-1} w_d]``: d + d(d-1)/2 columns, domains in ``domains`` order
-    (a domain a mixture does not name weighs 0)."""
+    (a domain a mixture does not name weighs 0; one not in ``domains`` is an error, not a dropped weight)."""
+    for mixture in mixtures:
+        unknown = sorted(set(mixture) - set(domains))
+        if unknown:
+            raise ValueError(f"mixture weighs domain(s) {', '.join(unknown)} outside the law's {', '.join(domains)}")
     w = np.asarray([[float(m.get(d, 0.0)) for d in domains] for m in mixtures], dtype=np.float64).reshape(-1, len(domains))
     pairs = [w[:, i] * w[:, j] for i, j in combinations(range(len(domains)), 2)]
     return np.column_stack([w, *pairs]) if pairs else w
 
 
 def min_mixtures(domains: Sequence[str]) -> int:
-    """Fewest mixtures a law is fitted on: two per domain (a full quadratic over 4 domains has 10 coefficients;
-    below that the minimum-norm solution says little, and below this it is refused)."""
-    return 2 * len(domains)
+    """Fewest mixtures a law is fitted on: one per coefficient, d + d(d-1)/2 (10 over 4 domains), so the
+    least-squares fit is never underdetermined."""
+    d = len(domains)
+    return d + d * (d - 1) // 2
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,8 @@ class MixtureLaw:
     @classmethod
     def fit(cls, mixtures: Sequence[Mapping[str, float]], real: Mapping[str, Sequence[float]],
             domains: Sequence[str]) -> MixtureLaw:
-        """Least squares on ``mixtures`` and each benchmark's real scores. With fewer mixtures than
-        coefficients the system is underdetermined and the minimum-norm solution is taken (see
-        :func:`min_mixtures`)."""
+        """Least squares on ``mixtures`` and each benchmark's real scores; fewer mixtures than
+        :func:`min_mixtures` is an error."""
         if len(mixtures) < min_mixtures(domains):
             raise ValueError(f"a mixture law over {len(domains)} domains needs at least {min_mixtures(domains)} "
                              f"mixtures, got {len(mixtures)}")
@@ -75,14 +79,20 @@ def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, f
                       weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
     """The mixture law fitted on the held-out real scores of the validations ``fit_from`` (records with
     ``results``; each mixture once, at the mean of its runs), judged on ``mixtures`` and their ``real``
-    scores per benchmark: mean-score ρ with its 90 % interval, τ, regret. The caller leaves out any mixture
-    the validations trained. None where the validations hold too few mixtures to fit it."""
+    scores per benchmark: mean-score ρ with its 90 % interval, τ, regret, and the benchmarks it covers.
+    None where the validations hold too few mixtures to fit it; judging on a mixture the law was fitted
+    on, or with no benchmark in common, is an error."""
     fit_mixtures, _, fit_real = held_out_columns([result for validation in fit_from for result in validation.results])
     if len(fit_mixtures) < min_mixtures(domains):
         return None
+    seen = {mixture_key(w) for w in fit_mixtures} & {mixture_key(w) for w in mixtures}
+    if seen:
+        raise ValueError(f"{len(seen)} of the mixtures to judge on were fitted on; leave them out")
     names = [b for b in real if b in fit_real]
+    if not names:
+        raise ValueError("no benchmark is both scored here and in the validations the law is fitted on")
     law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
     predicted = law.predict(mixtures)
     row = mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean({b: real[b] for b in names}, names,
                                                                                    weights), interval=True)
-    return {**row, "fitted_on": len(fit_mixtures)}
+    return {**row, "fitted_on": len(fit_mixtures), "benchmarks": names}

@@ -260,3 +260,13 @@ def retest_agreement(first: Mapping[str, Sequence[float]], second: Mapping[str, 
 
 def _regret_both_ways(first: Sequence[float], second: Sequence[float]) -> float:
     return (top1_regret(first, second) + top1_regret(second, first)) / 2
+
+
+def mean_score_row(proxy_mean: np.ndarray, real_mean: np.ndarray, *, interval: bool = False) -> dict[str, Any]:
+    """ρ, τ and top-1 regret of a predicted mean-score ranking against the real one (with ``interval``, ρ's
+    90 % bootstrap interval too)."""
+    row: dict[str, Any] = {"spearman": spearman(proxy_mean, real_mean), "kendall": kendall_tau(proxy_mean, real_mean),
+                           "regret": top1_regret(proxy_mean, real_mean)}
+    if interval:
+        row["spearman_90"] = list(spearman_interval(proxy_mean, real_mean))
+    return row

@@ -114,7 +114,7 @@ def validate_search(
         summary = summarise(planned, proxy_scores, real, list(search.benchmarks), plan, weights=mean_weights(config))
         if earlier:
             transfer = judge_earlier_calibration(earlier, planned, proxy_scores, real, list(search.benchmarks), plan,
-                                                 domains=config.domain_names, weights=mean_weights(config))
+                                                 domains=search.domains, weights=mean_weights(config))
             if transfer is not None:
                 summary["calibration_transfer"] = transfer
         summary["metric"] = metric

@@ -68,4 +68,4 @@ def test_the_transfer_line_shows_the_no_proxy_mixture_law_beside_the_calibrated_
         console.width = width
     law_line = next(line for line in captured.get().splitlines() if "mixture law" in line)
     assert "0.777" in law_line and "3.50" in law_line
-    assert "mixture law" not in without.get()
+    assert "too few earlier mixtures" in without.get() and "0.777" not in without.get()

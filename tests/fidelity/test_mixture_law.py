@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from dmo.fidelity.mixture_law import MixtureLaw, scheffe_features
+from dmo.fidelity.mixture_law import MixtureLaw, judge_mixture_law, min_mixtures, scheffe_features
 
 DOMAINS = ("a", "b", "c")
 
@@ -31,11 +33,9 @@ def test_a_quadratic_truth_is_recovered_and_predicted_on_mixtures_it_never_saw()
     np.testing.assert_allclose(law.predict(held)["x"], [_quadratic(w) for w in held], atol=1e-8)
 
 
-def test_a_linear_law_cannot_follow_an_interaction_so_the_fit_is_not_vacuous():
-    fit = _draws(20, 2)
-    law = MixtureLaw.fit(fit, {"x": [_quadratic(w) for w in fit]}, ("a", "b"))  # c unseen: only a, b columns
-    residual = law.predict(fit)["x"] - np.asarray([_quadratic(w) for w in fit])
-    assert np.abs(residual).max() > 1.0
+def test_a_weight_on_a_domain_outside_the_law_is_an_error_not_a_dropped_term():
+    with pytest.raises(ValueError, match="domain\\(s\\) c outside the law's a, b"):
+        scheffe_features([{"a": 0.2, "b": 0.3, "c": 0.5}], ("a", "b"))
 
 
 def test_too_few_mixtures_or_a_short_column_is_refused():
@@ -43,3 +43,29 @@ def test_too_few_mixtures_or_a_short_column_is_refused():
         MixtureLaw.fit(_draws(5, 3), {"x": [1.0] * 5}, DOMAINS)
     with pytest.raises(ValueError, match="'x' has 5 scores for 6 mixtures"):
         MixtureLaw.fit(_draws(6, 3), {"x": [1.0] * 5}, DOMAINS)
+
+
+def _validation(mixtures: list[dict[str, float]], scores: dict[str, list[float]]) -> SimpleNamespace:
+    return SimpleNamespace(results=tuple(
+        SimpleNamespace(weights=w, group="draw", proxy_scores={b: 0.0 for b in scores},
+                        real_scores={b: scores[b][i] for b in scores}) for i, w in enumerate(mixtures)))
+
+
+def test_judging_names_its_benchmarks_weighs_them_and_refuses_what_it_cannot_judge_honestly():
+    fit, held = _draws(8, 4), _draws(6, 5)
+    # x follows a quadratic law, y is noise no law predicts: the benchmarks' weights decide which one is judged
+    noise = np.random.default_rng(6)
+    truth = {"x": [_quadratic(w) for w in fit], "y": list(noise.normal(size=8))}
+    validation = _validation(fit, truth)
+    real = {"x": [_quadratic(w) for w in held], "y": list(noise.normal(size=6)), "z": [0.0] * 6}
+    row = judge_mixture_law([validation], held, real, domains=DOMAINS, weights={"x": 1.0, "y": 0.0})
+    assert row["benchmarks"] == ["x", "y"] and row["fitted_on"] == 8  # z was never fitted: not judged
+    assert row["spearman"] == pytest.approx(1.0) and row["regret"] == pytest.approx(0.0)
+    assert judge_mixture_law([validation], held, real, domains=DOMAINS, weights={"x": 0.0, "y": 1.0})["spearman"] < 0.9
+    assert min_mixtures(DOMAINS) == 6
+    assert judge_mixture_law([_validation(fit[:5], {b: v[:5] for b, v in truth.items()})], held, real,
+                             domains=DOMAINS) is None  # 5 mixtures for 6 coefficients
+    with pytest.raises(ValueError, match="1 of the mixtures to judge on were fitted on"):
+        judge_mixture_law([validation], [fit[0], *held], {b: [0.0] + v for b, v in real.items()}, domains=DOMAINS)
+    with pytest.raises(ValueError, match="no benchmark"):
+        judge_mixture_law([validation], held, {"z": [0.0] * 6}, domains=DOMAINS)
