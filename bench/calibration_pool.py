@@ -14,7 +14,9 @@ of the search in turn, the calibration fitted
 
 always on V's held-out mixtures that the fit never saw, each with the isotonic map `dmo best
 --calibrated` applies and with the centred isotonic map (one knot per pooled block, rising
-between blocks instead of stepping), and beside them the no-proxy baseline: a quadratic mixture law
+between blocks instead of stepping), the step map's plain pick (argmax of the calibrated mean) and its
+band pick (`dmo.fidelity.calibration.band_pick`: among mixtures within the map's own in-sample error of
+the top, the raw proxy's best), and beside them the no-proxy baseline: a quadratic mixture law
 of the real scores in the weights alone (`dmo.fidelity.mixture_law`), fitted on the same pairs, which
 says what the trained mixtures predict without any proxy. Nothing is trained or merged: every figure
 comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
@@ -47,7 +49,7 @@ def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str 
         return None
     kept_real = {b: [real[b][i] for i in keep] for b in names}
     judged = judge_fitted(pooled.calibration, {b: [proxy[b][i] for i in keep] for b in names}, kept_real,
-                          weights=weights)
+                          weights=weights, band=pooled.band(weights))
     row = {"fitted_on": list(pooled.validation_ids), "fit_pairs": len(pooled.mixtures), "judged_on": len(keep),
            "raw": judged["raw"], "calibrated": judged["calibrated"]}
     if domains is not None:
@@ -103,13 +105,15 @@ def markdown(report: dict) -> str:
                "each validation's unseen held-out mixtures")
     lines = [heading, "",
              ("| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ "
-              "| raw → calibrated regret | centred: ρ (90 %), regret | no proxy, mixture law: ρ (90 %), regret |"),
-             "|---|---|---|---|---:|---|---|---|"]
+              "| raw → calibrated regret | band pick: regret (band) "
+              "| centred: ρ (90 %), regret | no proxy, mixture law: ρ (90 %), regret |"),
+             "|---|---|---|---|---:|---|---|---|---|"]
     for row in report["rows"]:
         fitted = "+".join(str(i) for i in row["fitted_on"])
         lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | {fitted} ({row['fit_pairs']}) | "
                      f"{rho_cell(row['raw'])} | {rho_cell(row['calibrated'])} | {num(row['calibrated']['kendall'])} | "
                      f"{num(row['raw']['regret'])} → {num(row['calibrated']['regret'])} | "
+                     f"{num(row['calibrated']['band_regret'])} ({num(row['calibrated']['band'])}) | "
                      f"{rho_cell(row['centred'])}, {num(row['centred']['regret'])} | {law_cell(row.get('mixture_law'))} |")
     return "\n".join(lines)
 

@@ -121,7 +121,9 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
         console.print(f"`dmo best --calibrated`'s calibration (fitted on the {transfer['fitted_on']} held-out mixtures of "
                       f"validation{'s' if len(transfer['fitted_on_validations']) > 1 else ''} {fitted_on}), judged on these {transfer['judged_on']}: spearman "
                       f"{raw['spearman']:.3f} ({_interval(raw['spearman_90'])}) → {fitted['spearman']:.3f} "
-                      f"({_interval(fitted['spearman_90'])}), regret {raw['regret']:.2f} → {fitted['regret']:.2f}")
+                      f"({_interval(fitted['spearman_90'])}), regret {raw['regret']:.2f} → {fitted['regret']:.2f}"
+                      + (f" (band pick {fitted['band_regret']:.2f}, band {fitted['band']:.2f})" if "band_regret" in fitted
+                         else ""))
         law = transfer.get("mixture_law")
         if law:
             console.print(f"  no proxy, a quadratic mixture law of the real scores fitted on the same mixtures: spearman "

@@ -147,10 +147,27 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
 
 
+def band_pick(calibrated_mean: Sequence[float], raw_mean: Sequence[float], band: float) -> int:
+    """The tie-aware pick: among the mixtures whose calibrated mean is within ``band`` of the highest, the
+    one with the highest raw proxy mean (the first on ties). A calibrated mean is a prediction with an
+    error of about ``band``; inside it the map cannot tell mixtures apart (it flattens each benchmark to
+    steps), while the raw proxy still orders them. ``band`` 0 is the plain argmax of the calibrated mean."""
+    calibrated = np.asarray(calibrated_mean, dtype=np.float64)
+    raw = np.asarray(raw_mean, dtype=np.float64)
+    if calibrated.shape != raw.shape or calibrated.size == 0:
+        raise ValueError(f"band pick needs paired, non-empty means, got {calibrated.size} and {raw.size}")
+    if not band >= 0:
+        raise ValueError(f"the band must be a non-negative width, got {band}")
+    inside = np.flatnonzero(calibrated >= calibrated.max() - band)
+    return int(inside[np.argmax(raw[inside])])
+
+
 def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]],
-                 *, weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+                 *, weights: Mapping[str, float] | None = None, band: float | None = None) -> dict[str, Any]:
     """Mean-score fidelity, raw and calibrated, of a calibration fitted elsewhere, on mixtures it never
-    saw (the caller leaves out any it was fitted on), with a 90 % bootstrap interval on ρ."""
+    saw (the caller leaves out any it was fitted on), with a 90 % bootstrap interval on ρ. With ``band``
+    (:meth:`PooledCalibration.band`), the calibrated row also holds ``band`` and ``band_regret``: the real
+    score :func:`band_pick`'s mixture loses."""
     names = [b for b in proxy if b in real and b in calibration.knots]
     if not names:
         raise ValueError("no benchmark is both scored here and calibrated")
@@ -160,7 +177,12 @@ def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]],
     def row(scores: Mapping[str, Sequence[float]]) -> dict[str, Any]:
         return mean_score_row(benchmark_mean(scores, names, weights), real_mean, interval=True)
 
-    return {"benchmarks": names, "raw": row(own), "calibrated": row(calibration.apply(own))}
+    calibrated = calibration.apply(own)
+    judged = {"benchmarks": names, "raw": row(own), "calibrated": row(calibrated)}
+    if band is not None:
+        pick = band_pick(benchmark_mean(calibrated, names, weights), benchmark_mean(own, names, weights), band)
+        judged["calibrated"].update(band=band, band_regret=float(real_mean.max() - real_mean[pick]))
+    return judged
 
 
 def calibrated_means(trials: Sequence[Mapping[str, float]], calibration: Calibration,
@@ -210,6 +232,16 @@ class PooledCalibration:
     calibration: Calibration
     mixtures: frozenset[tuple]  # each fitted mixture as :func:`mixture_key`
     validation_ids: tuple[int, ...]
+    proxy: Mapping[str, Sequence[float]]  # the fitted pairs, per benchmark: what :meth:`band` measures on
+    real: Mapping[str, Sequence[float]]
+
+    def band(self, weights: Mapping[str, float] | None = None) -> float:
+        """The map's own error on the mean score: root-mean-square of calibrated − real mean over the
+        pairs it was fitted on (in-sample, so known when a pick is made). :func:`band_pick`'s width."""
+        names = sorted(self.calibration.knots)
+        error = (benchmark_mean(self.calibration.apply({b: self.proxy[b] for b in names}), names, weights)
+                 - benchmark_mean(self.real, names, weights))
+        return float(np.sqrt(np.mean(error ** 2)))
 
 
 def fit_on_validations(validations: Sequence[Any], *, method: str = "isotonic") -> PooledCalibration:
@@ -221,4 +253,4 @@ def fit_on_validations(validations: Sequence[Any], *, method: str = "isotonic") 
     Raises ValueError where they hold no held-out mixture."""
     mixtures, proxy, real = held_out_columns([result for validation in validations for result in validation.results])
     return PooledCalibration(Calibration.fit(proxy, real, method=method), frozenset(mixture_key(w) for w in mixtures),
-                             tuple(validation.id for validation in validations))
+                             tuple(validation.id for validation in validations), proxy, real)

@@ -159,3 +159,36 @@ def test_pooled_validations_calibrate_only_the_benchmarks_every_pair_scored():
     pooled = fit_on_validations([older, newer])
     assert set(pooled.calibration.knots) == {"x"} and pooled.validation_ids == (1, 2)
     assert pooled.mixtures == {mixture_key({"a": 0.2, "b": 0.8}), mixture_key({"a": 0.4, "b": 0.6})}  # not the pick
+
+
+def test_the_band_pick_lets_the_raw_proxy_choose_only_among_near_ties_of_the_calibrated_top():
+    from dmo.fidelity.calibration import band_pick
+
+    calibrated = [50.0, 49.6, 49.0, 45.0]
+    raw = [10.0, 12.0, 30.0, 99.0]
+    assert band_pick(calibrated, raw, 0.0) == 0  # no band: the calibrated argmax
+    assert band_pick(calibrated, raw, 0.5) == 1  # 49.6 is within 0.5 of the top, 49.0 is not
+    assert band_pick(calibrated, raw, 1.0) == 2  # the raw proxy's best inside the band, never the far 45.0
+    assert band_pick(calibrated, raw, 10.0) == 3
+    assert band_pick([50.0, 50.0], [7.0, 7.0], 0.0) == 0  # the first on ties, as the plain pick
+    with pytest.raises(ValueError, match="non-negative"):
+        band_pick(calibrated, raw, -1.0)
+    with pytest.raises(ValueError, match="paired"):
+        band_pick(calibrated, raw[:3], 1.0)
+
+
+def test_the_band_is_the_pooled_map_s_own_error_on_the_mean_score_of_the_pairs_it_was_fitted_on():
+    from types import SimpleNamespace
+
+    from dmo.fidelity.calibration import fit_on_validations
+
+    # real x rises with proxy x except one violation, which the isotonic map pools (error ±1 there); y is
+    # fitted exactly
+    rows = [(0.1, 1.0, 10.0, 5.0), (0.3, 2.0, 22.0, 6.0), (0.5, 3.0, 20.0, 7.0), (0.7, 4.0, 30.0, 8.0)]
+    validation = SimpleNamespace(id=1, results=tuple(
+        SimpleNamespace(weights={"a": w, "b": 1 - w}, group="draw", proxy_scores={"x": p, "y": p},
+                        real_scores={"x": r, "y": y}) for w, p, r, y in rows))
+    pooled = fit_on_validations([validation])
+    # mean-score errors: 0, +0.5, -0.5, 0 (half of x's ±1) -> RMS sqrt(0.125)
+    assert pooled.band() == pytest.approx(np.sqrt(0.125))
+    assert pooled.band({"x": 1.0, "y": 0.0}) == pytest.approx(np.sqrt(0.5))  # x alone: errors 0, 1, -1, 0

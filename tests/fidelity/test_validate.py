@@ -128,11 +128,14 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     latest = tiny_store.latest_validation(search.id, finished_only=True)
     assert {tuple(sorted(r.weights.items())) for r in latest.results}.isdisjoint(
         {tuple(sorted(r.weights.items())) for r in earlier.results})
-    calibration = fit_on_validations(pooled).calibration
+    fitted = fit_on_validations(pooled)
     names = list(search.benchmarks)
-    expected = judge_fitted(calibration, {b: [r.proxy_scores[b] for r in latest.results] for b in names},
-                            {b: [r.real_scores[b] for r in latest.results] for b in names})
+    expected = judge_fitted(fitted.calibration, {b: [r.proxy_scores[b] for r in latest.results] for b in names},
+                            {b: [r.real_scores[b] for r in latest.results] for b in names}, band=fitted.band())
     assert transfer["calibrated"]["spearman"] == pytest.approx(expected["calibrated"]["spearman"], nan_ok=True)
+    # the band pick's width is the earlier map's own error, not one measured on the draws it judges
+    assert transfer["calibrated"]["band"] == pytest.approx(expected["calibrated"]["band"])
+    assert transfer["calibrated"]["band_regret"] == pytest.approx(expected["calibrated"]["band_regret"])
     assert transfer["raw"]["regret"] == pytest.approx(expected["raw"]["regret"])
     # a validation that redraws the first one's mixtures (same seed) has none left to judge on: they are in
     # the pooled fit though not in the latest validation's
