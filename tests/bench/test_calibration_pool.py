@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 
 def _validation(vid: int, pairs: list[tuple[float, float, float]]) -> SimpleNamespace:
     """One validation of mixtures (w, proxy, real) over domains a/b, scored on one benchmark x."""
@@ -38,6 +40,10 @@ def test_the_centred_map_keeps_apart_what_the_isotonic_step_ties():
     step = judge_on(target, [fit], ["x"], None)
     centred = judge_on(target, [fit], ["x"], None, method="centred")
     assert step["calibrated"]["spearman"] < 1.0 and centred["calibrated"]["spearman"] == 1.0
+    # the step's plain pick is the first of the tie (real 21, loses 8); the band (the fit's own error on
+    # the pooled block, ±5 -> RMS √12.5) holds both, and the raw proxy prefers 2.8 (real 29, the best)
+    assert step["calibrated"]["regret"] == 8.0
+    assert step["calibrated"]["band"] == pytest.approx(12.5 ** 0.5) and step["calibrated"]["band_regret"] == 0.0
 
 
 def test_the_mixture_law_is_fitted_on_the_fit_validations_only():
