@@ -147,27 +147,44 @@ def judge(proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[floa
     return {"fit_on": fit_set, "judged_on": held, "raw": row(held_proxy), "calibrated": row(calibrated)}
 
 
-def band_pick(calibrated_mean: Sequence[float], raw_mean: Sequence[float], band: float) -> int:
-    """The tie-aware pick: among the mixtures whose calibrated mean is within ``band`` of the highest, the
-    one with the highest raw proxy mean (the first on ties). A calibrated mean is a prediction with an
-    error of about ``band``; inside it the map cannot tell mixtures apart (it flattens each benchmark to
-    steps), while the raw proxy still orders them. ``band`` 0 is the plain argmax of the calibrated mean."""
+def band_order(calibrated_mean: Sequence[float], raw_mean: Sequence[float], band: float) -> list[int]:
+    """The calibrated ranking with its top decided by the raw proxy: the mixtures whose calibrated mean is
+    within ``band`` of the highest first, by raw proxy mean, then the others by calibrated mean (the first
+    on ties, both times). A calibrated mean is a prediction with an error of about ``band``
+    (:meth:`PooledCalibration.band`); inside it the map cannot tell mixtures apart (it flattens each
+    benchmark to steps), while the raw proxy still orders them. ``band`` 0 reorders only exact ties at the
+    top; an empty input is an empty order."""
     calibrated = np.asarray(calibrated_mean, dtype=np.float64)
     raw = np.asarray(raw_mean, dtype=np.float64)
-    if calibrated.shape != raw.shape or calibrated.size == 0:
-        raise ValueError(f"band pick needs paired, non-empty means, got {calibrated.size} and {raw.size}")
+    if calibrated.shape != raw.shape:
+        raise ValueError(f"band order needs paired means, got {calibrated.size} and {raw.size}")
+    if not (np.all(np.isfinite(calibrated)) and np.all(np.isfinite(raw))):
+        raise ValueError("band order needs finite means; a trial scored nan cannot be ranked")
     if not band >= 0:
         raise ValueError(f"the band must be a non-negative width, got {band}")
-    inside = np.flatnonzero(calibrated >= calibrated.max() - band)
-    return int(inside[np.argmax(raw[inside])])
+    if calibrated.size == 0:
+        return []
+    inside = calibrated >= calibrated.max() - band
+    return sorted(range(calibrated.size), key=lambda i: (not inside[i], -(raw[i] if inside[i] else calibrated[i]), i))
+
+
+def band_pick(calibrated_mean: Sequence[float], raw_mean: Sequence[float], band: float) -> int:
+    """The tie-aware pick: the first of :func:`band_order`, the raw proxy's best among the mixtures within
+    ``band`` of the calibrated top."""
+    order = band_order(calibrated_mean, raw_mean, band)
+    if not order:
+        raise ValueError("no mixtures to pick from")
+    return order[0]
 
 
 def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]],
-                 *, weights: Mapping[str, float] | None = None, band: float | None = None) -> dict[str, Any]:
+                 *, weights: Mapping[str, float] | None = None, pooled: PooledCalibration | None = None,
+                 ) -> dict[str, Any]:
     """Mean-score fidelity, raw and calibrated, of a calibration fitted elsewhere, on mixtures it never
-    saw (the caller leaves out any it was fitted on), with a 90 % bootstrap interval on ρ. With ``band``
-    (:meth:`PooledCalibration.band`), the calibrated row also holds ``band`` and ``band_regret``: the real
-    score :func:`band_pick`'s mixture loses."""
+    saw (the caller leaves out any it was fitted on), with a 90 % bootstrap interval on ρ. With ``pooled``
+    (what ``calibration`` was fitted as), the calibrated row also holds ``band`` (its error on the judged
+    benchmarks, :meth:`PooledCalibration.band`) and ``band_regret``: the real score :func:`band_pick`'s
+    mixture loses."""
     names = [b for b in proxy if b in real and b in calibration.knots]
     if not names:
         raise ValueError("no benchmark is both scored here and calibrated")
@@ -179,7 +196,8 @@ def judge_fitted(calibration: Calibration, proxy: Mapping[str, Sequence[float]],
 
     calibrated = calibration.apply(own)
     judged = {"benchmarks": names, "raw": row(own), "calibrated": row(calibrated)}
-    if band is not None:
+    if pooled is not None:
+        band = pooled.band(weights, names)
         pick = band_pick(benchmark_mean(calibrated, names, weights), benchmark_mean(own, names, weights), band)
         judged["calibrated"].update(band=band, band_regret=float(real_mean.max() - real_mean[pick]))
     return judged
@@ -235,10 +253,11 @@ class PooledCalibration:
     proxy: Mapping[str, Sequence[float]]  # the fitted pairs, per benchmark: what :meth:`band` measures on
     real: Mapping[str, Sequence[float]]
 
-    def band(self, weights: Mapping[str, float] | None = None) -> float:
-        """The map's own error on the mean score: root-mean-square of calibrated − real mean over the
-        pairs it was fitted on (in-sample, so known when a pick is made). :func:`band_pick`'s width."""
-        names = sorted(self.calibration.knots)
+    def band(self, weights: Mapping[str, float] | None = None, names: Sequence[str] | None = None) -> float:
+        """The map's own error on the mean score (over ``names``, default every calibrated benchmark):
+        root-mean-square of calibrated − real mean over the pairs it was fitted on (in-sample, so known when
+        a pick is made). :func:`band_order`'s width."""
+        names = sorted(self.calibration.knots) if names is None else list(names)
         error = (benchmark_mean(self.calibration.apply({b: self.proxy[b] for b in names}), names, weights)
                  - benchmark_mean(self.real, names, weights))
         return float(np.sqrt(np.mean(error ** 2)))

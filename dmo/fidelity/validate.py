@@ -197,7 +197,7 @@ def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequ
     runs = plan.repeats
     proxy_columns = {b: [float(proxy[i][b]) for i in judged] for b in names}
     real_columns = {b: [float(np.mean([real[i, r][b] for r in range(runs)])) for i in judged] for b in names}
-    result = judge_fitted(pooled.calibration, proxy_columns, real_columns, weights=weights, band=pooled.band(weights))
+    result = judge_fitted(pooled.calibration, proxy_columns, real_columns, weights=weights, pooled=pooled)
     # What the same trained mixtures predict with no proxy at all: the calibrated proxy's figure is worth
     # something only where it beats this.
     law = judge_mixture_law(earlier, [planned[i].mixture.as_dict() for i in judged], real_columns, domains=domains,

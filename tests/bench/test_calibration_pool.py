@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -61,3 +62,20 @@ def test_the_mixture_law_is_fitted_on_the_fit_validations_only():
     assert judge_on(target, [_validation(3, [(0.1, 0.0, 1.0), (0.9, 0.0, 2.0)])], ["x"], None,
                     domains=["a", "b"])["mixture_law"] is None  # 2 pairs for 3 coefficients: too few, said so
     assert "mixture_law" not in judge_on(target, [fit], ["x"], None)
+
+
+def test_the_leave_one_out_means_average_only_the_rows_fitted_on_all_other_validations():
+    from calibration_pool import leave_one_out_means
+
+    def row(judged, fitted_on, regret, band_regret):
+        cell = {"spearman": 0.5, "regret": regret}
+        return {"judged": judged, "fitted_on": fitted_on, "raw": cell, "centred": cell, "mixture_law": None,
+                "calibrated": {**cell, "band_regret": band_regret}}
+
+    rows = [row(1, [2], 9.0, 9.0), row(1, [2, 3], 1.0, 0.0), row(2, [1, 3], 2.0, 0.5), row(3, [1, 2], 0.0, 1.0),
+            row(3, [2], 9.0, 9.0)]
+    means = leave_one_out_means(rows, 3)
+    assert means["judged"] == [1, 2, 3]  # single-validation fits (regret 9) are left out
+    assert means["regret"]["calibrated"] == 1.0 and means["regret"]["band"] == 0.5
+    assert math.isnan(means["regret"]["mixture_law"])  # too few pairs everywhere: no mean, not 0
+    assert leave_one_out_means(rows[:1], 2) is None  # two validations: no row pools two

@@ -175,6 +175,10 @@ def test_the_band_pick_lets_the_raw_proxy_choose_only_among_near_ties_of_the_cal
         band_pick(calibrated, raw, -1.0)
     with pytest.raises(ValueError, match="paired"):
         band_pick(calibrated, raw[:3], 1.0)
+    with pytest.raises(ValueError, match="finite"):  # argmax would choose a nan raw mean inside the band
+        band_pick(calibrated, [np.nan, 12.0, 30.0, 99.0], 1.0)
+    with pytest.raises(ValueError, match="no mixtures"):
+        band_pick([], [], 1.0)
 
 
 def test_the_band_is_the_pooled_map_s_own_error_on_the_mean_score_of_the_pairs_it_was_fitted_on():
@@ -189,6 +193,17 @@ def test_the_band_is_the_pooled_map_s_own_error_on_the_mean_score_of_the_pairs_i
         SimpleNamespace(weights={"a": w, "b": 1 - w}, group="draw", proxy_scores={"x": p, "y": p},
                         real_scores={"x": r, "y": y}) for w, p, r, y in rows))
     pooled = fit_on_validations([validation])
-    # mean-score errors: 0, +0.5, -0.5, 0 (half of x's ±1) -> RMS sqrt(0.125)
+    # mean-score errors: 0, -0.5, +0.5, 0 (half of x's ∓1) -> RMS sqrt(0.125)
     assert pooled.band() == pytest.approx(np.sqrt(0.125))
-    assert pooled.band({"x": 1.0, "y": 0.0}) == pytest.approx(np.sqrt(0.5))  # x alone: errors 0, 1, -1, 0
+    assert pooled.band({"x": 1.0, "y": 0.0}) == pytest.approx(np.sqrt(0.5))  # x alone: errors 0, -1, +1, 0
+    assert pooled.band(names=["x"]) == pytest.approx(np.sqrt(0.5))  # only the benchmarks a judge scores
+
+
+def test_the_band_order_puts_the_band_first_by_raw_proxy_then_the_rest_by_calibrated_mean():
+    from dmo.fidelity.calibration import band_order
+
+    calibrated = [49.0, 50.0, 49.6, 45.0, 47.0]
+    raw = [30.0, 10.0, 12.0, 99.0, 5.0]
+    assert band_order(calibrated, raw, 0.0) == [1, 2, 0, 4, 3]  # the plain calibrated order
+    assert band_order(calibrated, raw, 1.0) == [0, 2, 1, 4, 3]  # 49.0, 50.0 and 49.6 inside, by raw
+    assert band_order([], [], 1.0) == []

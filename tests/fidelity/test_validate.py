@@ -131,7 +131,7 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     fitted = fit_on_validations(pooled)
     names = list(search.benchmarks)
     expected = judge_fitted(fitted.calibration, {b: [r.proxy_scores[b] for r in latest.results] for b in names},
-                            {b: [r.real_scores[b] for r in latest.results] for b in names}, band=fitted.band())
+                            {b: [r.real_scores[b] for r in latest.results] for b in names}, pooled=fitted)
     assert transfer["calibrated"]["spearman"] == pytest.approx(expected["calibrated"]["spearman"], nan_ok=True)
     # the band pick's width is the earlier map's own error, not one measured on the draws it judges
     assert transfer["calibrated"]["band"] == pytest.approx(expected["calibrated"]["band"])
