@@ -16,7 +16,8 @@ always on V's held-out mixtures that the fit never saw, each with the isotonic m
 --calibrated` applies and with the centred isotonic map (one knot per pooled block, rising
 between blocks instead of stepping), the step map's plain pick (argmax of the calibrated mean) and its
 band pick (`dmo.fidelity.calibration.band_pick`: among mixtures within the map's own in-sample error of
-the top, the raw proxy's best), and beside them the no-proxy baseline: a quadratic mixture law
+the top, the raw proxy's best), the blend (`dmo.fidelity.mixture_law.judge_blend`: the mean of the
+calibrated proxies' and the mixture law's predictions), and beside them the no-proxy baseline: a quadratic mixture law
 of the real scores in the weights alone (`dmo.fidelity.mixture_law`), fitted on the same pairs, which
 says what the trained mixtures predict without any proxy. Nothing is trained or merged: every figure
 comes from the stored proxy and real scores. Each row says which validations it was fitted on, so
@@ -34,7 +35,7 @@ from weight_map import num
 
 from dmo.config import load_config
 from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted, mixture_key
-from dmo.fidelity.mixture_law import judge_mixture_law
+from dmo.fidelity.mixture_law import judge_blend, judge_mixture_law
 from storage import Store
 
 
@@ -53,8 +54,10 @@ def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str 
     row = {"fitted_on": list(pooled.validation_ids), "fit_pairs": len(pooled.mixtures), "judged_on": len(keep),
            "raw": judged["raw"], "calibrated": judged["calibrated"]}
     if domains is not None:
-        row["mixture_law"] = judge_mixture_law(fit_from, [mixtures[i] for i in keep], kept_real, domains=domains,
-                                               weights=weights)
+        kept = [mixtures[i] for i in keep]
+        row["mixture_law"] = judge_mixture_law(fit_from, kept, kept_real, domains=domains, weights=weights)
+        row["blend"] = judge_blend(pooled, fit_from, kept, {b: [proxy[b][i] for i in keep] for b in names}, kept_real,
+                                   domains=domains, weights=weights)
     return row
 
 
@@ -106,12 +109,14 @@ def leave_one_out_means(rows: list[dict], validations: int) -> dict | None:
             "spearman": {"raw": mean(r["raw"]["spearman"] for r in pooled),
                          "calibrated": mean(r["calibrated"]["spearman"] for r in pooled),
                          "centred": mean(r["centred"]["spearman"] for r in pooled),
-                         "mixture_law": mean(law["spearman"] if law else None for law in laws)},
+                         "mixture_law": mean(law["spearman"] if law else None for law in laws),
+                         "blend": mean(r["blend"]["spearman"] if r.get("blend") else None for r in pooled)},
             "regret": {"raw": mean(r["raw"]["regret"] for r in pooled),
                        "calibrated": mean(r["calibrated"]["regret"] for r in pooled),
                        "band": mean(r["calibrated"]["band_regret"] for r in pooled),
                        "centred": mean(r["centred"]["regret"] for r in pooled),
-                       "mixture_law": mean(law["regret"] if law else None for law in laws)}}
+                       "mixture_law": mean(law["regret"] if law else None for law in laws),
+                       "blend": mean(r["blend"]["regret"] if r.get("blend") else None for r in pooled)}}
 
 
 def rho_cell(row: dict) -> str:
@@ -131,23 +136,26 @@ def markdown(report: dict) -> str:
     lines = [heading, "",
              ("| judged on (seed) | fitted on (pairs) | raw ρ (90 %) | calibrated ρ (90 %) | τ "
               "| raw → calibrated regret | band pick: regret (band) "
-              "| centred: ρ (90 %), regret | no proxy, mixture law: ρ (90 %), regret |"),
-             "|---|---|---|---|---:|---|---|---|---|"]
+              "| centred: ρ (90 %), regret | no proxy, mixture law: ρ (90 %), regret | blend: ρ (90 %), regret |"),
+             "|---|---|---|---|---:|---|---|---|---|---|"]
     for row in report["rows"]:
         fitted = "+".join(str(i) for i in row["fitted_on"])
         lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | {fitted} ({row['fit_pairs']}) | "
                      f"{rho_cell(row['raw'])} | {rho_cell(row['calibrated'])} | {num(row['calibrated']['kendall'])} | "
                      f"{num(row['raw']['regret'])} → {num(row['calibrated']['regret'])} | "
                      f"{num(row['calibrated']['band_regret'])} ({num(row['calibrated']['band'])}) | "
-                     f"{rho_cell(row['centred'])}, {num(row['centred']['regret'])} | {law_cell(row.get('mixture_law'))} |")
+                     f"{rho_cell(row['centred'])}, {num(row['centred']['regret'])} | {law_cell(row.get('mixture_law'))} | "
+                     f"{law_cell(row.get('blend'))} |")
     means = report.get("leave_one_out")
     if means:
         rho, regret = means["spearman"], means["regret"]
         lines += ["", (f"leave one validation out (judged on {', '.join(map(str, means['judged']))}, each fitted on "
                        f"all the others), means: ρ raw {num(rho['raw'])}, calibrated {num(rho['calibrated'])}, centred "
-                       f"{num(rho['centred'])}, mixture law {num(rho['mixture_law'])}; top-1 regret raw "
+                       f"{num(rho['centred'])}, mixture law {num(rho['mixture_law'])}, blend {num(rho['blend'])}; "
+                       f"top-1 regret raw "
                        f"{num(regret['raw'])}, calibrated {num(regret['calibrated'])}, band pick {num(regret['band'])}, "
-                       f"centred {num(regret['centred'])}, mixture law {num(regret['mixture_law'])}")]
+                       f"centred {num(regret['centred'])}, mixture law {num(regret['mixture_law'])}, blend "
+                       f"{num(regret['blend'])}")]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dmo.fidelity.calibration import held_out_columns, mixture_key
+from dmo.fidelity.calibration import PooledCalibration, held_out_columns, mixture_key
 from dmo.fidelity.ranking import benchmark_mean, mean_score_row
 
 
@@ -74,6 +74,23 @@ class MixtureLaw:
         return {b: features @ beta for b, beta in self.coefficients.items()}
 
 
+def _law_on_validations(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]], names: Sequence[str],
+                        domains: Sequence[str]) -> tuple[MixtureLaw, int] | None:
+    """The law fitted on the held-out real scores of ``fit_from`` for ``names`` (those the validations scored),
+    and how many mixtures it was fitted on; None where they are too few. A mixture to judge that was fitted
+    on is an error."""
+    fit_mixtures, _, fit_real = held_out_columns([result for validation in fit_from for result in validation.results])
+    if len(fit_mixtures) < min_mixtures(domains):
+        return None
+    seen = {mixture_key(w) for w in fit_mixtures} & {mixture_key(w) for w in mixtures}
+    if seen:
+        raise ValueError(f"{len(seen)} of the mixtures to judge on were fitted on; leave them out")
+    names = [b for b in names if b in fit_real]
+    if not names:
+        raise ValueError("no benchmark is both scored here and in the validations the law is fitted on")
+    return MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains), len(fit_mixtures)
+
+
 def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
                       real: Mapping[str, Sequence[float]], *, domains: Sequence[str],
                       weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
@@ -82,17 +99,33 @@ def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, f
     scores per benchmark: mean-score ρ with its 90 % interval, τ, regret, and the benchmarks it covers.
     None where the validations hold too few mixtures to fit it; judging on a mixture the law was fitted
     on, or with no benchmark in common, is an error."""
-    fit_mixtures, _, fit_real = held_out_columns([result for validation in fit_from for result in validation.results])
-    if len(fit_mixtures) < min_mixtures(domains):
+    fitted = _law_on_validations(fit_from, mixtures, list(real), domains)
+    if fitted is None:
         return None
-    seen = {mixture_key(w) for w in fit_mixtures} & {mixture_key(w) for w in mixtures}
-    if seen:
-        raise ValueError(f"{len(seen)} of the mixtures to judge on were fitted on; leave them out")
-    names = [b for b in real if b in fit_real]
-    if not names:
-        raise ValueError("no benchmark is both scored here and in the validations the law is fitted on")
-    law = MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains)
+    law, fitted_on = fitted
+    names = list(law.coefficients)
     predicted = law.predict(mixtures)
     row = mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean({b: real[b] for b in names}, names,
                                                                                    weights), interval=True)
-    return {**row, "fitted_on": len(fit_mixtures), "benchmarks": names}
+    return {**row, "fitted_on": fitted_on, "benchmarks": names}
+
+
+def judge_blend(pooled: PooledCalibration, fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
+                proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]], *,
+                domains: Sequence[str], weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+    """The blend: each mixture's real mean predicted as the mean of the calibrated proxies' prediction
+    (``pooled``) and the mixture law's, both fitted on ``fit_from``'s held-out pairs, judged on
+    ``mixtures`` (ρ with its 90 % interval, τ, regret of its argmax). The two err differently: the law
+    knows only the weights, the calibrated proxy only what the merged model shows. None where the law
+    has too few pairs."""
+    names = [b for b in real if b in proxy and b in pooled.calibration.knots]
+    fitted = _law_on_validations(fit_from, mixtures, names, domains)
+    if fitted is None:
+        return None
+    law = fitted[0]
+    names = list(law.coefficients)
+    calibrated = benchmark_mean(pooled.calibration.apply({b: proxy[b] for b in names}), names, weights)
+    predicted = benchmark_mean(law.predict(mixtures), names, weights)
+    row = mean_score_row((calibrated + predicted) / 2, benchmark_mean({b: real[b] for b in names}, names, weights),
+                         interval=True)
+    return {**row, "benchmarks": names}

@@ -69,3 +69,42 @@ def test_judging_names_its_benchmarks_weighs_them_and_refuses_what_it_cannot_jud
         judge_mixture_law([validation], [fit[0], *held], {b: [0.0] + v for b, v in real.items()}, domains=DOMAINS)
     with pytest.raises(ValueError, match="no benchmark"):
         judge_mixture_law([validation], held, {"z": [0.0] * 6}, domains=DOMAINS)
+
+
+def test_the_blend_averages_the_calibrated_proxy_s_and_the_law_s_predictions():
+    from dmo.fidelity.calibration import Calibration, fit_on_validations
+    from dmo.fidelity.mixture_law import judge_blend
+    from dmo.fidelity.ranking import mean_score_row
+
+    fit, held = _draws(20, 7), _draws(6, 8)
+    rng = np.random.default_rng(9)
+
+    def validation(proxy: list[float], real: list[float]) -> SimpleNamespace:
+        return SimpleNamespace(id=1, results=tuple(
+            SimpleNamespace(weights=w, group="draw", proxy_scores={"x": p}, real_scores={"x": r})
+            for w, p, r in zip(fit, proxy, real)))
+
+    # the proxy says nothing (every score 0): the calibrated half is flat, so the blend ranks as the law does
+    truth = [_quadratic(w) for w in fit]
+    real = {"x": [_quadratic(w) for w in held]}
+    flat = validation([0.0] * 20, truth)
+    row = judge_blend(fit_on_validations([flat]), [flat], held, {"x": [0.0] * 6}, real, domains=DOMAINS)
+    assert row["spearman"] == pytest.approx(1.0) and row["regret"] == pytest.approx(0.0) and row["benchmarks"] == ["x"]
+    # both halves informative and imperfect: the blend ranks by their mean, not by either alone
+    noisy_real = list(np.asarray(truth) + rng.normal(scale=2.0, size=20))
+    proxy = list(rng.normal(size=20))
+    fitted = validation(proxy, noisy_real)
+    # the held-out real scores follow both halves' mean (plus noise), so neither half alone ranks them as well
+    held_proxy = list(rng.normal(size=6))
+    calibrated = Calibration.fit({"x": proxy}, {"x": noisy_real}).apply({"x": held_proxy})["x"]
+    law = MixtureLaw.fit(fit, {"x": noisy_real}, DOMAINS).predict(held)["x"]
+    held_real = {"x": list((calibrated + law) / 2 + rng.normal(scale=0.5, size=6))}
+    blend = judge_blend(fit_on_validations([fitted]), [fitted], held, {"x": held_proxy}, held_real, domains=DOMAINS)
+    expected = mean_score_row((calibrated + law) / 2, np.asarray(held_real["x"]))
+    assert blend["kendall"] == pytest.approx(expected["kendall"]) and blend["regret"] == pytest.approx(expected["regret"])
+    halves = [mean_score_row(half, np.asarray(held_real["x"]))["kendall"] for half in (calibrated, law)]
+    assert all(k != pytest.approx(expected["kendall"]) for k in halves)  # so the check above tells them apart
+    assert judge_blend(fit_on_validations([flat]), [SimpleNamespace(id=2, results=flat.results[:5])], held,
+                       {"x": [0.0] * 6}, real, domains=DOMAINS) is None  # 5 pairs for 6 coefficients: no blend
+    with pytest.raises(ValueError, match="fitted on"):
+        judge_blend(fit_on_validations([flat]), [flat], [fit[0], *held[1:]], {"x": [0.0] * 6}, real, domains=DOMAINS)
