@@ -74,15 +74,16 @@ class MixtureLaw:
         return {b: features @ beta for b, beta in self.coefficients.items()}
 
 
-def _law_on_validations(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]], names: Sequence[str],
-                        domains: Sequence[str]) -> tuple[MixtureLaw, int] | None:
-    """The law fitted on the held-out real scores of ``fit_from`` for ``names`` (those the validations scored),
-    and how many mixtures it was fitted on; None where they are too few. A mixture to judge that was fitted
-    on is an error."""
+def law_on_validations(fit_from: Sequence[Any], names: Sequence[str], domains: Sequence[str], *,
+                       judged: Sequence[Mapping[str, float]] = ()) -> tuple[MixtureLaw, int] | None:
+    """The law fitted on the held-out real scores of the validations ``fit_from`` (records with ``results``;
+    each mixture once, at the mean of its runs) for ``names`` (those the validations scored), and how many
+    mixtures it was fitted on; None where they are too few. A mixture in ``judged`` (what the law is about to
+    be judged on) that was fitted on is an error."""
     fit_mixtures, _, fit_real = held_out_columns([result for validation in fit_from for result in validation.results])
     if len(fit_mixtures) < min_mixtures(domains):
         return None
-    seen = {mixture_key(w) for w in fit_mixtures} & {mixture_key(w) for w in mixtures}
+    seen = {mixture_key(w) for w in fit_mixtures} & {mixture_key(w) for w in judged}
     if seen:
         raise ValueError(f"{len(seen)} of the mixtures to judge on were fitted on; leave them out")
     names = [b for b in names if b in fit_real]
@@ -99,7 +100,7 @@ def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, f
     scores per benchmark: mean-score ρ with its 90 % interval, τ, regret, and the benchmarks it covers.
     None where the validations hold too few mixtures to fit it; judging on a mixture the law was fitted
     on, or with no benchmark in common, is an error."""
-    fitted = _law_on_validations(fit_from, mixtures, list(real), domains)
+    fitted = law_on_validations(fit_from, list(real), domains, judged=mixtures)
     if fitted is None:
         return None
     law, fitted_on = fitted
@@ -119,7 +120,7 @@ def judge_blend(pooled: PooledCalibration, fit_from: Sequence[Any], mixtures: Se
     knows only the weights, the calibrated proxy only what the merged model shows. None where the law
     has too few pairs."""
     names = [b for b in real if b in proxy and b in pooled.calibration.knots]
-    fitted = _law_on_validations(fit_from, mixtures, names, domains)
+    fitted = law_on_validations(fit_from, names, domains, judged=mixtures)
     if fitted is None:
         return None
     law = fitted[0]

@@ -32,7 +32,7 @@ from dmo.fidelity.calibration import (
     mixture_key,
 )
 from dmo.fidelity.draws import ValidationMixture, held_out_draws, reference_protocol
-from dmo.fidelity.mixture_law import judge_mixture_law
+from dmo.fidelity.mixture_law import judge_blend, judge_mixture_law
 from dmo.fidelity.ranking import benchmark_mean, fidelity_summary, retest_agreement
 from dmo.mixture import Mixture
 from dmo.models.backends import backend_for
@@ -200,10 +200,12 @@ def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequ
     result = judge_fitted(pooled.calibration, proxy_columns, real_columns, weights=weights, pooled=pooled)
     # What the same trained mixtures predict with no proxy at all: the calibrated proxy's figure is worth
     # something only where it beats this.
-    law = judge_mixture_law(earlier, [planned[i].mixture.as_dict() for i in judged], real_columns, domains=domains,
-                            weights=weights)
+    mixtures = [planned[i].mixture.as_dict() for i in judged]
+    law = judge_mixture_law(earlier, mixtures, real_columns, domains=domains, weights=weights)
+    # What `dmo best --calibrated` ranks by where the law can be fitted: the mean of both predictions.
+    blend = judge_blend(pooled, earlier, mixtures, proxy_columns, real_columns, domains=domains, weights=weights)
     result.update(fitted_on_validations=list(pooled.validation_ids), fitted_on=len(pooled.mixtures),
-                  judged_on=len(judged), mixture_law=law)
+                  judged_on=len(judged), mixture_law=law, blend=blend)
     return result
 
 

@@ -44,7 +44,7 @@ def test_with_repeats_every_row_shows_the_real_ranking_s_own_rho_and_regret_besi
     assert "real vs real ρ" not in table_without and "--repeats 2" in table_without
 
 
-def test_the_transfer_line_shows_the_band_pick_and_the_no_proxy_mixture_law_beside_the_calibrated_proxy():
+def test_the_transfer_lines_show_the_band_pick_the_no_proxy_law_and_the_blend_beside_the_calibrated_proxy():
     from dmo.cli.common import console
     from dmo.cli.validate_cmd import print_summary
 
@@ -56,7 +56,8 @@ def test_the_transfer_line_shows_the_band_pick_and_the_no_proxy_mixture_law_besi
     row = {"spearman": 0.5, "spearman_90": [0.1, 0.8], "kendall": 0.4, "regret": 1.25}
     calibrated = {**row, "band": 0.62, "band_regret": 0.125}
     summary["calibration_transfer"] = {"raw": row, "calibrated": calibrated, "fitted_on_validations": [1], "fitted_on": 20,
-                                       "judged_on": 4, "mixture_law": {**row, "spearman": 0.777, "regret": 3.5}}
+                                       "judged_on": 4, "mixture_law": {**row, "spearman": 0.777, "regret": 3.5},
+                                       "blend": {**row, "spearman": 0.888, "regret": 0.25}}
     width = console.width
     console.width = 400  # one line per print: the transfer line is long
     try:
@@ -69,6 +70,8 @@ def test_the_transfer_line_shows_the_band_pick_and_the_no_proxy_mixture_law_besi
         console.width = width
     transfer_line = next(line for line in captured.get().splitlines() if "--calibrated" in line)
     assert "band pick 0.12, band 0.62" in transfer_line  # the tie-aware pick's regret beside the plain pick's
+    blend_line = next(line for line in captured.get().splitlines() if "blend" in line)
+    assert "0.888" in blend_line and "0.25" in blend_line and "--calibrated" in blend_line
     law_line = next(line for line in captured.get().splitlines() if "mixture law" in line)
     assert "0.777" in law_line and "3.50" in law_line
     assert "too few earlier mixtures" in without.get() and "0.777" not in without.get()

@@ -122,8 +122,9 @@ def test_a_later_validation_judges_the_earlier_one_s_calibration_on_draws_it_was
     held_out = {tuple(sorted(r.weights.items())) for v in pooled for r in v.results if r.group != "pick"}
     assert transfer["fitted_on"] == len(held_out) >= 3
     assert transfer["judged_on"] == 3
-    # the no-proxy baseline rides along (fitted on the same mixtures: its own test below)
-    assert "mixture_law" in transfer
+    # the no-proxy baseline and the blend ride along (fitted on the same mixtures: their own tests below and in
+    # tests/fidelity/test_mixture_law.py)
+    assert "mixture_law" in transfer and "blend" in transfer
     # the same figures as fitting on the earlier validations' pairs and judging on the second's by hand
     latest = tiny_store.latest_validation(search.id, finished_only=True)
     assert {tuple(sorted(r.weights.items())) for r in latest.results}.isdisjoint(
@@ -177,6 +178,9 @@ def test_the_earlier_calibration_s_judge_fits_the_no_proxy_law_on_the_same_earli
     assert law["fitted_on"] == transfer["fitted_on"] == 8 and law["benchmarks"] == ["x"]
     assert law["spearman"] == pytest.approx(1.0) and law["regret"] == pytest.approx(0.0)
     assert transfer["raw"]["spearman"] == pytest.approx(-1.0)  # the proxy's own figure is not the law's
+    # the backwards proxy pools into one flat block of the monotone map, so the blend ranks as the law does
+    assert transfer["blend"]["spearman"] == pytest.approx(1.0) and transfer["blend"]["regret"] == pytest.approx(0.0)
     fewer = [SimpleNamespace(id=7, results=earlier[0].results[:5])]  # 5 mixtures for 6 coefficients
-    assert judge_earlier_calibration(fewer, planned, proxy, real, ["x"], ValidationPlan(mixtures=5, picks=0),
-                                     domains=domains)["mixture_law"] is None
+    short = judge_earlier_calibration(fewer, planned, proxy, real, ["x"], ValidationPlan(mixtures=5, picks=0),
+                                      domains=domains)
+    assert short["mixture_law"] is None and short["blend"] is None

@@ -144,11 +144,12 @@ def test_best_calibrated_ranks_trials_on_the_real_scale_the_validations_measured
     result = runner.invoke(db_cmd.app, [*args, "--calibrated"])
     assert result.exit_code == 0, result.output
     ranked = json.loads(result.stdout)["calibrated"]
-    assert ranked["fitted_on"] == 6
-    assert [t["number"] for t in ranked["trials"]] == [2, 1, 3]  # w 0.3 (67.5), then 0.2 and 0.6 (60 each, by number)
-    assert [round(t["calibrated"], 2) for t in ranked["trials"]] == [67.5, 60.0, 60.0]
+    assert ranked["fitted_on"] == 6 and ranked["ranked_by"] == "blend"
+    calibrated = {t["number"]: round(t["calibrated"], 2) for t in ranked["trials"]}
+    assert calibrated == {2: 67.5, 1: 60.0, 3: 60.0}  # w 0.3 lifted to the real scale, w 0.95 and 0.05 below
+    _assert_blend_of_calibration_and_law(ranked, [(w, real(w)) for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)])
     shown = runner.invoke(db_cmd.app, ["best", "--url", store_url, "--search", str(search_id), "--calibrated"])
-    assert shown.exit_code == 0 and "ranked by calibrated proxy scores" in shown.stdout
+    assert shown.exit_code == 0 and "ranked by the blend of calibrated proxy scores" in " ".join(shown.stdout.split())
     # A later validation adds its pairs to the fit; one that failed adds none. The later one measured
     # real OCR 90 at w 0.15 (the first fit interpolated 60 there), which lifts w 0.2 level with w 0.3.
     with Store.open(store_url, retry_s=2.0) as store:
@@ -160,10 +161,47 @@ def test_best_calibrated_ranks_trials_on_the_real_scale_the_validations_measured
                                         group="draw")
         store.finish_validation(later.id, summary={"mean_score": {}, "mean_weights": None})
         store.fail_validation(failed.id, "interrupted")
-    pooled = json.loads(runner.invoke(db_cmd.app, [*args, "--calibrated"]).stdout)["calibrated"]
+    pooled = json.loads(runner.invoke(db_cmd.app, [*args, "--calibrated", "--top", "5"]).stdout)["calibrated"]
     assert pooled["validation_ids"] == [validation.id, later.id] and pooled["fitted_on"] == 7
-    assert [t["number"] for t in pooled["trials"]] == [1, 2, 3]  # w 0.2 and 0.3 (67.5 each, by number), 0.6
-    assert [round(t["calibrated"], 2) for t in pooled["trials"]] == [67.5, 67.5, 60.0]
+    assert {t["number"]: round(t["calibrated"], 2) for t in pooled["trials"]}[1] == 67.5  # w 0.2 level with w 0.3
+    _assert_blend_of_calibration_and_law(pooled, [(w, real(w)) for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)]
+                                         + [(0.15, {"ocr": 90.0, "chart": 42.5})])
+
+
+def _assert_blend_of_calibration_and_law(ranked: dict, validated: list[tuple[float, dict[str, float]]]) -> None:
+    """Each trial's blend is the mean of its calibrated mean and the quadratic mixture law fitted (here, by
+    hand) on the validated mixtures' real scores; the trials come in the blend's order."""
+    from dmo.fidelity.mixture_law import MixtureLaw
+
+    law = MixtureLaw.fit([{"ocr": w, "chart": 1 - w} for w, _ in validated],
+                         {b: [scores[b] for _, scores in validated] for b in ("ocr", "chart")}, ("ocr", "chart"))
+    for trial in ranked["trials"]:
+        predicted = law.predict([trial["weights"]])
+        assert trial["law"] == pytest.approx((predicted["ocr"][0] + predicted["chart"][0]) / 2)
+        assert trial["blend"] == pytest.approx((trial["calibrated"] + trial["law"]) / 2)
+    blends = [t["blend"] for t in ranked["trials"]]
+    assert blends == sorted(blends, reverse=True)
+
+
+def test_best_calibrated_ranks_by_the_calibration_alone_while_the_law_has_too_few_mixtures(store_url: str) -> None:
+    with Store.open(store_url, retry_s=2.0) as store:
+        search = search_row(store, project_config(("ocr", "chart"), project__name="few"), with_study=False)
+        for number, w in enumerate([0.2, 0.8]):
+            store.record_trial(search_id=search.id, number=number, mixture=mixture(ocr=w, chart=1 - w),
+                               merge_method="task_arithmetic", params={}, scores={"ocr": 100 * w, "chart": 0.0},
+                               objective=[50 * w], state="complete", duration_s=0.1)
+        validation = store.create_validation(search.id, config={})
+        for w, real in ((0.1, 10.0), (0.9, 90.0)):  # 2 mixtures; a law over 2 domains has 3 coefficients
+            store.record_mixture_result(validation.id, mixture=mixture(ocr=w, chart=1 - w), trial_id=None,
+                                        model_id=None, proxy_scores={"ocr": 100 * w, "chart": 0.0},
+                                        real_scores={"ocr": real, "chart": 0.0}, group="draw")
+        store.finish_validation(validation.id, summary={"mean_score": {}, "mean_weights": None})
+    args = ["best", "--url", store_url, "--search", str(search.id), "--calibrated"]
+    ranked = json.loads(runner.invoke(db_cmd.app, [*args, "--json"]).stdout)["calibrated"]
+    assert ranked["ranked_by"] == "calibrated" and ranked["law_needs"] == 3
+    assert [(t["number"], t["calibrated"]) for t in ranked["trials"]] == [(1, 40.0), (0, 10.0)]  # ocr 80 and 20
+    assert all(t["law"] is None and t["blend"] is None for t in ranked["trials"])
+    assert "the mixture law beside them needs 3" in " ".join(runner.invoke(db_cmd.app, args).stdout.split())
 
 
 def test_best_calibrated_without_a_validation_says_how_to_get_one(store_url: str, dmo_cli) -> None:
