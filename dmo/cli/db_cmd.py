@@ -144,8 +144,7 @@ def _calibrated_ranking(record, validations, trials, top: int) -> dict:
     was adopted by a rule written before the draws that judged it (docs/fidelity.md)."""
     from dmo.errors import SearchError
     from dmo.fidelity.calibration import calibrated_means, fit_on_validations
-    from dmo.fidelity.mixture_law import law_on_validations, min_mixtures
-    from dmo.fidelity.ranking import benchmark_mean
+    from dmo.fidelity.mixture_law import blend_means, law_on_validations, min_mixtures
 
     if not validations:
         raise SearchError(f"search {record.id} has no finished validation to calibrate with",
@@ -157,14 +156,11 @@ def _calibrated_ranking(record, validations, trials, top: int) -> dict:
         weights = validations[-1].summary.get("mean_weights")
         means = calibrated_means(scores, pooled.calibration, weights)
         fitted = law_on_validations(validations, sorted(pooled.calibration.knots), record.domains)
-        if fitted is None:
-            law = None
-        else:
-            law = benchmark_mean(fitted[0].predict([t.weights for t in trials]), list(fitted[0].coefficients), weights)
+        law, blend = (None, means) if fitted is None else blend_means(means, fitted[0], [t.weights for t in trials],
+                                                                       weights)
     except ValueError as error:
         raise SearchError(f"cannot calibrate with validations {ids}: {error}",
                           hint="validate with the search's own benchmarks") from None
-    blend = means if law is None else (means + law) / 2
     order = sorted(range(len(trials)), key=lambda i: (-blend[i], trials[i].number))
     if record.direction == "minimize":
         order.reverse()

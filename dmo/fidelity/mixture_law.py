@@ -111,6 +111,15 @@ def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, f
     return {**row, "fitted_on": fitted_on, "benchmarks": names}
 
 
+def blend_means(calibrated_mean: np.ndarray, law: MixtureLaw, mixtures: Sequence[Mapping[str, float]],
+                weights: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The law's predicted mean score at ``mixtures`` and the blend: its mean with the calibrated proxies'
+    predicted mean (``calibrated_mean``, over the same benchmarks). The one place the blend is made, for
+    :func:`judge_blend` and for the ranking ``dmo best --calibrated`` prints."""
+    law_mean = benchmark_mean(law.predict(mixtures), list(law.coefficients), weights)
+    return law_mean, (np.asarray(calibrated_mean, dtype=np.float64) + law_mean) / 2
+
+
 def judge_blend(pooled: PooledCalibration, fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
                 proxy: Mapping[str, Sequence[float]], real: Mapping[str, Sequence[float]], *,
                 domains: Sequence[str], weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
@@ -126,7 +135,6 @@ def judge_blend(pooled: PooledCalibration, fit_from: Sequence[Any], mixtures: Se
     law = fitted[0]
     names = list(law.coefficients)
     calibrated = benchmark_mean(pooled.calibration.apply({b: proxy[b] for b in names}), names, weights)
-    predicted = benchmark_mean(law.predict(mixtures), names, weights)
-    row = mean_score_row((calibrated + predicted) / 2, benchmark_mean({b: real[b] for b in names}, names, weights),
-                         interval=True)
+    _, blend = blend_means(calibrated, law, mixtures, weights)
+    row = mean_score_row(blend, benchmark_mean({b: real[b] for b in names}, names, weights), interval=True)
     return {**row, "benchmarks": names}
