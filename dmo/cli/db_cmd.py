@@ -79,8 +79,10 @@ def best(
     store_url: StoreUrlOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     calibrated: Annotated[bool, typer.Option(
-        "--calibrated", help="Also rank every trial by its proxy scores mapped to the real scale by a monotone "
-                             "map per benchmark, fitted on every finished validation of the search (docs/fidelity.md)."
+        "--calibrated", help="Also rank every trial on the real scale the search's finished validations measured: "
+                             "by a mixture law of their real scores at the trial's weights, beside its proxy scores "
+                             "mapped by a monotone map per benchmark (by that map alone while the validations hold "
+                             "too few mixtures for the law; docs/fidelity.md)."
     )] = False,
     as_json: JsonFlag = False,
     retry_s: RetryOption = 10.0,
@@ -137,14 +139,15 @@ def best(
 
 
 def _calibrated_ranking(record, validations, trials, top: int) -> dict:
-    """Every complete trial ranked by the blend: the mean of its calibrated proxy mean (full-split scores
-    where it was rescored; each benchmark's monotone map fitted on the held-out mixtures of every finished
-    validation of the search) and the no-proxy mixture law's prediction at its weights (fitted on the same
-    mixtures). By the calibrated mean alone where the law has fewer mixtures than coefficients. The blend
-    was adopted by a rule written before the draws that judged it (docs/fidelity.md)."""
+    """Every complete trial ranked on the real scale the search's finished validations measured: by the
+    no-proxy mixture law's prediction at its weights (a quadratic law of each benchmark's real score, fitted
+    on the held-out mixtures of every finished validation), beside its calibrated proxy mean (full-split
+    scores where it was rescored, each benchmark's monotone map fitted on the same mixtures). By the
+    calibrated mean while the law has fewer mixtures than coefficients. The law replaced the blend of the
+    two by a rule written before the draws that judged it (docs/fidelity.md)."""
     from dmo.errors import SearchError
     from dmo.fidelity.calibration import calibrated_means, fit_on_validations
-    from dmo.fidelity.mixture_law import blend_means, law_on_validations, min_mixtures
+    from dmo.fidelity.mixture_law import law_means, law_on_validations, min_mixtures
 
     if not validations:
         raise SearchError(f"search {record.id} has no finished validation to calibrate with",
@@ -156,19 +159,18 @@ def _calibrated_ranking(record, validations, trials, top: int) -> dict:
         weights = validations[-1].summary.get("mean_weights")
         means = calibrated_means(scores, pooled.calibration, weights)
         fitted = law_on_validations(validations, sorted(pooled.calibration.knots), record.domains)
-        law, blend = (None, means) if fitted is None else blend_means(means, fitted[0], [t.weights for t in trials],
-                                                                       weights)
+        law = None if fitted is None else law_means(fitted[0], [t.weights for t in trials], weights)
     except ValueError as error:
         raise SearchError(f"cannot calibrate with validations {ids}: {error}",
                           hint="validate with the search's own benchmarks") from None
-    order = sorted(range(len(trials)), key=lambda i: (-blend[i], trials[i].number))
+    ranking = means if law is None else law
+    order = sorted(range(len(trials)), key=lambda i: (-ranking[i], trials[i].number))
     if record.direction == "minimize":
         order.reverse()
-    return {"validation_ids": ids, "fitted_on": len(pooled.mixtures), "ranked_by": "calibrated" if law is None else "blend",
+    return {"validation_ids": ids, "fitted_on": len(pooled.mixtures), "ranked_by": "calibrated" if law is None else "law",
             "law_needs": min_mixtures(record.domains), "trials": [
                 {"rank": rank, "number": trials[i].number, "weights": trials[i].weights, "value": trials[i].value,
-                 "calibrated": float(means[i]), "law": None if law is None else float(law[i]),
-                 "blend": None if law is None else float(blend[i])}
+                 "calibrated": float(means[i]), "law": None if law is None else float(law[i])}
                 for rank, i in enumerate(order[:top], start=1)]}
 
 
@@ -178,14 +180,14 @@ def _calibrated_table(ranked: dict, domains) -> Table:
     ids = ", ".join(str(i) for i in ranked["validation_ids"])
     fitted = (f"the {ranked['fitted_on']} trained mixtures of validation{'s' if len(ranked['validation_ids']) > 1 else ''}"
               f" {ids}")
-    if ranked["ranked_by"] == "blend":
-        title = (f"ranked by the blend of calibrated proxy scores and a mixture law of the real scores, both fitted on "
-                 f"{fitted}; a prediction of the real mean, not a measurement")
+    if ranked["ranked_by"] == "law":
+        title = (f"ranked by a mixture law of the real scores fitted on {fitted} (calibrated proxy scores, fitted on "
+                 f"the same, beside it); a prediction of the real mean, not a measurement")
     else:
         title = (f"ranked by calibrated proxy scores (fitted on {fitted}; the mixture law beside them needs "
                  f"{ranked['law_needs']}); a prediction of the real mean, not a measurement")
     table = Table(title=title)
-    columns = ("calibrated", "law", "blend") if ranked["ranked_by"] == "blend" else ("calibrated",)
+    columns = ("law", "calibrated") if ranked["ranked_by"] == "law" else ("calibrated",)
     for column in ("rank", "trial", *domains, "proxy", *columns):
         table.add_column(column, justify="right")
     for row in ranked["trials"]:

@@ -126,13 +126,14 @@ def print_summary(search_id: int, summary: dict[str, Any]) -> None:
                          else ""))
         law = transfer.get("mixture_law")
         if law:
-            console.print(f"  no proxy, a quadratic mixture law of the real scores fitted on the same mixtures: spearman "
+            console.print(f"  no proxy, a quadratic mixture law of the real scores fitted on the same mixtures (what `dmo best "
+                          f"--calibrated` ranks by): spearman "
                           f"{law['spearman']:.3f} ({_interval(law['spearman_90'])}), regret {law['regret']:.2f}")
         elif "mixture_law" in transfer:
             console.print("  no proxy, a quadratic mixture law: too few earlier mixtures to fit one (one per coefficient)")
         blend = transfer.get("blend")
         if blend:
-            console.print(f"  the blend of the two (what `dmo best --calibrated` ranks by): spearman {blend['spearman']:.3f} "
+            console.print(f"  the blend of the two (not ranked by): spearman {blend['spearman']:.3f} "
                           f"({_interval(blend['spearman_90'])}), regret {blend['regret']:.2f}")
     for pick in summary.get("search_picks", []):
         console.print(f"search pick (trial {pick['trial']}): proxy {pick['proxy']:.3f}, real {pick['real']:.3f} "

@@ -105,19 +105,16 @@ def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, f
         return None
     law, fitted_on = fitted
     names = list(law.coefficients)
-    predicted = law.predict(mixtures)
-    row = mean_score_row(benchmark_mean(predicted, names, weights), benchmark_mean({b: real[b] for b in names}, names,
-                                                                                   weights), interval=True)
+    row = mean_score_row(law_means(law, mixtures, weights), benchmark_mean({b: real[b] for b in names}, names, weights),
+                         interval=True)
     return {**row, "fitted_on": fitted_on, "benchmarks": names}
 
 
-def blend_means(calibrated_mean: np.ndarray, law: MixtureLaw, mixtures: Sequence[Mapping[str, float]],
-                weights: Mapping[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The law's predicted mean score at ``mixtures`` and the blend: its mean with the calibrated proxies'
-    predicted mean (``calibrated_mean``, over the same benchmarks). The one place the blend is made, for
-    :func:`judge_blend` and for the ranking ``dmo best --calibrated`` prints."""
-    law_mean = benchmark_mean(law.predict(mixtures), list(law.coefficients), weights)
-    return law_mean, (np.asarray(calibrated_mean, dtype=np.float64) + law_mean) / 2
+def law_means(law: MixtureLaw, mixtures: Sequence[Mapping[str, float]],
+              weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """The law's predicted mean score at ``mixtures`` (over its benchmarks, weighted as the search's
+    objective): what ``dmo best --calibrated`` ranks by and what the judges below score."""
+    return benchmark_mean(law.predict(mixtures), list(law.coefficients), weights)
 
 
 def judge_blend(pooled: PooledCalibration, fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
@@ -135,6 +132,6 @@ def judge_blend(pooled: PooledCalibration, fit_from: Sequence[Any], mixtures: Se
     law = fitted[0]
     names = list(law.coefficients)
     calibrated = benchmark_mean(pooled.calibration.apply({b: proxy[b] for b in names}), names, weights)
-    _, blend = blend_means(calibrated, law, mixtures, weights)
+    blend = (calibrated + law_means(law, mixtures, weights)) / 2
     row = mean_score_row(blend, benchmark_mean({b: real[b] for b in names}, names, weights), interval=True)
     return {**row, "benchmarks": names}

@@ -198,11 +198,11 @@ def judge_earlier_calibration(earlier: Sequence[ValidationRecord], planned: Sequ
     proxy_columns = {b: [float(proxy[i][b]) for i in judged] for b in names}
     real_columns = {b: [float(np.mean([real[i, r][b] for r in range(runs)])) for i in judged] for b in names}
     result = judge_fitted(pooled.calibration, proxy_columns, real_columns, weights=weights, pooled=pooled)
-    # What the same trained mixtures predict with no proxy at all: the calibrated proxy's figure is worth
-    # something only where it beats this.
+    # What the same trained mixtures predict with no proxy at all: what `dmo best --calibrated` ranks by
+    # where it can be fitted, since it ranked held-out draws better than the calibrated proxies (docs/fidelity.md).
     mixtures = [planned[i].mixture.as_dict() for i in judged]
     law = judge_mixture_law(earlier, mixtures, real_columns, domains=domains, weights=weights)
-    # What `dmo best --calibrated` ranks by where the law can be fitted: the mean of both predictions.
+    # The mean of both predictions, which `dmo best --calibrated` ranked by before the law; still reported.
     blend = judge_blend(pooled, earlier, mixtures, proxy_columns, real_columns, domains=domains, weights=weights)
     result.update(fitted_on_validations=list(pooled.validation_ids), fitted_on=len(pooled.mixtures),
                   judged_on=len(judged), mixture_law=law, blend=blend)

@@ -71,7 +71,7 @@ def test_the_transfer_lines_show_the_band_pick_the_no_proxy_law_and_the_blend_be
     transfer_line = next(line for line in captured.get().splitlines() if "--calibrated" in line)
     assert "band pick 0.12, band 0.62" in transfer_line  # the tie-aware pick's regret beside the plain pick's
     blend_line = next(line for line in captured.get().splitlines() if "blend" in line)
-    assert "0.888" in blend_line and "0.25" in blend_line and "--calibrated" in blend_line
+    assert "0.888" in blend_line and "0.25" in blend_line and "--calibrated" not in blend_line
     law_line = next(line for line in captured.get().splitlines() if "mixture law" in line)
-    assert "0.777" in law_line and "3.50" in law_line
+    assert "0.777" in law_line and "3.50" in law_line and "--calibrated` ranks by" in law_line
     assert "too few earlier mixtures" in without.get() and "0.777" not in without.get()

@@ -144,12 +144,15 @@ def test_best_calibrated_ranks_trials_on_the_real_scale_the_validations_measured
     result = runner.invoke(db_cmd.app, [*args, "--calibrated"])
     assert result.exit_code == 0, result.output
     ranked = json.loads(result.stdout)["calibrated"]
-    assert ranked["fitted_on"] == 6 and ranked["ranked_by"] == "blend"
+    assert ranked["fitted_on"] == 6 and ranked["ranked_by"] == "law"
     calibrated = {t["number"]: round(t["calibrated"], 2) for t in ranked["trials"]}
     assert calibrated == {2: 67.5, 1: 60.0, 3: 60.0}  # w 0.3 lifted to the real scale, w 0.95 and 0.05 below
-    _assert_blend_of_calibration_and_law(ranked, [(w, real(w)) for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)])
+    _assert_ranked_by_the_law(ranked, [(w, real(w)) for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)])
+    # The law's order, not the calibrated proxies' (2, 1, 3). A quadratic cannot bend at OCR's kink, so here
+    # it overrates w 0.6 (law 67.1, real 60): the held-out draws, not this toy, chose it (docs/fidelity.md).
+    assert [t["number"] for t in ranked["trials"]] == [3, 2, 1]
     shown = runner.invoke(db_cmd.app, ["best", "--url", store_url, "--search", str(search_id), "--calibrated"])
-    assert shown.exit_code == 0 and "ranked by the blend of calibrated proxy scores" in " ".join(shown.stdout.split())
+    assert shown.exit_code == 0 and "ranked by a mixture law of the real scores" in " ".join(shown.stdout.split())
     # A later validation adds its pairs to the fit; one that failed adds none. The later one measured
     # real OCR 90 at w 0.15 (the first fit interpolated 60 there), which lifts w 0.2 level with w 0.3.
     with Store.open(store_url, retry_s=2.0) as store:
@@ -164,13 +167,14 @@ def test_best_calibrated_ranks_trials_on_the_real_scale_the_validations_measured
     pooled = json.loads(runner.invoke(db_cmd.app, [*args, "--calibrated", "--top", "5"]).stdout)["calibrated"]
     assert pooled["validation_ids"] == [validation.id, later.id] and pooled["fitted_on"] == 7
     assert {t["number"]: round(t["calibrated"], 2) for t in pooled["trials"]}[1] == 67.5  # w 0.2 level with w 0.3
-    _assert_blend_of_calibration_and_law(pooled, [(w, real(w)) for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)]
-                                         + [(0.15, {"ocr": 90.0, "chart": 42.5})])
+    _assert_ranked_by_the_law(pooled, [(w, real(w)) for w in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)]
+                              + [(0.15, {"ocr": 90.0, "chart": 42.5})])
 
 
-def _assert_blend_of_calibration_and_law(ranked: dict, validated: list[tuple[float, dict[str, float]]]) -> None:
-    """Each trial's blend is the mean of its calibrated mean and the quadratic mixture law fitted (here, by
-    hand) on the validated mixtures' real scores; the trials come in the blend's order."""
+def _assert_ranked_by_the_law(ranked: dict, validated: list[tuple[float, dict[str, float]]]) -> None:
+    """Each trial's law is the mean score the quadratic mixture law fitted (here, by hand) on the validated
+    mixtures' real scores predicts at its weights; the trials come in the law's order, not the calibrated
+    proxies'."""
     from dmo.fidelity.mixture_law import MixtureLaw
 
     law = MixtureLaw.fit([{"ocr": w, "chart": 1 - w} for w, _ in validated],
@@ -178,9 +182,9 @@ def _assert_blend_of_calibration_and_law(ranked: dict, validated: list[tuple[flo
     for trial in ranked["trials"]:
         predicted = law.predict([trial["weights"]])
         assert trial["law"] == pytest.approx((predicted["ocr"][0] + predicted["chart"][0]) / 2)
-        assert trial["blend"] == pytest.approx((trial["calibrated"] + trial["law"]) / 2)
-    blends = [t["blend"] for t in ranked["trials"]]
-    assert blends == sorted(blends, reverse=True)
+        assert "blend" not in trial
+    laws = [t["law"] for t in ranked["trials"]]
+    assert laws == sorted(laws, reverse=True)
 
 
 def test_best_calibrated_ranks_by_the_calibration_alone_while_the_law_has_too_few_mixtures(store_url: str) -> None:
@@ -200,7 +204,7 @@ def test_best_calibrated_ranks_by_the_calibration_alone_while_the_law_has_too_fe
     ranked = json.loads(runner.invoke(db_cmd.app, [*args, "--json"]).stdout)["calibrated"]
     assert ranked["ranked_by"] == "calibrated" and ranked["law_needs"] == 3
     assert [(t["number"], t["calibrated"]) for t in ranked["trials"]] == [(1, 40.0), (0, 10.0)]  # ocr 80 and 20
-    assert all(t["law"] is None and t["blend"] is None for t in ranked["trials"])
+    assert all(t["law"] is None for t in ranked["trials"])
     assert "the mixture law beside them needs 3" in " ".join(runner.invoke(db_cmd.app, args).stdout.split())
 
 
