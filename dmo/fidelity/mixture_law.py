@@ -1,4 +1,4 @@
-"""A quadratic mixture law of real scores in the weights alone: the no-proxy baseline.
+"""A quadratic mixture law of real scores in the weights alone: the no-proxy ranking.
 
 A search's validations train real models on tens of mixtures. Those pairs (weights, real score) are
 what the calibration of proxy scores is fitted on, so a calibrated proxy's figure mixes two sources:
@@ -10,7 +10,8 @@ exponential cousin), one per benchmark:
 
 No intercept: on the simplex Σ w_i = 1 it would be the sum of the linear terms. ``dmo validate``'s
 ``calibration_transfer`` and ``bench/calibration_pool.py`` judge it on held-out validations beside the
-calibrated proxies (docs/fidelity.md). Pure math on records in memory; no I/O.
+calibrated proxies; ``dmo best --calibrated`` ranks by it, since on draws it was not tuned on it ranked
+better than they did (docs/fidelity.md). Pure math on records in memory; no I/O.
 """
 
 from __future__ import annotations
