@@ -8,7 +8,10 @@ exponential cousin), one per benchmark:
 
     y(w) = Σ_i β_i w_i + Σ_{i<j} β_ij w_i w_j
 
-No intercept: on the simplex Σ w_i = 1 it would be the sum of the linear terms. ``dmo validate``'s
+No intercept: on the simplex Σ w_i = 1 it would be the sum of the linear terms. The blending term
+``w_i w_j`` can be swapped for Becker's (1968) homogeneous ones, same coefficients, which bend harder near
+the simplex's edges (:data:`BLENDING_TERMS`); ``form="select"`` picks one per benchmark by its
+leave-one-out error on the mixtures fitted on (docs/fidelity.md judges that on held-out draws). ``dmo validate``'s
 ``calibration_transfer`` and ``bench/calibration_pool.py`` judge it on held-out validations beside the
 calibrated proxies; ``dmo best --calibrated`` ranks by it, since on draws it was not tuned on it ranked
 better than they did (docs/fidelity.md). Pure math on records in memory; no I/O.
@@ -16,7 +19,7 @@ better than they did (docs/fidelity.md). Pure math on records in memory; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -27,16 +30,45 @@ from dmo.fidelity.calibration import PooledCalibration, held_out_columns, mixtur
 from dmo.fidelity.ranking import benchmark_mean, mean_score_row
 
 
-def scheffe_features(mixtures: Sequence[Mapping[str, float]], domains: Sequence[str]) -> np.ndarray:
-    """Rows ``[w_1 … w_d, w_1 w_2, w_1 w_3 … w_{d-1} w_d]``: d + d(d-1)/2 columns, domains in ``domains`` order
-    (a domain a mixture does not name weighs 0; one not in ``domains`` is an error, not a dropped weight)."""
+def _becker_h2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    total = a + b
+    return np.divide(a * b, total, out=np.zeros_like(total), where=total > 0)  # 0 where both weigh 0
+
+
+# How two domains blend beyond their linear terms (Cornell, *Experiments with Mixtures*, ch. 6). All are 0
+# where either weight is 0, so every form keeps the linear terms' meaning: the score at each vertex.
+BLENDING_TERMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "quadratic": lambda a, b: a * b,                # Scheffé: a parabola along each edge
+    "becker_h1": np.minimum,                        # a kink at equal shares
+    "becker_h2": _becker_h2,                        # w_i w_j / (w_i + w_j)
+    "becker_h3": lambda a, b: np.sqrt(a * b),       # steep near the edges: a small share already counts
+}
+SELECT = "select"
+
+
+def scheffe_features(mixtures: Sequence[Mapping[str, float]], domains: Sequence[str],
+                     term: str = "quadratic") -> np.ndarray:
+    """Rows ``[w_1 … w_d, h(w_1, w_2), h(w_1, w_3) … h(w_{d-1}, w_d)]`` for the blending term ``h`` named by
+    ``term`` (:data:`BLENDING_TERMS`): d + d(d-1)/2 columns, domains in ``domains`` order (a domain a mixture
+    does not name weighs 0; one not in ``domains`` is an error, not a dropped weight)."""
     for mixture in mixtures:
         unknown = sorted(set(mixture) - set(domains))
         if unknown:
             raise ValueError(f"mixture weighs domain(s) {', '.join(unknown)} outside the law's {', '.join(domains)}")
+    blend = BLENDING_TERMS[term]
     w = np.asarray([[float(m.get(d, 0.0)) for d in domains] for m in mixtures], dtype=np.float64).reshape(-1, len(domains))
-    pairs = [w[:, i] * w[:, j] for i, j in combinations(range(len(domains)), 2)]
+    pairs = [blend(w[:, i], w[:, j]) for i, j in combinations(range(len(domains)), 2)]
     return np.column_stack([w, *pairs]) if pairs else w
+
+
+def loo_squared_error(features: np.ndarray, y: np.ndarray) -> float:
+    """Mean squared leave-one-out error of least squares (PRESS / n), in closed form: residual_i / (1 − h_ii).
+    Infinite where a point has leverage 1 (its fit would rest on it alone)."""
+    fitted = features @ np.linalg.lstsq(features, y, rcond=None)[0]
+    leverage = np.einsum("ij,ji->i", features, np.linalg.pinv(features))
+    if np.any(leverage > 1 - 1e-9):
+        return float("inf")
+    return float(np.mean(((y - fitted) / (1 - leverage)) ** 2))
 
 
 def min_mixtures(domains: Sequence[str]) -> int:
@@ -52,31 +84,43 @@ class MixtureLaw:
 
     domains: tuple[str, ...]
     coefficients: Mapping[str, np.ndarray]
+    terms: Mapping[str, str] | None = None  # blending term per benchmark; None: all quadratic
 
     @classmethod
     def fit(cls, mixtures: Sequence[Mapping[str, float]], real: Mapping[str, Sequence[float]],
-            domains: Sequence[str]) -> MixtureLaw:
-        """Least squares on ``mixtures`` and each benchmark's real scores; fewer mixtures than
+            domains: Sequence[str], form: str = "quadratic") -> MixtureLaw:
+        """Least squares on ``mixtures`` and each benchmark's real scores, with the blending term ``form``
+        (:data:`BLENDING_TERMS`) or, with ``"select"``, per benchmark the term of least leave-one-out error
+        (ties to the first in :data:`BLENDING_TERMS`, the quadratic). Fewer mixtures than
         :func:`min_mixtures` is an error."""
+        if form != SELECT and form not in BLENDING_TERMS:
+            raise ValueError(f"unknown law form {form!r}; one of {', '.join([*BLENDING_TERMS, SELECT])}")
         if len(mixtures) < min_mixtures(domains):
             raise ValueError(f"a mixture law over {len(domains)} domains needs at least {min_mixtures(domains)} "
                              f"mixtures, got {len(mixtures)}")
-        features = scheffe_features(mixtures, domains)
-        coefficients = {}
+        candidates = list(BLENDING_TERMS) if form == SELECT else [form]
+        features = {term: scheffe_features(mixtures, domains, term) for term in candidates}
+        coefficients, terms = {}, {}
         for benchmark, scores in real.items():
             y = np.asarray(scores, dtype=np.float64)
             if y.shape != (len(mixtures),):
                 raise ValueError(f"benchmark {benchmark!r} has {y.size} scores for {len(mixtures)} mixtures")
-            coefficients[benchmark] = np.linalg.lstsq(features, y, rcond=None)[0]
-        return cls(tuple(domains), coefficients)
+            term = min(candidates, key=lambda t: loo_squared_error(features[t], y)) if len(candidates) > 1 else form
+            coefficients[benchmark] = np.linalg.lstsq(features[term], y, rcond=None)[0]
+            terms[benchmark] = term
+        return cls(tuple(domains), coefficients, terms)
+
+    def term(self, benchmark: str) -> str:
+        return (self.terms or {}).get(benchmark, "quadratic")
 
     def predict(self, mixtures: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
-        features = scheffe_features(mixtures, self.domains)
-        return {b: features @ beta for b, beta in self.coefficients.items()}
+        features = {term: scheffe_features(mixtures, self.domains, term) for term in {self.term(b) for b in self.coefficients}}
+        return {b: features[self.term(b)] @ beta for b, beta in self.coefficients.items()}
 
 
 def law_on_validations(fit_from: Sequence[Any], names: Sequence[str], domains: Sequence[str], *,
-                       judged: Sequence[Mapping[str, float]] = ()) -> tuple[MixtureLaw, int] | None:
+                       judged: Sequence[Mapping[str, float]] = (),
+                       form: str = "quadratic") -> tuple[MixtureLaw, int] | None:
     """The law fitted on the held-out real scores of the validations ``fit_from`` (records with ``results``;
     each mixture once, at the mean of its runs) for ``names`` (those the validations scored), and how many
     mixtures it was fitted on; None where they are too few. A mixture in ``judged`` (what the law is about to
@@ -90,18 +134,18 @@ def law_on_validations(fit_from: Sequence[Any], names: Sequence[str], domains: S
     names = [b for b in names if b in fit_real]
     if not names:
         raise ValueError("no benchmark is both scored here and in the validations the law is fitted on")
-    return MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains), len(fit_mixtures)
+    return MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains, form), len(fit_mixtures)
 
 
 def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
                       real: Mapping[str, Sequence[float]], *, domains: Sequence[str],
-                      weights: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+                      weights: Mapping[str, float] | None = None, form: str = "quadratic") -> dict[str, Any] | None:
     """The mixture law fitted on the held-out real scores of the validations ``fit_from`` (records with
     ``results``; each mixture once, at the mean of its runs), judged on ``mixtures`` and their ``real``
     scores per benchmark: mean-score ρ with its 90 % interval, τ, regret, and the benchmarks it covers.
     None where the validations hold too few mixtures to fit it; judging on a mixture the law was fitted
     on, or with no benchmark in common, is an error."""
-    fitted = law_on_validations(fit_from, list(real), domains, judged=mixtures)
+    fitted = law_on_validations(fit_from, list(real), domains, judged=mixtures, form=form)
     if fitted is None:
         return None
     law, fitted_on = fitted

@@ -108,3 +108,43 @@ def test_the_blend_averages_the_calibrated_proxy_s_and_the_law_s_predictions():
                        {"x": [0.0] * 6}, real, domains=DOMAINS) is None  # 5 pairs for 6 coefficients: no blend
     with pytest.raises(ValueError, match="fitted on"):
         judge_blend(fit_on_validations([flat]), [flat], [fit[0], *held[1:]], {"x": [0.0] * 6}, real, domains=DOMAINS)
+
+
+@pytest.mark.parametrize("term", ["becker_h1", "becker_h2", "becker_h3"])
+def test_every_blending_term_vanishes_on_the_edges_so_the_linear_terms_stay_the_vertex_scores(term):
+    features = scheffe_features([{"a": 1.0}, {"a": 0.3, "c": 0.7}, {"b": 1.0}], DOMAINS, term)
+    np.testing.assert_allclose(features[:, :3], [[1, 0, 0], [0.3, 0, 0.7], [0, 1, 0]])
+    expected_ac = {"becker_h1": 0.3, "becker_h2": 0.3 * 0.7 / 1.0, "becker_h3": np.sqrt(0.21)}[term]
+    np.testing.assert_allclose(features[:, 3:], [[0, 0, 0], [0, expected_ac, 0], [0, 0, 0]], atol=1e-12)
+
+
+def test_leave_one_out_error_in_closed_form_matches_refitting_without_each_mixture():
+    from dmo.fidelity.mixture_law import loo_squared_error
+
+    mixtures = _draws(14, 7)
+    features = scheffe_features(mixtures, DOMAINS, "becker_h3")
+    y = np.array([_quadratic(w) for w in mixtures]) + np.random.default_rng(8).normal(size=14)
+    errors = []
+    for i in range(14):
+        keep = np.arange(14) != i
+        beta = np.linalg.lstsq(features[keep], y[keep], rcond=None)[0]
+        errors.append((y[i] - features[i] @ beta) ** 2)
+    assert loo_squared_error(features, y) == pytest.approx(np.mean(errors), rel=1e-9)
+
+
+def test_select_picks_per_benchmark_the_form_that_generated_it_and_predicts_with_that_form():
+    fit, held = _draws(30, 9), _draws(8, 10)
+    h3 = np.array([[10, 40, 20, 80, 0, -60]], dtype=float)
+
+    def becker(w_list):
+        return (scheffe_features(w_list, DOMAINS, "becker_h3") @ h3.T)[:, 0]
+
+    law = MixtureLaw.fit(fit, {"x": [_quadratic(w) for w in fit], "y": list(becker(fit))}, DOMAINS, form="select")
+    assert (law.term("x"), law.term("y")) == ("quadratic", "becker_h3")
+    predicted = law.predict(held)
+    np.testing.assert_allclose(predicted["x"], [_quadratic(w) for w in held], atol=1e-8)
+    np.testing.assert_allclose(predicted["y"], becker(held), atol=1e-8)
+    # the quadratic law cannot follow the steep edges of √(w_i w_j): its held-out error is real
+    assert np.abs(MixtureLaw.fit(fit, {"y": list(becker(fit))}, DOMAINS).predict(held)["y"] - becker(held)).max() > 1
+    with pytest.raises(ValueError, match="unknown law form 'cubic'"):
+        MixtureLaw.fit(fit, {"x": [0.0] * 30}, DOMAINS, form="cubic")

@@ -1,0 +1,113 @@
+"""Which blending term should the mixture law use: Scheffé's quadratic, or one of Becker's, chosen per benchmark?
+
+    python bench/law_forms.py [--config configs/demo.yaml] [--search N] [--validations 1 2 3] [--json]
+
+`dmo best --calibrated` ranks a search's trials by a mixture law of the real scores in the weights
+(`dmo.fidelity.mixture_law`), fitted on every finished validation's held-out mixtures. This judges, for each
+of the chosen validations V in turn (default: all finished ones of the search), the law fitted on all the
+other chosen validations pooled (leave one validation out), on V's held-out mixtures, with each blending
+term of `dmo.fidelity.mixture_law.BLENDING_TERMS` for every benchmark, and with the term picked per
+benchmark by leave-one-out error on the fitted mixtures (`select`): mean-score ρ with its 90 % interval,
+τ and top-1 regret, the terms `select` picked, and the means over the judged validations. The rule it
+answers was written before its draws existed (docs/fidelity.md). Nothing is trained or merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+
+from harness import emit
+from weight_map import num
+
+from dmo.config import load_config
+from dmo.fidelity.calibration import held_out_columns
+from dmo.fidelity.mixture_law import BLENDING_TERMS, SELECT, judge_mixture_law, law_on_validations
+from storage import Store
+
+FORMS = (*BLENDING_TERMS, SELECT)
+
+
+def judge_forms(target, fit_from: Sequence, names: Sequence[str], domains: Sequence[str], weights) -> dict | None:
+    """Every law form fitted on ``fit_from``'s held-out mixtures, judged on ``target``'s (``None`` where the
+    pool is too small for a law); ``terms``: the blending term ``select`` picked per benchmark."""
+    mixtures, _, real = held_out_columns(target.results)
+    real = {b: real[b] for b in names}
+    judged = {form: judge_mixture_law(fit_from, mixtures, real, domains=domains, weights=weights, form=form)
+              for form in FORMS}
+    if judged[SELECT] is None:
+        return None
+    law, fitted_on = law_on_validations(fit_from, names, domains, judged=mixtures, form=SELECT)
+    return {"judged": target.id, "seed": target.summary.get("seed"), "fitted_on": [u.id for u in fit_from],
+            "fit_mixtures": fitted_on, "judged_on": len(mixtures), "forms": judged,
+            "terms": {b: law.term(b) for b in law.coefficients}}
+
+
+def measure(config_path: str, search_id: int | None, validation_ids: Sequence[int] | None) -> dict:
+    config = load_config(config_path)
+    store = Store.open_existing(config.project.resolved_store_url())
+    try:
+        if search_id is None:
+            search_id = store.list_searches()[-1].id
+        search = store.get_search(search_id)
+        validations = store.validations(search.id, finished_only=True)
+    finally:
+        store.dispose()
+    if validation_ids:
+        missing = sorted(set(validation_ids) - {v.id for v in validations})
+        if missing:
+            raise SystemExit(f"search {search.id} has no finished validation {', '.join(map(str, missing))}")
+        validations = [v for v in validations if v.id in set(validation_ids)]
+    if len(validations) < 3:
+        raise SystemExit(f"{len(validations)} validation(s) chosen; leave-one-out pooling needs at least 3")
+    names = [b for b in search.benchmarks if b in held_out_columns(validations[0].results)[2]]
+    weights = validations[-1].summary.get("mean_weights")
+    rows = [row for target in validations
+            if (row := judge_forms(target, [v for v in validations if v.id != target.id], names,
+                                   list(search.domains), weights)) is not None]
+    return {"search": search.id, "benchmarks": names, "rows": rows, "means": means(rows)}
+
+
+def means(rows: list[dict]) -> dict:
+    """Mean ρ and regret per form over the judged validations: what the pre-registered rule compares."""
+    def mean(values) -> float:
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        return sum(values) / len(values) if values else float("nan")
+
+    return {form: {"spearman": mean(r["forms"][form]["spearman"] for r in rows),
+                   "regret": mean(r["forms"][form]["regret"] for r in rows)} for form in FORMS}
+
+
+def cell(row: dict) -> str:
+    low, high = row["spearman_90"]
+    return f"{row['spearman']:.3f} ({num(low)} … {num(high)}), {num(row['kendall'])}, {num(row['regret'])}"
+
+
+def markdown(report: dict) -> str:
+    lines = [(f"search {report['search']}: the mixture law fitted on the other validations pooled, judged on each "
+              "one's held-out mixtures; cells: mean-score ρ (90 %), τ, top-1 regret"), "",
+             "| judged on (seed, mixtures) | fitted on (mixtures) | " + " | ".join(FORMS) + " | select picked |",
+             "|---|---|" + "---|" * len(FORMS) + "---|"]
+    for row in report["rows"]:
+        picked = ", ".join(f"{b} {t}" for b, t in row["terms"].items())
+        lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | "
+                     f"{'+'.join(map(str, row['fitted_on']))} ({row['fit_mixtures']}) | "
+                     + " | ".join(cell(row["forms"][form]) for form in FORMS) + f" | {picked} |")
+    lines += ["", "means: " + "; ".join(f"{form} ρ {m['spearman']:.3f}, regret {num(m['regret'])}"
+                                        for form, m in report["means"].items())]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.yaml", help="picks the store")
+    parser.add_argument("--search", type=int, help="search id; default the newest")
+    parser.add_argument("--validations", type=int, nargs="+", help="validation ids to judge among (default: all)")
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    args = parser.parse_args()
+    return emit(measure(args.config, args.search, args.validations), args.json, markdown)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
