@@ -8,7 +8,8 @@ of the chosen validations V in turn (default: all finished ones of the search), 
 other chosen validations pooled (leave one validation out), on V's held-out mixtures, with each blending
 term of `dmo.fidelity.mixture_law.BLENDING_TERMS` for every benchmark, and with the term picked per
 benchmark by leave-one-out error on the fitted mixtures (`select`): mean-score ρ with its 90 % interval,
-τ and top-1 regret, the terms `select` picked, and the means over the judged validations. The rule it
+τ and top-1 regret, the terms `select` picked, the quadratic law's ρ per benchmark (what `dmo best
+--calibrated` ranks by, against the issue's per-benchmark target), and the means over the judged validations. The rule it
 answers was written before its draws existed (docs/fidelity.md). Nothing is trained or merged.
 """
 
@@ -24,6 +25,7 @@ from weight_map import num
 from dmo.config import load_config
 from dmo.fidelity.calibration import held_out_columns
 from dmo.fidelity.mixture_law import BLENDING_TERMS, SELECT, judge_mixture_law, law_on_validations
+from dmo.fidelity.ranking import spearman
 from storage import Store
 
 FORMS = (*BLENDING_TERMS, SELECT)
@@ -39,9 +41,11 @@ def judge_forms(target, fit_from: Sequence, names: Sequence[str], domains: Seque
     if judged[SELECT] is None:
         return None
     law, fitted_on = law_on_validations(fit_from, names, domains, judged=mixtures, form=SELECT)
+    quadratic = law_on_validations(fit_from, names, domains, judged=mixtures)[0].predict(mixtures)
     return {"judged": target.id, "seed": target.summary.get("seed"), "fitted_on": [u.id for u in fit_from],
             "fit_mixtures": fitted_on, "judged_on": len(mixtures), "forms": judged,
-            "terms": {b: law.term(b) for b in law.coefficients}}
+            "terms": {b: law.term(b) for b in law.coefficients},
+            "quadratic_per_benchmark": {b: spearman(quadratic[b], real[b]) for b in quadratic}}
 
 
 def measure(config_path: str, search_id: int | None, validation_ids: Sequence[int] | None) -> dict:
@@ -94,6 +98,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | "
                      f"{'+'.join(map(str, row['fitted_on']))} ({row['fit_mixtures']}) | "
                      + " | ".join(cell(row["forms"][form]) for form in FORMS) + f" | {picked} |")
+    lines += ["", "the quadratic law's ρ per benchmark (n/a: a constant side):", ""]
+    lines += [f"- {row['judged']} ({row['seed']}): " + ", ".join(f"{b} {num(r)}" for b, r in row["quadratic_per_benchmark"].items())
+              for row in report["rows"]]
     lines += ["", "means: " + "; ".join(f"{form} ρ {m['spearman']:.3f}, regret {num(m['regret'])}"
                                         for form, m in report["means"].items())]
     return "\n".join(lines)

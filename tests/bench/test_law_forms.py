@@ -30,6 +30,7 @@ def test_select_follows_each_benchmark_s_own_form_and_ranks_where_the_quadratic_
     assert all(r["terms"] == {"x": "becker_h3", "y": "quadratic"} for r in rows)
     assert all(r["forms"]["select"]["spearman"] == pytest.approx(1.0) for r in rows)
     assert all(r["forms"]["becker_h3"]["regret"] == pytest.approx(0.0, abs=1e-9) for r in rows)
+    assert all(r["quadratic_per_benchmark"]["y"] == pytest.approx(1.0) for r in rows)  # y is the quadratic's own form
     summary = means(rows)
     assert set(summary) == set(FORMS)
     assert summary["select"]["spearman"] == pytest.approx(1.0)
