@@ -30,13 +30,11 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from harness import emit
+from harness import emit, finished_validations
 from weight_map import num
 
-from dmo.config import load_config
 from dmo.fidelity.calibration import fit_on_validations, held_out_columns, judge_fitted, mixture_key
 from dmo.fidelity.mixture_law import judge_blend, judge_mixture_law
-from storage import Store
 
 
 def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str = "isotonic",
@@ -62,15 +60,7 @@ def judge_on(target, fit_from: Sequence, names: list[str], weights, method: str 
 
 
 def measure(config_path: str, search_id: int | None) -> dict:
-    config = load_config(config_path)
-    store = Store.open_existing(config.project.resolved_store_url())
-    try:
-        if search_id is None:
-            search_id = store.list_searches()[-1].id
-        search = store.get_search(search_id)
-        validations = store.validations(search.id, finished_only=True)  # one metric and benchmark set: the search's
-    finally:
-        store.dispose()
+    search, validations = finished_validations(config_path, search_id)
     if len(validations) < 2:
         raise SystemExit(f"search {search.id} has {len(validations)} finished validation(s); this needs at least 2")
     names = [b for b in search.benchmarks if b in held_out_columns(validations[0].results)[1]]

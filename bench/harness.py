@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def best_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -32,3 +33,22 @@ def emit(report: dict, as_json: bool, markdown: Callable[[dict], str]) -> int:
     else:
         print(markdown(report))
     return 0
+
+
+def finished_validations(config_path: str, search_id: int | None) -> tuple[Any, list]:
+    """The search (``search_id``, default the newest in the config's store) and its finished validations,
+    read once; the fidelity benches judge from these alone. A store with no search is a clear exit."""
+    from dmo.config import load_config  # here, not at import: the timing benches need none of dmo
+    from storage import Store
+
+    store = Store.open_existing(load_config(config_path).project.resolved_store_url())
+    try:
+        if search_id is None:
+            searches = store.list_searches()
+            if not searches:
+                raise SystemExit(f"the store of {config_path} holds no search: run `make demo` first")
+            search_id = searches[-1].id
+        search = store.get_search(search_id)
+        return search, list(store.validations(search.id, finished_only=True))  # one metric and benchmark set
+    finally:
+        store.dispose()

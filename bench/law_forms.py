@@ -19,14 +19,12 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from harness import emit
+from harness import emit, finished_validations
 from weight_map import num
 
-from dmo.config import load_config
 from dmo.fidelity.calibration import held_out_columns
 from dmo.fidelity.mixture_law import BLENDING_TERMS, SELECT, judge_mixture_law, law_on_validations
 from dmo.fidelity.ranking import spearman
-from storage import Store
 
 FORMS = (*BLENDING_TERMS, SELECT)
 
@@ -49,15 +47,7 @@ def judge_forms(target, fit_from: Sequence, names: Sequence[str], domains: Seque
 
 
 def measure(config_path: str, search_id: int | None, validation_ids: Sequence[int] | None) -> dict:
-    config = load_config(config_path)
-    store = Store.open_existing(config.project.resolved_store_url())
-    try:
-        if search_id is None:
-            search_id = store.list_searches()[-1].id
-        search = store.get_search(search_id)
-        validations = store.validations(search.id, finished_only=True)
-    finally:
-        store.dispose()
+    search, validations = finished_validations(config_path, search_id)
     if validation_ids:
         missing = sorted(set(validation_ids) - {v.id for v in validations})
         if missing:

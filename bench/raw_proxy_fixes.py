@@ -24,12 +24,10 @@ import argparse
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from harness import emit
+from harness import emit, finished_validations
 
-from dmo.config import load_config
 from dmo.fidelity.calibration import held_out_columns
 from dmo.fidelity.ranking import average_ranks, benchmark_mean, spearman
-from storage import Store
 
 
 def judge_fixes(results: Sequence, names: Sequence[str], floors: Mapping[str, float],
@@ -48,13 +46,7 @@ def judge_fixes(results: Sequence, names: Sequence[str], floors: Mapping[str, fl
 
 
 def measure(config_path: str, search_id: int | None, floors: Mapping[str, float]) -> dict:
-    config = load_config(config_path)
-    store = Store.open_existing(config.project.resolved_store_url())
-    try:
-        search = store.get_search(search_id if search_id is not None else store.list_searches()[-1].id)
-        validations = store.validations(search.id, finished_only=True)
-    finally:
-        store.dispose()
+    search, validations = finished_validations(config_path, search_id)
     unknown = sorted(set(floors) - set(search.benchmarks))
     if unknown:
         raise SystemExit(f"--floor names {unknown}, which search {search.id} does not score: {list(search.benchmarks)}")
