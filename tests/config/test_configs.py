@@ -28,6 +28,25 @@ def test_demo_config_has_the_four_reference_domains():
     assert config.domain_names == ("general", "ocr", "counting", "chart")
 
 
+def test_the_graded_lever_differs_from_the_demo_only_in_three_benchmarks_metrics():
+    # docs/fidelity.md compares both scorings on the same trained models: that holds only while nothing a
+    # model's cache key reads (data, model, training, base) differs, and the search differs only in metrics.
+    demo = load_config(REPO / "configs" / "demo.yaml")
+    graded = load_config(REPO / "configs" / "fidelity" / "graded.yaml")
+    changed = {b.name: (a.metric, b.metric) for a, b in zip(demo.benchmarks, graded.benchmarks, strict=True)
+               if a != b}
+    assert changed == {"counting_dev": ("exact_match", "likelihood"), "count_color": ("exact_match", "likelihood"),
+                       "chart_value": ("relaxed_accuracy", "likelihood")}
+    assert [a.model_copy(update={"metric": b.metric}) for a, b in zip(demo.benchmarks, graded.benchmarks)] == list(
+        graded.benchmarks)
+    for section in ("project", "domains", "model", "evaluation", "search"):
+        assert getattr(demo, section) == getattr(graded, section), section
+    assert demo.training.model_copy(update={"pretrained_base": None}) == graded.training.model_copy(
+        update={"pretrained_base": None})
+    assert demo.training.pretrained_base.weights_sha256 == graded.training.pretrained_base.weights_sha256
+    assert demo.training.pretrained_base.path.resolve() == graded.training.pretrained_base.path.resolve()
+
+
 def _demo_text() -> str:
     return (REPO / "configs" / "demo.yaml").read_text()
 
