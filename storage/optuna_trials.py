@@ -1,9 +1,11 @@
-"""The two writes to Optuna's trial storage that its public API does not offer.
+"""The calls to Optuna's trial storage that its public API does not offer.
 
 Optuna beats a trial's heartbeat only inside ``study.optimize()``; a search
 driven by ask/tell over an evaluator pool has to beat through the study's
 storage itself, or a trial left RUNNING by a dead driver is never found
-stale. A sampler that assigns points (the simplex grid) records them as
+stale; and a resume must know which RUNNING trials are stale before Optuna
+fails them, to finish the ones whose result the store already holds. A
+sampler that assigns points (the simplex grid) records them as
 trial system attributes, as Optuna's own GridSampler does. Both reach into
 ``study._storage``; this module is the one place that does, so an Optuna
 upgrade that changes it breaks here and nowhere else (a test checks that).
@@ -43,10 +45,16 @@ def beat_the_unbeaten(study: optuna.Study, trials: list[optuna.trial.FrozenTrial
     return [t.number for t in unbeaten]
 
 
+def stale_trial_numbers(study: optuna.Study) -> list[int]:
+    """Numbers of the study's RUNNING trials whose heartbeat is older than the grace period."""
+    stale_ids = set(study._storage._get_stale_trial_ids(study._study_id))
+    return [t.number for t in study.get_trials(deepcopy=False) if t._trial_id in stale_ids]
+
+
 def set_trial_system_attr(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, key: str, value: Any
 ) -> None:
     study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
-__all__ = ["beat_the_unbeaten", "record_heartbeat", "set_trial_system_attr"]
+__all__ = ["beat_the_unbeaten", "record_heartbeat", "set_trial_system_attr", "stale_trial_numbers"]

@@ -184,21 +184,24 @@ def _tell(
     """Tell Optuna and the journal how an evaluation ended; a probe that survives comes back
     as the flight of its full evaluation."""
     trial, seconds = flight.trial, time.perf_counter() - flight.started
+    # The journal first, Optuna second: a driver killed between the two leaves a RUNNING trial
+    # whose result the store holds, and the resume tells Optuna that result (study.settle_stale_trials).
+    # The other order left a trial Optuna counted complete and the store never saw finish.
     if isinstance(outcome, BaseException):
-        study.tell(trial, state=TrialState.FAIL)
         error = f"{type(outcome).__name__}: {outcome}"[:500]
         journal.record(TrialOutcome(trial.number, flight.mixture, "fail", error=error, seconds=seconds))
+        study.tell(trial, state=TrialState.FAIL)
         return None
     values = objective_values(outcome.scores[plan.metric], plan.objective, plan.benchmarks)
     if flight.limit is not None:  # the pruning probe on a dev subset
         trial.report(values[0], step=0)
         if not trial.should_prune():
             return _Flight(trial, flight.mixture, None, flight.started)
-        study.tell(trial, state=TrialState.PRUNED)
         journal.record(TrialOutcome(trial.number, flight.mixture, "pruned", values, outcome, seconds=seconds))
+        study.tell(trial, state=TrialState.PRUNED)
         return None
-    study.tell(trial, list(values))
     journal.record(TrialOutcome(trial.number, flight.mixture, "complete", values, outcome, seconds=seconds))
+    study.tell(trial, list(values))
     return None
 
 

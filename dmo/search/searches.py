@@ -21,7 +21,7 @@ from dmo.config.snapshot import SearchSnapshot
 from dmo.errors import SearchError, StoreError
 from dmo.search.driver import SearchOutcome, SearchPlan, SearchProgress, TrialOutcome, drive
 from dmo.search.pool import EvaluatorPool, ProxySource
-from dmo.search.study import fail_stale_trials, new_study_name, open_study
+from dmo.search.study import RecordedResult, new_study_name, open_study, settle_stale_trials
 from dmo.search.subset_scoring import rescore, select_anchors
 from dmo.search.surrogate import predict_optimum
 from storage import ModelRecord, SearchRecord, Store
@@ -57,7 +57,9 @@ def run_search(
     journal = StoreJournal(store, search)
     # A dead driver's trials turn stale after 2 heartbeats (the grace period); wait twice that.
     wait_s = 4 * config.search.heartbeat_s if stale_wait_s is None else stale_wait_s
-    journal.close_abandoned(fail_stale_trials(study, wait_s=wait_s))
+    recorded = {t.number: RecordedResult(t.state, t.objective)
+                for t in store.trials(search.id, state=None) if t.state != "running"}
+    journal.close_abandoned(settle_stale_trials(study, recorded, wait_s=wait_s))
     store.set_search_status(search.id, "running")
     try:
         plan = SearchPlan.of(config, anchors=_anchors(store, search, pool))

@@ -2,13 +2,17 @@
 
 Optuna's tables share the database with ours (our migrations use their own
 version table). Heartbeats let a resumed search recognise trials a dead
-driver left RUNNING; `RetryFailedTrialCallback` enqueues them again.
+driver left RUNNING; those whose result the store holds are told it, the
+others failed, and `RetryHeartbeatStaleTrialCallback` enqueues them again.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -19,7 +23,7 @@ from dmo.config.schema import DmoConfig
 from dmo.errors import SearchError
 from dmo.search.objectives import objective_directions, objective_names
 from dmo.search.samplers import enqueue_warm_start, make_sampler
-from storage.optuna_trials import beat_the_unbeaten
+from storage.optuna_trials import beat_the_unbeaten, stale_trial_numbers
 
 _SCHEMA_ATTEMPTS = 5
 
@@ -72,12 +76,22 @@ def open_study(url: str, study_name: str, config: DmoConfig) -> optuna.Study:
     return study
 
 
-def fail_stale_trials(study: optuna.Study, *, wait_s: float) -> list[int]:
-    """Fail the trials a dead driver left RUNNING (Optuna enqueues them again) and return the
-    numbers of every failed trial; refuse while a live driver still beats for them."""
+def settle_stale_trials(
+    study: optuna.Study, recorded: Mapping[int, RecordedResult], *, wait_s: float
+) -> list[int]:
+    """End the trials a dead driver left RUNNING and return the numbers of every failed trial;
+    refuse while a live driver still beats for them.
+
+    A stale trial whose result the store already holds (``recorded``: the driver died between
+    writing it and telling Optuna) is told that result; any other is failed, and Optuna
+    enqueues its mixture again.
+    """
     deadline = time.monotonic() + wait_s
     beat_the_unbeaten(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     while True:
+        for number in stale_trial_numbers(study):
+            if number in recorded:
+                _tell_recorded(study, number, recorded[number])
         optuna.storages.fail_stale_trials(study)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running:
@@ -89,3 +103,18 @@ def fail_stale_trials(study: optuna.Study, *, wait_s: float) -> list[int]:
             )
         time.sleep(1.0)
     return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
+
+
+@dataclass(frozen=True)
+class RecordedResult:
+    """A trial's end as the store recorded it."""
+
+    state: str  # complete | pruned | fail
+    objective: tuple[float | None, ...]
+
+
+def _tell_recorded(study: optuna.Study, number: int, result: RecordedResult) -> None:
+    if result.state == "complete":
+        study.tell(number, [math.nan if v is None else v for v in result.objective])
+    else:  # a pruned trial's value is the probe's, reported before it was pruned
+        study.tell(number, state=TrialState.PRUNED if result.state == "pruned" else TrialState.FAIL)

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from search_support import configured, search_row
 
 from dmo.search.pool import LocalPool, ProxyResult
 from dmo.search.searches import run_search
-from search_support import configured, search_row
 from storage import Store
 
 TARGET = np.array([0.6, 0.3, 0.1])
@@ -167,9 +167,9 @@ def test_pruning_stops_weak_trials_after_the_subset(store, tiny_config):
 
 
 def test_a_grid_search_longer_than_its_grid_stops_instead_of_repeating_points(store):
-    from dmo.search.grid import grid_size
-
     from search_support import project_config
+
+    from dmo.search.grid import grid_size
 
     config = project_config(("a", "b"), search__sampler="grid", search__warm_start=["grid"], search__evaluators=1)
     points = grid_size(2)  # 9 mixtures of two domains on the 1/8 grid
@@ -209,3 +209,52 @@ def test_a_mixture_proposed_again_is_told_its_earlier_result_without_scoring_it_
     assert outcome.completed == 6 and evaluator.calls == 3  # one for the repeated point, two for the rest
     repeated = [t for t in trials if t.weights == trials[0].weights]
     assert len(repeated) == 4 and len({t.objective[0] for t in repeated}) == 1
+
+
+class _DriverDied(BaseException):
+    """Stands in for a SIGKILL at one exact instruction of the driver."""
+
+
+class _DyingJournal:
+    """The store's journal, with the driver dying around the write of one trial's result."""
+
+    def __init__(self, journal, *, at_result: int, writes_first: bool):
+        self.journal, self.at_result, self.writes_first = journal, at_result, writes_first
+        self.results = 0
+
+    def record(self, outcome):
+        if outcome.state == "running":
+            return self.journal.record(outcome)
+        self.results += 1
+        if self.results == self.at_result:
+            if self.writes_first:
+                self.journal.record(outcome)
+            raise _DriverDied
+        return self.journal.record(outcome)
+
+
+@pytest.mark.parametrize("writes_first", [False, True], ids=["before-the-row", "after-the-row"])
+def test_a_driver_dying_between_optuna_and_the_store_resumes_with_both_agreeing(store, tiny_config, writes_first):
+    """A driver killed between telling a trial's result to Optuna and writing it to the store must
+    not leave the two disagreeing: a CI run's resume reported "finished" with 7 of its 8 trials
+    complete in the store (Optuna counted the eighth complete; its row stayed `running`)."""
+    from optuna.trial import TrialState
+
+    from dmo.search.driver import SearchPlan, drive
+    from dmo.search.searches import StoreJournal
+    from dmo.search.study import open_study
+
+    search = _search(store, tiny_config, 6)
+    study = open_study(store.url, search.study_name, search.config)
+    dying = _DyingJournal(StoreJournal(store, search), at_result=3, writes_first=writes_first)
+    with pytest.raises(_DriverDied):
+        drive(study, LocalPool(AnalyticEvaluator()), SearchPlan.of(search.config), dying)
+
+    outcome = run_search(store, store.get_search(search.id), LocalPool(AnalyticEvaluator()))
+    assert (outcome.status, outcome.completed) == ("finished", 6)
+    rows = store.trials(search.id)
+    assert len(rows) == 6 and store.trials(search.id, state="running") == []
+    told = {t.number: t for t in open_study(store.url, search.study_name, search.config).trials}
+    assert sorted(n for n, t in told.items() if t.state == TrialState.COMPLETE) == sorted(r.number for r in rows)
+    for row in rows:
+        assert told[row.number].values == pytest.approx(list(row.objective))
