@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import threading
 from dataclasses import dataclass
@@ -152,23 +151,3 @@ def _close(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
-
-
-def end_session(session_id: int) -> list[int]:
-    """SIGKILL what is left of a session this test started (a killed driver's Ray helpers),
-    one pid at a time; returns the pids ended."""
-    ended = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                ended.append(int(entry.name))
-            except ProcessLookupError:
-                pass
-    return ended

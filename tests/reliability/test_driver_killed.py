@@ -17,7 +17,7 @@ import time
 
 import pytest
 import yaml
-from reliability_support import end_session
+from process_support import end_session
 
 from storage import Store
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-
 from pg_support import fresh_database
+from process_support import end_session
+
 from storage import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
 
 
 def _free_port() -> int:
@@ -39,12 +39,19 @@ def cluster(tmp_path, cli_env):
     head = [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
             "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=true", f"--temp-dir={temp}"]
     worker = [ray, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+    sessions = []  # each `ray start` leads a session of its own, which its daemons keep
     try:
-        subprocess.run(head, env=cli_env, check=True, capture_output=True, timeout=120)
-        subprocess.run(worker, env=cli_env, check=True, capture_output=True, timeout=120)
+        for command in (head, worker):
+            launcher = subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            sessions.append(launcher.pid)
+            output, _ = launcher.communicate(timeout=120)
+            assert launcher.returncode == 0, output.decode(errors="replace")[-3000:]
         yield f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray, "stop", "--force"], env=cli_env, capture_output=True, timeout=120)
+        # Not `ray stop`: it stops every Ray on the machine, a user's running `dmo` among them.
+        for session in sessions:
+            end_session(session)
         shutil.rmtree(temp, ignore_errors=True)
 
 

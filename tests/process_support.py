@@ -1,0 +1,33 @@
+"""Ending the processes a test started, and only those: by session, never by name.
+
+`ray start` daemonises its processes, and `ray stop` stops every Ray on the machine, a user's running
+`dmo` among them (the cluster test's `ray stop --force` once killed a `dmo demo` running beside the
+suite). A launcher started with ``start_new_session=True`` leads a session of its own; everything it
+leaves behind keeps that session id, whatever it was reparented to.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def end_session(session_id: int) -> list[int]:
+    """SIGKILL what is left of a session this test started (a killed driver's Ray helpers),
+    one pid at a time; returns the pids ended."""
+    ended = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                ended.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return ended
