@@ -6,17 +6,19 @@ storage itself, or a trial left RUNNING by a dead driver is never found
 stale; and a resume must know which RUNNING trials are stale before Optuna
 fails them, to finish the ones whose result the store already holds. A
 sampler that assigns points (the simplex grid) records them as
-trial system attributes, as Optuna's own GridSampler does. Both reach into
+trial system attributes, as Optuna's own GridSampler does. All reach into
 ``study._storage``; this module is the one place that does, so an Optuna
 upgrade that changes it breaks here and nowhere else (a test checks that).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.trial import TrialState
 
 
 def record_heartbeat(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
@@ -45,10 +47,26 @@ def beat_the_unbeaten(study: optuna.Study, trials: list[optuna.trial.FrozenTrial
     return [t.number for t in unbeaten]
 
 
-def stale_trial_numbers(study: optuna.Study) -> list[int]:
-    """Numbers of the study's RUNNING trials whose heartbeat is older than the grace period."""
+def stale_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's RUNNING trials whose heartbeat is older than the grace period, in one look."""
     stale_ids = set(study._storage._get_stale_trial_ids(study._study_id))
-    return [t.number for t in study.get_trials(deepcopy=False) if t._trial_id in stale_ids]
+    return [t for t in study.get_trials(deepcopy=False) if t._trial_id in stale_ids]
+
+
+def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    """Fail one stale trial and hand it to the storage's stale-trial callback (which enqueues it
+    again), as ``optuna.storages.fail_stale_trials`` does for all of them at once; False where
+    another process ended it first."""
+    storage = study._storage
+    try:
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    callback = storage.get_heartbeat_stale_trial_callback()
+    if callback is not None:
+        callback(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
+    return True
 
 
 def set_trial_system_attr(
@@ -57,4 +75,4 @@ def set_trial_system_attr(
     study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
-__all__ = ["beat_the_unbeaten", "record_heartbeat", "set_trial_system_attr", "stale_trial_numbers"]
+__all__ = ["beat_the_unbeaten", "fail_and_retry", "record_heartbeat", "set_trial_system_attr", "stale_trials"]

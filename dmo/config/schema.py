@@ -458,6 +458,9 @@ class SearchSettings(Frozen):
         if self.anchors is not None and self.objective.kind == "multi":
             raise ValueError("anchors rescore the best trials, and objective kind 'multi' has no single best: "
                              "drop one")
+        if self.pruning.enabled and self.objective.kind == "multi":  # Optuna's Trial.report refuses it mid-search
+            raise ValueError("pruning compares one objective value per trial, and objective kind 'multi' has "
+                             "several: drop one")
         return self
 
     @model_validator(mode="after")

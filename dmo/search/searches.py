@@ -57,8 +57,10 @@ def run_search(
     journal = StoreJournal(store, search)
     # A dead driver's trials turn stale after 2 heartbeats (the grace period); wait twice that.
     wait_s = 4 * config.search.heartbeat_s if stale_wait_s is None else stale_wait_s
-    recorded = {t.number: RecordedResult(t.state, t.objective)
+    def recorded() -> dict[int, RecordedResult]:
+        return {t.number: RecordedResult(t.state, t.objective)
                 for t in store.trials(search.id, state=None) if t.state != "running"}
+
     journal.close_abandoned(settle_stale_trials(study, recorded, wait_s=wait_s))
     store.set_search_status(search.id, "running")
     try:

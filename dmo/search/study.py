@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import optuna
@@ -23,7 +23,7 @@ from dmo.config.schema import DmoConfig
 from dmo.errors import SearchError
 from dmo.search.objectives import objective_directions, objective_names
 from dmo.search.samplers import enqueue_warm_start, make_sampler
-from storage.optuna_trials import beat_the_unbeaten, stale_trial_numbers
+from storage.optuna_trials import beat_the_unbeaten, fail_and_retry, stale_trials
 
 _SCHEMA_ATTEMPTS = 5
 
@@ -77,22 +77,27 @@ def open_study(url: str, study_name: str, config: DmoConfig) -> optuna.Study:
 
 
 def settle_stale_trials(
-    study: optuna.Study, recorded: Mapping[int, RecordedResult], *, wait_s: float
+    study: optuna.Study, read_recorded: Callable[[], Mapping[int, RecordedResult]], *, wait_s: float
 ) -> list[int]:
     """End the trials a dead driver left RUNNING and return the numbers of every failed trial;
     refuse while a live driver still beats for them.
 
-    A stale trial whose result the store already holds (``recorded``: the driver died between
-    writing it and telling Optuna) is told that result; any other is failed, and Optuna
-    enqueues its mixture again.
+    A stale trial whose result the store already holds (``read_recorded``: the driver died
+    between writing it and telling Optuna) is told that result; any other is failed, and Optuna
+    enqueues its mixture again. Each pass judges one snapshot of stale trials and reads the
+    store after it: a trial that turned stale between two separate looks could otherwise be
+    failed and run again although its result was written.
     """
     deadline = time.monotonic() + wait_s
     beat_the_unbeaten(study, study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     while True:
-        for number in stale_trial_numbers(study):
-            if number in recorded:
-                _tell_recorded(study, number, recorded[number])
-        optuna.storages.fail_stale_trials(study)
+        stale = stale_trials(study)
+        recorded = read_recorded() if stale else {}
+        for trial in stale:
+            if trial.number in recorded:
+                _tell_recorded(study, trial.number, recorded[trial.number])
+            else:
+                fail_and_retry(study, trial)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running:
             break
@@ -114,7 +119,9 @@ class RecordedResult:
 
 
 def _tell_recorded(study: optuna.Study, number: int, result: RecordedResult) -> None:
+    # skip_if_finished: another resume may have settled it since the snapshot.
     if result.state == "complete":
-        study.tell(number, [math.nan if v is None else v for v in result.objective])
+        study.tell(number, [math.nan if v is None else v for v in result.objective], skip_if_finished=True)
     else:  # a pruned trial's value is the probe's, reported before it was pruned
-        study.tell(number, state=TrialState.PRUNED if result.state == "pruned" else TrialState.FAIL)
+        study.tell(number, state=TrialState.PRUNED if result.state == "pruned" else TrialState.FAIL,
+                   skip_if_finished=True)

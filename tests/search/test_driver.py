@@ -166,6 +166,16 @@ def test_pruning_stops_weak_trials_after_the_subset(store, tiny_config):
     assert len(store.trials(search.id, state="pruned")) == outcome.pruned
 
 
+
+def test_pruning_a_multi_objective_search_is_refused_in_the_config(tiny_config):
+    # Optuna's Trial.report raises NotImplementedError for several objectives: the first pruning
+    # probe would crash the search minutes in, instead of the config at load.
+    from dmo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pruning compares one objective value"):
+        configured(tiny_config, search__pruning={"enabled": True}, search__objective={"kind": "multi"},
+                   search__sampler="random")
+
 def test_a_grid_search_longer_than_its_grid_stops_instead_of_repeating_points(store):
     from search_support import project_config
 
