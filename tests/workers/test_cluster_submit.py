@@ -36,9 +36,14 @@ def cluster(tmp_path, cli_env):
     ray = str(Path(sys.executable).parent / "ray")
     port, dashboard = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
+    # Each node's dashboard agent on a port of its own: by default every agent binds 52365, which any
+    # other Ray on the machine (a `dmo` run beside the suite) may hold; the head's agent then never
+    # starts and the cluster refuses every job ("No available agent to submit job").
     head = [ray, "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-            "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=true", f"--temp-dir={temp}"]
-    worker = [ray, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1"]
+            "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=true", f"--temp-dir={temp}",
+            f"--dashboard-agent-listen-port={_free_port()}"]
+    worker = [ray, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+              f"--dashboard-agent-listen-port={_free_port()}"]
     sessions = []  # each `ray start` leads a session of its own, which its daemons keep
     try:
         for command in (head, worker):
