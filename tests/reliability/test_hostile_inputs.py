@@ -318,6 +318,29 @@ def test_losing_the_cluster_while_following_a_job_names_the_job_instead_of_a_tra
         _asked("http://127.0.0.1:1", "raysubmit_42", times_out)
 
 
+
+def test_a_head_whose_job_agent_never_starts_is_retried_then_named_with_its_likely_cause(monkeypatch):
+    """A head answers "No available agent" while its agent starts; one whose agent never binds its port
+    (another Ray on the head holds 52365) answers it for ever: retried, then an error that says why."""
+    from dmo.cli import submit
+    from dmo.errors import DmoError
+
+    class AgentlessHead:
+        calls = 0
+
+        def submit_job(self, **job):
+            self.calls += 1
+            raise RuntimeError("Request failed with status code 500: No available agent to submit job, please try "
+                               "again later.")
+
+    head = AgentlessHead()
+    monkeypatch.setattr(submit, "AGENT_WAIT_S", 0.05)
+    monkeypatch.setattr(submit, "POLL_S", 0.01)
+    with pytest.raises(DmoError) as caught:
+        submit._submit(head, "http://127.0.0.1:8265", entrypoint="dmo search run config.yaml")
+    assert head.calls >= 2
+    assert "No available agent" in caught.value.render() and "52365" in caught.value.hint
+
 # --------------------------------------------------------------------------- 12. file modes
 
 
