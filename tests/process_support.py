@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 def end_session(session_id: int) -> list[int]:
-    """SIGKILL what is left of a session this test started (a killed driver's Ray helpers),
-    one pid at a time; returns the pids ended."""
+    """SIGKILL every live process of a session a test started (a killed driver's Ray helpers, a
+    `ray start`'s daemons), one pid at a time; returns the pids ended."""
     ended = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

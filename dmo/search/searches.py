@@ -57,6 +57,7 @@ def run_search(
     journal = StoreJournal(store, search)
     # A dead driver's trials turn stale after 2 heartbeats (the grace period); wait twice that.
     wait_s = 4 * config.search.heartbeat_s if stale_wait_s is None else stale_wait_s
+
     def recorded() -> dict[int, RecordedResult]:
         return {t.number: RecordedResult(t.state, t.objective)
                 for t in store.trials(search.id, state=None) if t.state != "running"}

@@ -31,6 +31,8 @@ def test_select_follows_each_benchmark_s_own_form_and_ranks_where_the_quadratic_
     assert all(r["forms"]["select"]["spearman"] == pytest.approx(1.0) for r in rows)
     assert all(r["forms"]["becker_h3"]["regret"] == pytest.approx(0.0, abs=1e-9) for r in rows)
     assert all(r["quadratic_per_benchmark"]["y"] == pytest.approx(1.0) for r in rows)  # y is the quadratic's own form
+    for row, validation in zip(rows, validations, strict=True):  # the best real mixture by the weighted mean (x alone)
+        assert row["best_real"] == max((r.weights for r in validation.results), key=truth["x"])
     summary = means(rows)
     assert set(summary) == set(FORMS)
     assert summary["select"]["spearman"] == pytest.approx(1.0)
