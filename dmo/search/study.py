@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from dmo.config.schema import DmoConfig
 from dmo.errors import SearchError
@@ -44,10 +44,12 @@ def optuna_storage(url: str, *, heartbeat_s: int) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
             )
         except DBAPIError as error:
-            # Searches started at once on a fresh database all create Optuna's tables; on
-            # PostgreSQL the losers fail with "... already exists" (their DDL rolled back).
-            # Opening again finds the winner's tables.
-            if "already exists" not in str(error) or attempt == _SCHEMA_ATTEMPTS - 1:
+            # Searches started at once on a fresh database all create Optuna's tables and stamp
+            # its one version row. The losers fail: on PostgreSQL with "... already exists"
+            # (their DDL rolled back), on SQLite with a unique-constraint IntegrityError on
+            # alembic_version or version_info. Opening again finds the winner's tables and rows.
+            lost_the_race = isinstance(error, IntegrityError) or "already exists" in str(error)
+            if not lost_the_race or attempt == _SCHEMA_ATTEMPTS - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
