@@ -7,9 +7,10 @@
 of the chosen validations V in turn (default: all finished ones of the search), the law fitted on all the
 other chosen validations pooled (leave one validation out), on V's held-out mixtures, with each blending
 term of `dmo.fidelity.mixture_law.BLENDING_TERMS` for every benchmark, and with the term picked per
-benchmark by leave-one-out error on the fitted mixtures (`select`): mean-score ρ with its 90 % interval,
-τ and top-1 regret, the terms `select` picked, the quadratic law's ρ per benchmark (what `dmo best
---calibrated` ranks by, against the issue's per-benchmark target), the best real mixture of each judged validation, and the
+benchmark by leave-one-out error on the fitted mixtures (`select`), and the quadratic fitted on each benchmark's
+log-odds (`logit`): mean-score ρ with its 90 % interval,
+τ and top-1 regret, the terms `select` picked, the quadratic law's and the logit law's ρ per benchmark (the quadratic is what `dmo best
+--calibrated` ranks by; against the issue's per-benchmark target), the best real mixture of each judged validation, and the
 means over the judged validations. The rule it
 answers was written before its draws existed (docs/fidelity.md). Nothing is trained or merged.
 """
@@ -28,6 +29,8 @@ from dmo.fidelity.mixture_law import BLENDING_TERMS, SELECT, judge_mixture_law, 
 from dmo.fidelity.ranking import benchmark_mean, spearman
 
 FORMS = (*BLENDING_TERMS, SELECT)
+LOGIT = "logit"  # the quadratic fitted on each benchmark's log-odds (`link="logit"`), pre-registered 2026-12-05
+VARIANTS = {**{form: {"form": form} for form in FORMS}, LOGIT: {"form": "quadratic", "link": "logit"}}
 
 
 def judge_forms(target, fit_from: Sequence, names: Sequence[str], domains: Sequence[str], weights) -> dict | None:
@@ -35,17 +38,19 @@ def judge_forms(target, fit_from: Sequence, names: Sequence[str], domains: Seque
     pool is too small for a law); ``terms``: the blending term ``select`` picked per benchmark."""
     mixtures, _, real = held_out_columns(target.results)
     real = {b: real[b] for b in names}
-    judged = {form: judge_mixture_law(fit_from, mixtures, real, domains=domains, weights=weights, form=form)
-              for form in FORMS}
+    judged = {name: judge_mixture_law(fit_from, mixtures, real, domains=domains, weights=weights, **variant)
+              for name, variant in VARIANTS.items()}
     if judged[SELECT] is None:
         return None
     law, fitted_on = law_on_validations(fit_from, names, domains, judged=mixtures, form=SELECT)
     quadratic = law_on_validations(fit_from, names, domains, judged=mixtures)[0].predict(mixtures)
+    logit = law_on_validations(fit_from, names, domains, judged=mixtures, link="logit")[0].predict(mixtures)
     best = mixtures[int(benchmark_mean(real, names, weights).argmax())]  # its runs averaged, as the issue's interior test reads it
     return {"best_real": best, "judged": target.id, "seed": target.summary.get("seed"), "fitted_on": [u.id for u in fit_from],
             "fit_mixtures": fitted_on, "judged_on": len(mixtures), "forms": judged,
             "terms": {b: law.term(b) for b in law.coefficients},
-            "quadratic_per_benchmark": {b: spearman(quadratic[b], real[b]) for b in quadratic}}
+            "quadratic_per_benchmark": {b: spearman(quadratic[b], real[b]) for b in quadratic},
+            "logit_per_benchmark": {b: spearman(logit[b], real[b]) for b in logit}}
 
 
 def measure(config_path: str, search_id: int | None, validation_ids: Sequence[int] | None) -> dict:
@@ -71,8 +76,11 @@ def means(rows: list[dict]) -> dict:
         values = [v for v in values if v is not None and not math.isnan(v)]
         return sum(values) / len(values) if values else float("nan")
 
-    return {form: {"spearman": mean(r["forms"][form]["spearman"] for r in rows),
-                   "regret": mean(r["forms"][form]["regret"] for r in rows)} for form in FORMS}
+    summary = {name: {"spearman": mean(r["forms"][name]["spearman"] for r in rows),
+                      "regret": mean(r["forms"][name]["regret"] for r in rows)} for name in VARIANTS}
+    for name in ("quadratic", LOGIT):  # the pre-registered rule's (i): every benchmark's ρ, every seed, pooled
+        summary[name]["per_benchmark"] = mean(v for r in rows for v in r[f"{name}_per_benchmark"].values())
+    return summary
 
 
 def cell(row: dict) -> str:
@@ -83,21 +91,23 @@ def cell(row: dict) -> str:
 def markdown(report: dict) -> str:
     lines = [(f"search {report['search']}: the mixture law fitted on the other validations pooled, judged on each "
               "one's held-out mixtures; cells: mean-score ρ (90 %), τ, top-1 regret"), "",
-             "| judged on (seed, mixtures) | fitted on (mixtures) | " + " | ".join(FORMS) + " | select picked |",
-             "|---|---|" + "---|" * len(FORMS) + "---|"]
+             "| judged on (seed, mixtures) | fitted on (mixtures) | " + " | ".join(VARIANTS) + " | select picked |",
+             "|---|---|" + "---|" * len(VARIANTS) + "---|"]
     for row in report["rows"]:
         picked = ", ".join(f"{b} {t}" for b, t in row["terms"].items())
         lines.append(f"| {row['judged']} ({row['seed']}, {row['judged_on']}) | "
                      f"{'+'.join(map(str, row['fitted_on']))} ({row['fit_mixtures']}) | "
-                     + " | ".join(cell(row["forms"][form]) for form in FORMS) + f" | {picked} |")
-    lines += ["", "the quadratic law's ρ per benchmark (n/a: a constant side):", ""]
-    lines += [f"- {row['judged']} ({row['seed']}): " + ", ".join(f"{b} {num(r)}" for b, r in row["quadratic_per_benchmark"].items())
-              for row in report["rows"]]
+                     + " | ".join(cell(row["forms"][name]) for name in VARIANTS) + f" | {picked} |")
+    for name in ("quadratic", LOGIT):
+        lines += ["", f"the {name} law's ρ per benchmark (n/a: a constant side):", ""]
+        lines += [f"- {row['judged']} ({row['seed']}): " + ", ".join(f"{b} {num(r)}" for b, r in row[f"{name}_per_benchmark"].items())
+                  for row in report["rows"]]
     lines += ["", "the best real mixture (largest weight; the issue asks for none above 0.7):", ""]
     lines += [f"- {row['judged']} ({row['seed']}): " + ", ".join(f"{d} {w:.2f}" for d, w in row["best_real"].items())
               + f" ({max(row['best_real'].values()):.2f})" for row in report["rows"]]
-    lines += ["", "means: " + "; ".join(f"{form} ρ {m['spearman']:.3f}, regret {num(m['regret'])}"
-                                        for form, m in report["means"].items())]
+    lines += ["", "means: " + "; ".join(f"{name} ρ {m['spearman']:.3f}, regret {num(m['regret'])}"
+                                        + (f", per benchmark {num(m['per_benchmark'])}" if "per_benchmark" in m else "")
+                                        for name, m in report["means"].items())]
     return "\n".join(lines)
 
 

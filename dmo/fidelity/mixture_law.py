@@ -11,7 +11,8 @@ exponential cousin), one per benchmark:
 No intercept: on the simplex Σ w_i = 1 it would be the sum of the linear terms. The blending term
 ``w_i w_j`` can be swapped for Becker's (1968) homogeneous ones, same coefficients, which bend harder near
 the simplex's edges (:data:`BLENDING_TERMS`); ``form="select"`` picks one per benchmark by its
-leave-one-out error on the mixtures fitted on (docs/fidelity.md judges that on held-out draws). ``dmo validate``'s
+leave-one-out error on the mixtures fitted on (docs/fidelity.md judges that on held-out draws), and ``link="logit"``
+fits each benchmark's log-odds instead of its points, bounded at 0 and 100 (judged the same way). ``dmo validate``'s
 ``calibration_transfer`` and ``bench/calibration_pool.py`` judge it on held-out validations beside the
 calibrated proxies; ``dmo best --calibrated`` ranks by it, since on draws it was not tuned on it ranked
 better than they did (docs/fidelity.md). Pure math on records in memory; no I/O.
@@ -44,6 +45,28 @@ BLENDING_TERMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "becker_h3": lambda a, b: np.sqrt(a * b),       # steep near the edges: a small share already counts
 }
 SELECT = "select"
+
+# Points near 0 or 100 carry the fit on the log-odds scale; half a point keeps one model at 0 or 100
+# (a saturated benchmark, 3,200 items resolving 0.03 points) from pulling the fit as if it were infinite.
+LOGIT_FLOOR = 0.005
+
+
+def _logit(points: np.ndarray) -> np.ndarray:
+    share = np.clip(np.asarray(points, dtype=np.float64) / 100.0, LOGIT_FLOOR, 1.0 - LOGIT_FLOOR)
+    return np.log(share / (1.0 - share))
+
+
+def _points(log_odds: np.ndarray) -> np.ndarray:
+    return 100.0 / (1.0 + np.exp(-log_odds))
+
+
+# The scale a benchmark's points are fitted on (every scorer gives 0–100 points). On "logit" the
+# polynomial is fitted to the log-odds of the score and mapped back, so a benchmark that saturates at 100
+# (or sits near 0) is a bounded S-curve in the weights rather than a parabola that overshoots its bounds.
+LINKS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+    "identity": (lambda y: np.asarray(y, dtype=np.float64), lambda z: z),
+    "logit": (_logit, _points),
+}
 
 
 def scheffe_features(mixtures: Sequence[Mapping[str, float]], domains: Sequence[str],
@@ -85,16 +108,19 @@ class MixtureLaw:
     domains: tuple[str, ...]
     coefficients: Mapping[str, np.ndarray]
     terms: Mapping[str, str] | None = None  # blending term per benchmark; None: all quadratic
+    link: str = "identity"  # the scale the coefficients live on (:data:`LINKS`); predictions are points
 
     @classmethod
     def fit(cls, mixtures: Sequence[Mapping[str, float]], real: Mapping[str, Sequence[float]],
-            domains: Sequence[str], form: str = "quadratic") -> MixtureLaw:
-        """Least squares on ``mixtures`` and each benchmark's real scores, with the blending term ``form``
-        (:data:`BLENDING_TERMS`) or, with ``"select"``, per benchmark the term of least leave-one-out error
-        (ties to the first in :data:`BLENDING_TERMS`, the quadratic). Fewer mixtures than
-        :func:`min_mixtures` is an error."""
+            domains: Sequence[str], form: str = "quadratic", link: str = "identity") -> MixtureLaw:
+        """Least squares on ``mixtures`` and each benchmark's real scores on the scale ``link``
+        (:data:`LINKS`), with the blending term ``form`` (:data:`BLENDING_TERMS`) or, with ``"select"``,
+        per benchmark the term of least leave-one-out error on that scale (ties to the first in
+        :data:`BLENDING_TERMS`, the quadratic). Fewer mixtures than :func:`min_mixtures` is an error."""
         if form != SELECT and form not in BLENDING_TERMS:
             raise ValueError(f"unknown law form {form!r}; one of {', '.join([*BLENDING_TERMS, SELECT])}")
+        if link not in LINKS:
+            raise ValueError(f"unknown law link {link!r}; one of {', '.join(LINKS)}")
         if len(mixtures) < min_mixtures(domains):
             raise ValueError(f"a mixture law over {len(domains)} domains needs at least {min_mixtures(domains)} "
                              f"mixtures, got {len(mixtures)}")
@@ -105,22 +131,24 @@ class MixtureLaw:
             y = np.asarray(scores, dtype=np.float64)
             if y.shape != (len(mixtures),):
                 raise ValueError(f"benchmark {benchmark!r} has {y.size} scores for {len(mixtures)} mixtures")
+            y = LINKS[link][0](y)
             term = min(candidates, key=lambda t: loo_squared_error(features[t], y)) if len(candidates) > 1 else form
             coefficients[benchmark] = np.linalg.lstsq(features[term], y, rcond=None)[0]
             terms[benchmark] = term
-        return cls(tuple(domains), coefficients, terms)
+        return cls(tuple(domains), coefficients, terms, link)
 
     def term(self, benchmark: str) -> str:
         return (self.terms or {}).get(benchmark, "quadratic")
 
     def predict(self, mixtures: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
         features = {term: scheffe_features(mixtures, self.domains, term) for term in {self.term(b) for b in self.coefficients}}
-        return {b: features[self.term(b)] @ beta for b, beta in self.coefficients.items()}
+        to_points = LINKS[self.link][1]
+        return {b: to_points(features[self.term(b)] @ beta) for b, beta in self.coefficients.items()}
 
 
 def law_on_validations(fit_from: Sequence[Any], names: Sequence[str], domains: Sequence[str], *,
                        judged: Sequence[Mapping[str, float]] = (),
-                       form: str = "quadratic") -> tuple[MixtureLaw, int] | None:
+                       form: str = "quadratic", link: str = "identity") -> tuple[MixtureLaw, int] | None:
     """The law fitted on the held-out real scores of the validations ``fit_from`` (records with ``results``;
     each mixture once, at the mean of its runs) for ``names`` (those the validations scored), and how many
     mixtures it was fitted on; None where they are too few. A mixture in ``judged`` (what the law is about to
@@ -134,18 +162,19 @@ def law_on_validations(fit_from: Sequence[Any], names: Sequence[str], domains: S
     names = [b for b in names if b in fit_real]
     if not names:
         raise ValueError("no benchmark is both scored here and in the validations the law is fitted on")
-    return MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains, form), len(fit_mixtures)
+    return MixtureLaw.fit(fit_mixtures, {b: fit_real[b] for b in names}, domains, form, link), len(fit_mixtures)
 
 
 def judge_mixture_law(fit_from: Sequence[Any], mixtures: Sequence[Mapping[str, float]],
                       real: Mapping[str, Sequence[float]], *, domains: Sequence[str],
-                      weights: Mapping[str, float] | None = None, form: str = "quadratic") -> dict[str, Any] | None:
+                      weights: Mapping[str, float] | None = None, form: str = "quadratic",
+                      link: str = "identity") -> dict[str, Any] | None:
     """The mixture law fitted on the held-out real scores of the validations ``fit_from`` (records with
     ``results``; each mixture once, at the mean of its runs), judged on ``mixtures`` and their ``real``
     scores per benchmark: mean-score ρ with its 90 % interval, τ, regret, and the benchmarks it covers.
     None where the validations hold too few mixtures to fit it; judging on a mixture the law was fitted
     on, or with no benchmark in common, is an error."""
-    fitted = law_on_validations(fit_from, list(real), domains, judged=mixtures, form=form)
+    fitted = law_on_validations(fit_from, list(real), domains, judged=mixtures, form=form, link=link)
     if fitted is None:
         return None
     law, fitted_on = fitted

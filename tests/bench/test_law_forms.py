@@ -18,7 +18,7 @@ def _validation(vid: int, seed: int, truth) -> SimpleNamespace:
 
 
 def test_select_follows_each_benchmark_s_own_form_and_ranks_where_the_quadratic_cannot():
-    from law_forms import FORMS, judge_forms, means
+    from law_forms import VARIANTS, judge_forms, means
 
     # x rises steeply from a's edge and saturates (√ blending); y is a plain quadratic
     truth = {"x": lambda w: 10 * w["b"] + 300 * np.sqrt(w["a"] * w["b"]) + 280 * np.sqrt(w["a"] * w["c"]),
@@ -34,7 +34,9 @@ def test_select_follows_each_benchmark_s_own_form_and_ranks_where_the_quadratic_
     for row, validation in zip(rows, validations, strict=True):  # the best real mixture by the weighted mean (x alone)
         assert row["best_real"] == max((r.weights for r in validation.results), key=truth["x"])
     summary = means(rows)
-    assert set(summary) == set(FORMS)
+    assert set(summary) == set(VARIANTS)
+    for name in ("quadratic", "logit"):  # the pooled per-benchmark ρ is the mean over every benchmark and seed
+        assert summary[name]["per_benchmark"] == pytest.approx(np.mean([v for r in rows for v in r[f"{name}_per_benchmark"].values()]))
     assert summary["select"]["spearman"] == pytest.approx(1.0)
     assert summary["quadratic"]["spearman"] < summary["select"]["spearman"]  # the parabola misorders some draws
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dmo.fidelity.mixture_law import MixtureLaw, judge_mixture_law, min_mixtures, scheffe_features
+from dmo.fidelity.ranking import spearman
 
 DOMAINS = ("a", "b", "c")
 
@@ -148,3 +149,25 @@ def test_select_picks_per_benchmark_the_form_that_generated_it_and_predicts_with
     assert np.abs(MixtureLaw.fit(fit, {"y": list(becker(fit))}, DOMAINS).predict(held)["y"] - becker(held)).max() > 1
     with pytest.raises(ValueError, match="unknown law form 'cubic'"):
         MixtureLaw.fit(fit, {"x": [0.0] * 30}, DOMAINS, form="cubic")
+
+
+def test_the_logit_law_recovers_a_benchmark_that_saturates_and_never_predicts_past_its_bounds():
+    fit, held = _draws(30, 11), _draws(40, 12)
+
+    def saturating(w_list):  # a skill learnt from a small share of b, then flat just under 100 points
+        z = (scheffe_features(w_list, DOMAINS) @ np.array([[-2.0, 4.0, -1.0, 12.0, 0.0, 4.0]]).T)[:, 0]
+        return 100.0 / (1.0 + np.exp(-z))
+
+    y = saturating(fit)
+    assert 0.5 < y.min() and y.max() < 99.5, "inside the logit floor, so the fit can be exact"
+    law = MixtureLaw.fit(fit, {"x": list(y)}, DOMAINS, link="logit")
+    np.testing.assert_allclose(law.coefficients["x"], [-2, 4, -1, 12, 0, 4], atol=1e-6)
+    np.testing.assert_allclose(law.predict(held)["x"], saturating(held), rtol=1e-6)
+    # on points, a parabola cannot bend that hard: it overshoots the bound or misorders held-out mixtures
+    on_points = MixtureLaw.fit(fit, {"x": list(y)}, DOMAINS).predict(held)["x"]
+    assert on_points.max() > 100 or spearman(on_points, saturating(held)) < 0.99
+    # scores at the bounds (a benchmark every model solves, or none) are floored, not infinite
+    edge = MixtureLaw.fit(fit, {"x": [100.0] * 15 + [0.0] * 15}, DOMAINS, link="logit").predict(held)["x"]
+    assert np.isfinite(edge).all() and (edge >= 0).all() and (edge <= 100).all()
+    with pytest.raises(ValueError, match="unknown law link 'probit'"):
+        MixtureLaw.fit(fit, {"x": list(y)}, DOMAINS, link="probit")
