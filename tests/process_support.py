@@ -13,10 +13,8 @@ import signal
 from pathlib import Path
 
 
-def end_session(session_id: int) -> list[int]:
-    """SIGKILL every live process of a session a test started (a killed driver's Ray helpers, a
-    `ray start`'s daemons), one pid at a time; returns the pids ended."""
-    ended = []
+def _session_members(session_id: int) -> list[int]:
+    members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -25,9 +23,23 @@ def end_session(session_id: int) -> list[int]:
         except OSError:
             continue
         if int(fields[3]) == session_id and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def end_session(session_id: int, *, passes: int = 5) -> list[int]:
+    """SIGKILL every live process of a session a test started (a killed driver's Ray helpers, a
+    `ray start`'s daemons), one pid at a time; returns the pids ended. A member may fork while a scan
+    of /proc runs, after its entry was read, so scans repeat until one finds nothing left to end."""
+    ended: dict[int, None] = {}  # ordered, and a pid still dying when the next scan reads it counts once
+    for _ in range(passes):
+        members = _session_members(session_id)
+        if not members:
+            break
+        for pid in members:
             try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                ended.append(int(entry.name))
+                os.kill(pid, signal.SIGKILL)
+                ended[pid] = None
             except ProcessLookupError:
                 pass
-    return ended
+    return list(ended)
