@@ -78,9 +78,20 @@ def means(rows: list[dict]) -> dict:
 
     summary = {name: {"spearman": mean(r["forms"][name]["spearman"] for r in rows),
                       "regret": mean(r["forms"][name]["regret"] for r in rows)} for name in VARIANTS}
-    for name in ("quadratic", LOGIT):  # the pre-registered rule's (i): every benchmark's ρ, every seed, pooled
-        summary[name]["per_benchmark"] = mean(v for r in rows for v in r[f"{name}_per_benchmark"].values())
+    # The pre-registered rule's (i): every benchmark's ρ on every judged seed, pooled over the same pairs for
+    # both laws. A pair where both are undefined (a constant real side) is left out of both; where one law's
+    # predictions are constant and the other's are not, that law ranks nothing there and counts 0.
+    pairs = [(r["quadratic_per_benchmark"][b], r["logit_per_benchmark"][b]) for r in rows for b in r["quadratic_per_benchmark"]]
+    kept = [tuple(0.0 if _undefined(v) else v for v in pair) for pair in pairs if not all(map(_undefined, pair))]
+    for index, name in enumerate(("quadratic", LOGIT)):
+        summary[name]["per_benchmark"] = mean(pair[index] for pair in kept)
+        summary[name]["per_benchmark_pairs"] = len(kept)
+        summary[name]["per_benchmark_left_out"] = len(pairs) - len(kept)
     return summary
+
+
+def _undefined(value: float | None) -> bool:
+    return value is None or math.isnan(value)
 
 
 def cell(row: dict) -> str:
@@ -106,7 +117,9 @@ def markdown(report: dict) -> str:
     lines += [f"- {row['judged']} ({row['seed']}): " + ", ".join(f"{d} {w:.2f}" for d, w in row["best_real"].items())
               + f" ({max(row['best_real'].values()):.2f})" for row in report["rows"]]
     lines += ["", "means: " + "; ".join(f"{name} ρ {m['spearman']:.3f}, regret {num(m['regret'])}"
-                                        + (f", per benchmark {num(m['per_benchmark'])}" if "per_benchmark" in m else "")
+                                        + (f", per benchmark {num(m['per_benchmark'])} over {m['per_benchmark_pairs']} "
+                                           f"(benchmark, seed) pairs, {m['per_benchmark_left_out']} left out"
+                                           if "per_benchmark" in m else "")
                                         for name, m in report["means"].items())]
     return "\n".join(lines)
 

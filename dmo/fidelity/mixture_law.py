@@ -46,9 +46,10 @@ BLENDING_TERMS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 SELECT = "select"
 
-# Points near 0 or 100 carry the fit on the log-odds scale; half a point keeps one model at 0 or 100
-# (a saturated benchmark, 3,200 items resolving 0.03 points) from pulling the fit as if it were infinite.
-LOGIT_FLOOR = 0.005
+# A score of exactly 0 or 100 has infinite log-odds, so shares are floored this far from either bound:
+# 0.01 points, below one item of any split up to 10,000 items, so that a saturated benchmark (the demo's
+# counting spans 99.6–100 points, one item of 3,200 being 0.03) keeps its ranking instead of clipping flat.
+LOGIT_FLOOR = 1e-4
 
 
 def _logit(points: np.ndarray) -> np.ndarray:
@@ -57,7 +58,7 @@ def _logit(points: np.ndarray) -> np.ndarray:
 
 
 def _points(log_odds: np.ndarray) -> np.ndarray:
-    return 100.0 / (1.0 + np.exp(-log_odds))
+    return 100.0 * np.exp(-np.logaddexp(0.0, -log_odds))  # 100·sigmoid, without overflow far out
 
 
 # The scale a benchmark's points are fitted on (every scorer gives 0–100 points). On "logit" the
@@ -94,6 +95,11 @@ def loo_squared_error(features: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(((y - fitted) / (1 - leverage)) ** 2))
 
 
+def _check_link(link: str) -> None:
+    if link not in LINKS:
+        raise ValueError(f"unknown law link {link!r}; one of {', '.join(LINKS)}")
+
+
 def min_mixtures(domains: Sequence[str]) -> int:
     """Fewest mixtures a law is fitted on: one per coefficient, d + d(d-1)/2 (10 over 4 domains), so the
     least-squares fit is never underdetermined."""
@@ -103,12 +109,15 @@ def min_mixtures(domains: Sequence[str]) -> int:
 
 @dataclass(frozen=True)
 class MixtureLaw:
-    """One fitted quadratic mixture polynomial per benchmark."""
+    """One fitted mixture polynomial per benchmark, on points or on their log-odds (``link``)."""
 
     domains: tuple[str, ...]
     coefficients: Mapping[str, np.ndarray]
     terms: Mapping[str, str] | None = None  # blending term per benchmark; None: all quadratic
     link: str = "identity"  # the scale the coefficients live on (:data:`LINKS`); predictions are points
+
+    def __post_init__(self) -> None:
+        _check_link(self.link)
 
     @classmethod
     def fit(cls, mixtures: Sequence[Mapping[str, float]], real: Mapping[str, Sequence[float]],
@@ -119,8 +128,7 @@ class MixtureLaw:
         :data:`BLENDING_TERMS`, the quadratic). Fewer mixtures than :func:`min_mixtures` is an error."""
         if form != SELECT and form not in BLENDING_TERMS:
             raise ValueError(f"unknown law form {form!r}; one of {', '.join([*BLENDING_TERMS, SELECT])}")
-        if link not in LINKS:
-            raise ValueError(f"unknown law link {link!r}; one of {', '.join(LINKS)}")
+        _check_link(link)  # before any fitting
         if len(mixtures) < min_mixtures(domains):
             raise ValueError(f"a mixture law over {len(domains)} domains needs at least {min_mixtures(domains)} "
                              f"mixtures, got {len(mixtures)}")

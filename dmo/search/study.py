@@ -45,9 +45,10 @@ def optuna_storage(url: str, *, heartbeat_s: int) -> RDBStorage:
             )
         except DBAPIError as error:
             # Searches started at once on a fresh database all create Optuna's tables and stamp
-            # its one version row. The losers fail: on PostgreSQL with "... already exists"
+            # its alembic version row. The losers fail: on PostgreSQL with "... already exists"
             # (their DDL rolled back), on SQLite with a unique-constraint IntegrityError on
-            # alembic_version or version_info. Opening again finds the winner's tables and rows.
+            # alembic_version (opening writes nothing else that a race could collide on). Opening
+            # again finds the winner's tables and row.
             lost_the_race = isinstance(error, IntegrityError) or "already exists" in str(error)
             if not lost_the_race or attempt == _SCHEMA_ATTEMPTS - 1:
                 raise

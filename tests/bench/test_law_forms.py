@@ -35,10 +35,26 @@ def test_select_follows_each_benchmark_s_own_form_and_ranks_where_the_quadratic_
         assert row["best_real"] == max((r.weights for r in validation.results), key=truth["x"])
     summary = means(rows)
     assert set(summary) == set(VARIANTS)
-    for name in ("quadratic", "logit"):  # the pooled per-benchmark ρ is the mean over every benchmark and seed
-        assert summary[name]["per_benchmark"] == pytest.approx(np.mean([v for r in rows for v in r[f"{name}_per_benchmark"].values()]))
     assert summary["select"]["spearman"] == pytest.approx(1.0)
     assert summary["quadratic"]["spearman"] < summary["select"]["spearman"]  # the parabola misorders some draws
+    for name in ("quadratic", "logit"):  # no benchmark is constant here: the pooled ρ is the mean of every pair
+        assert summary[name]["per_benchmark"] == pytest.approx(np.mean([v for r in rows for v in r[f"{name}_per_benchmark"].values()]))
+        assert (summary[name]["per_benchmark_pairs"], summary[name]["per_benchmark_left_out"]) == (6, 0)
+
+
+def test_the_pooled_per_benchmark_rho_compares_both_laws_on_the_same_pairs():
+    from law_forms import means
+
+    def row(quadratic, logit):
+        forms = {name: {"spearman": 0.5, "regret": 0.0} for name in ("quadratic", "becker_h1", "becker_h2", "becker_h3", "select", "logit")}
+        return {"forms": forms, "quadratic_per_benchmark": quadratic, "logit_per_benchmark": logit}
+
+    nan = float("nan")
+    rows = [row({"x": 0.2, "y": nan, "z": 0.9}, {"x": nan, "y": nan, "z": 0.7})]  # y: a constant real side; x: logit flat
+    summary = means(rows)
+    assert summary["quadratic"]["per_benchmark"] == pytest.approx((0.2 + 0.9) / 2)
+    assert summary["logit"]["per_benchmark"] == pytest.approx((0.0 + 0.7) / 2), "a law that ranks nothing counts 0, not left out"
+    assert (summary["logit"]["per_benchmark_pairs"], summary["logit"]["per_benchmark_left_out"]) == (2, 1)
 
 
 def test_a_pool_too_small_for_a_law_is_no_row():
