@@ -1,4 +1,4 @@
-"""Which blending term should the mixture law use: Scheffé's quadratic, or one of Becker's, chosen per benchmark?
+"""Which form should the mixture law take: Scheffé's quadratic, Becker's terms per benchmark, or log-odds?
 
     python bench/law_forms.py [--config configs/demo.yaml] [--search N] [--validations 1 2 3] [--json]
 
@@ -6,13 +6,13 @@
 (`dmo.fidelity.mixture_law`), fitted on every finished validation's held-out mixtures. This judges, for each
 of the chosen validations V in turn (default: all finished ones of the search), the law fitted on all the
 other chosen validations pooled (leave one validation out), on V's held-out mixtures, with each blending
-term of `dmo.fidelity.mixture_law.BLENDING_TERMS` for every benchmark, and with the term picked per
-benchmark by leave-one-out error on the fitted mixtures (`select`), and the quadratic fitted on each benchmark's
-log-odds (`logit`): mean-score ρ with its 90 % interval,
-τ and top-1 regret, the terms `select` picked, the quadratic law's and the logit law's ρ per benchmark (the quadratic is what `dmo best
---calibrated` ranks by; against the issue's per-benchmark target), the best real mixture of each judged validation, and the
-means over the judged validations. The rule it
-answers was written before its draws existed (docs/fidelity.md). Nothing is trained or merged.
+term of `dmo.fidelity.mixture_law.BLENDING_TERMS` for every benchmark, with the term picked per benchmark
+by leave-one-out error on the fitted mixtures (`select`), and with the quadratic fitted on each benchmark's
+log-odds (`logit`). It prints mean-score ρ with its 90 % interval, τ and top-1 regret, the terms `select`
+picked, the quadratic law's and the logit law's ρ per benchmark (the quadratic is what `dmo best
+--calibrated` ranks by; the issue's per-benchmark target reads them), the best real mixture of each judged
+validation, and the means over the judged validations. The rules it answers were written before their
+draws existed (docs/fidelity.md). Nothing is trained or merged.
 """
 
 from __future__ import annotations

@@ -109,12 +109,11 @@ def test_searches_started_at_once_on_a_fresh_database_all_open_their_studies(fre
     """Without the retry in optuna_storage, about 1 in 6 processes lost the race to create
     Optuna's tables: on PostgreSQL "duplicate key value violates unique constraint"; on SQLite
     "UNIQUE constraint failed: alembic_version.version_num" when two stamped Optuna's version
-    (in 4 of 5 rounds of six, and once in a full `make test`)."""
-    url = fresh_url
+    (in 4 of 5 rounds of six processes, and once in CI's test_cold_searches.py)."""
     processes = 6
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes + 1), context.Queue()
-    workers = [context.Process(target=_open_optuna_storage, args=(url, barrier, results)) for _ in range(processes)]
+    workers = [context.Process(target=_open_optuna_storage, args=(fresh_url, barrier, results)) for _ in range(processes)]
     for worker in workers:
         worker.start()
     barrier.wait(WAIT_S)  # every process has imported; now all create the schema at once
