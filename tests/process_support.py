@@ -14,16 +14,20 @@ import time
 from pathlib import Path
 
 
-def _session_members(session_id: int) -> list[int]:
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (state first, session id fourth); None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def session_members(session_id: int) -> list[int]:
+    """The live (not zombie) processes of a session."""
     members = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session_id and fields[0] != "Z":
+        fields = stat_fields(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[3]) == session_id and fields[0] != "Z":
             members.append(int(entry.name))
     return members
 
@@ -35,7 +39,7 @@ def end_session(session_id: int, *, passes: int = 20) -> list[int]:
     session still alive after ``passes`` scans is an error naming its pids."""
     ended: dict[int, None] = {}  # ordered, and a pid still dying when the next scan reads it counts once
     for _ in range(passes):
-        members = _session_members(session_id)
+        members = session_members(session_id)
         if not members:
             return list(ended)
         for pid in members:
@@ -45,4 +49,4 @@ def end_session(session_id: int, *, passes: int = 20) -> list[int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.01)  # let the killed die before the next scan reads them again
-    raise RuntimeError(f"session {session_id} still has processes {_session_members(session_id)} after {passes} scans")
+    raise RuntimeError(f"session {session_id} still has processes {session_members(session_id)} after {passes} scans")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 
-from process_support import end_session
+from process_support import end_session, session_members, stat_fields
 
 # A session leader whose child keeps forking short-lived grandchildren: a scan of /proc can miss a fork
 # made after it read the parent's entry, so one pass alone may leave a process behind (the single scan
@@ -25,11 +24,8 @@ time.sleep(60)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def test_a_session_that_keeps_forking_is_ended_whole_and_nothing_else():
@@ -41,17 +37,10 @@ def test_a_session_that_keeps_forking_is_ended_whole_and_nothing_else():
         assert leader.pid in ended and len(ended) >= 3  # the leader, its forking child, a grandchild or more
         time.sleep(0.2)
         assert not [pid for pid in ended if _alive(pid)]
-        assert not [p for p in os.listdir("/proc") if p.isdigit() and _alive(int(p)) and _session(int(p)) == leader.pid]
+        assert not session_members(leader.pid)
         assert _alive(bystander.pid), "another session is left alone"
     finally:
         for process in (leader, bystander):
             process.kill()
             process.wait()
 
-
-def _session(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[3])
-    except (OSError, ValueError, IndexError):
-        return None

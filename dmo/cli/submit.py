@@ -81,15 +81,14 @@ def _submit(client: Any, address: str, **job: Any) -> str:
         try:
             return client.submit_job(**job)
         except (OSError, RuntimeError) as error:  # OSError: the built-in ConnectionError and requests' errors
-            if NO_AGENT not in str(error):
-                raise DmoError(f"the cluster refused the job: {_first_line(error)}", where=address) from None
-            if time.monotonic() > deadline:
-                raise DmoError(f"the cluster refused the job: {_first_line(error)}", where=address,
-                               hint=f"its head's job agent did not start in {AGENT_WAIT_S:.0f} s: another Ray on the "
-                                    "head may hold the agent's port (52365 by default; `ray start "
-                                    "--dashboard-agent-listen-port`), see dashboard_agent.log in its session "
-                                    "logs") from None
-            time.sleep(POLL_S)
+            no_agent = NO_AGENT in str(error)
+            if no_agent and time.monotonic() <= deadline:
+                time.sleep(POLL_S)  # the head's job agent may still be starting
+                continue
+            hint = (f"its head's job agent did not start in {AGENT_WAIT_S:.0f} s: another Ray on the head may hold "
+                    "the agent's port (52365 by default; `ray start --dashboard-agent-listen-port`), see "
+                    "dashboard_agent.log in its session logs") if no_agent else None
+            raise DmoError(f"the cluster refused the job: {_first_line(error)}", where=address, hint=hint) from None
 
 
 def _asked(address: str, job_id: str, ask: Callable[[], Any]) -> Any:

@@ -318,7 +318,6 @@ def test_losing_the_cluster_while_following_a_job_names_the_job_instead_of_a_tra
         _asked("http://127.0.0.1:1", "raysubmit_42", times_out)
 
 
-
 def test_a_head_whose_job_agent_never_starts_is_retried_then_named_with_its_likely_cause(monkeypatch):
     """A head answers "No available agent" while its agent starts; one whose agent never binds its port
     (another Ray on the head holds 52365) answers it for ever: retried, then an error that says why."""
@@ -340,6 +339,7 @@ def test_a_head_whose_job_agent_never_starts_is_retried_then_named_with_its_like
         submit._submit(head, "http://127.0.0.1:8265", entrypoint="dmo search run config.yaml")
     assert head.calls >= 2
     assert "No available agent" in caught.value.render() and "52365" in caught.value.hint
+
 
 # --------------------------------------------------------------------------- 12. file modes
 
