@@ -9,7 +9,8 @@ wants a video processor, which needs torchvision (whose PyPI build does not
 load beside the pinned CPU torch here), so images go through its image
 processor and the tokens are expanded here, as the processor would; a
 Qwen2-VL video's patches are rebuilt from its frames' image patches
-(:mod:`dmo.models.qwen2_vl_video`). LLaVA reads images only.
+(:mod:`dmo.models.qwen2_vl_video`). LLaVA reads images only. The encoding lives in
+:mod:`dmo.models.backends.hf_encoder`, the supported families in :mod:`dmo.models.backends.hf_architectures`.
 
 Experts are written as dmo checkpoints (a sha256 manifest), with the MoD
 settings in ``config.json`` (``dmo_mod``) and the routers as
@@ -31,79 +32,22 @@ import torch
 from torch import nn
 
 from dmo.config.schema import DmoConfig, LoraSettings, ModSettings
-from dmo.data.encoding import (
-    EncodedSplit,
-    PatchedImages,
-    StackedImages,
-    check_lengths,
-    refuse_text_that_cannot_fit,
-)
 from dmo.data.sample import DomainData, Sample
-from dmo.errors import CheckpointError, ConfigError, DataError, MergeError
+from dmo.errors import CheckpointError, ConfigError, MergeError
 from dmo.files import file_sha256, total_sha256
 from dmo.models.backends.base import ModelBackend
+from dmo.models.backends.hf_architectures import Architecture, architecture, read_hf_config
+from dmo.models.backends.hf_encoder import HfEncoder
 from dmo.models.schedules import retention_schedule
+
+__all__ = ["HfBackend", "HfEncoder", "HfModConfig", "attention_probe", "mod_settings_for", "vision_token_ids"]
 
 MANIFEST = "dmo_manifest.json"
 MOD_KEY = "dmo_mod"  # the MoD settings of a routed checkpoint, in its config.json
 TYPICAL_TEXT_TOKENS = 16
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """What differs between the supported model families."""
-
-    name: str
-    vision_prefix: str  # the frozen vision tower's parameters
-    trained_in_full: tuple[str, ...]  # beside LoRA: routers and the projector
-    patched_images: bool  # Qwen2-VL: flattened patches + grids; LLaVA: one (3, H, W) per image
-    token_types: bool  # Qwen2-VL locates images and videos by mm_token_type_ids
-    reads_video: bool  # Qwen2-VL: clips of frames (video_grid_thw); LLaVA: images only
-
-    def image_tokens(self, config: Any, images: Mapping[str, torch.Tensor], processor: Any) -> int:
-        """Vision tokens one image (or one video) becomes in the sequence."""
-        if self.patched_images:
-            merge = int(getattr(processor, "merge_size", 2))
-            grid = images["video_grid_thw"] if "video_grid_thw" in images else images["image_grid_thw"]
-            return int(grid[0].prod()) // (merge * merge)
-        height, width = images["pixel_values"].shape[-2:]
-        patch = config.vision_config.patch_size
-        tokens = (height // patch) * (width // patch) + 1  # + CLIP's class token
-        return tokens - 1 if getattr(config, "vision_feature_select_strategy", "default") == "default" else tokens
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    arch.name: arch
-    for arch in (
-        Architecture("LlavaForConditionalGeneration", "model.vision_tower.", ("router", "multi_modal_projector"),
-                     patched_images=False, token_types=False, reads_video=False),
-        Architecture("Qwen2VLForConditionalGeneration", "model.visual.", ("router",), patched_images=True,
-                     token_types=True, reads_video=True),
-    )
-}
-
-
 # --------------------------------------------------------------------------- reading a checkpoint
-
-
-def _hf_config(path: Path) -> Any:
-    from transformers import AutoConfig
-
-    if not (path / "config.json").is_file():
-        raise CheckpointError("no config.json: not a Hugging Face checkpoint directory", where=str(path))
-    try:
-        return AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (ValueError, OSError, KeyError) as error:
-        raise CheckpointError(f"cannot read its config: {str(error).splitlines()[0]}", where=str(path)) from None
-
-
-def architecture(config: Any, path: Path) -> Architecture:
-    names = list(getattr(config, "architectures", None) or [])
-    for name in names:
-        if name in ARCHITECTURES:
-            return ARCHITECTURES[name]
-    raise CheckpointError(f"unsupported architecture {', '.join(names) or type(config).__name__}", where=str(path),
-                          hint=f"supported: {', '.join(ARCHITECTURES)}")
 
 
 def _is_dmo_checkpoint(path: Path) -> bool:
@@ -163,133 +107,6 @@ def _route(model: nn.Module, mod: Mapping[str, Any]) -> None:
     setattr(model.config, MOD_KEY, dict(mod))
 
 
-# --------------------------------------------------------------------------- encoding
-
-
-def processor_chat_template(path: Path) -> str | None:
-    """The processor-level chat template of checkpoints saved before transformers 5 (``chat_template.json``,
-    as llava-hf's keep it), which the tokenizer does not load; ``chat_template.jinja`` it loads itself."""
-    legacy = path / "chat_template.json"
-    try:
-        if legacy.is_file():
-            template = json.loads(legacy.read_text(encoding="utf-8")).get("chat_template")
-            return template if isinstance(template, str) and template else None
-    except (OSError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"unreadable chat template: {error}", where=str(path)) from None
-    return None
-
-
-class HfEncoder:
-    """A checkpoint's tokenizer, image processor and chat template, as LLaMA-Factory would use them."""
-
-    def __init__(self, path: Path, image_size: int, max_tokens: int | None = None):
-        from transformers import AutoImageProcessor, AutoTokenizer
-
-        self.path = Path(path)
-        config = _hf_config(self.path)
-        self.config, self.arch = config, architecture(config, self.path)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"no tokenizer in the checkpoint: {str(error).splitlines()[0]}", where=str(self.path),
-                                  hint="save the tokenizer beside the model (tokenizer.json, tokenizer_config.json)") from None
-        if not (self.path / "preprocessor_config.json").is_file():
-            raise CheckpointError("no image processor in the checkpoint (preprocessor_config.json)", where=str(self.path),
-                                  hint="save the processor beside the model (processor.save_pretrained)")
-        self.processor = AutoImageProcessor.from_pretrained(str(self.path), local_files_only=True)
-        if not self.tokenizer.chat_template:
-            self.tokenizer.chat_template = processor_chat_template(self.path)
-        if not self.tokenizer.chat_template:
-            raise CheckpointError("neither the tokenizer nor the processor has a chat template", where=str(self.path),
-                                  hint="save a chat template with the tokenizer or the processor (its turns make the prompts)")
-        self.image_size = image_size
-        self.image_token_id = int(config.image_token_id)
-        self.image_token = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
-        video_id = getattr(config, "video_token_id", None) if self.arch.reads_video else None
-        self.video_token_id = None if video_id is None else int(video_id)
-        self.video_token = None if video_id is None else self.tokenizer.convert_ids_to_tokens(self.video_token_id)
-        text = config.get_text_config()
-        self.max_tokens = max_tokens or int(getattr(text, "max_position_embeddings", 0) or 0) or None
-        eos = self.tokenizer.eos_token_id
-        if eos is None:
-            raise CheckpointError("the tokenizer has no end-of-sequence token", where=str(self.path))
-        self.eos_id = int(eos)
-        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos)
-
-    def _images(self, sample: Sample) -> dict[str, torch.Tensor]:
-        from PIL import Image
-
-        if not sample.is_video:
-            image = Image.fromarray(np.asarray(sample.image, dtype=np.uint8)).convert("RGB")
-            return dict(self.processor(images=[image], return_tensors="pt"))
-        if self.video_token_id is None:
-            raise DataError(f"sample {sample.uid!r} is a video; {self.arch.name} reads images only",
-                            where=sample.source or f"domain {sample.domain}",
-                            hint="train video domains on a Qwen2-VL checkpoint or with the mod_mllm backend")
-        from dmo.models.qwen2_vl_video import clip_patches
-
-        frames = [Image.fromarray(np.asarray(f, dtype=np.uint8)).convert("RGB") for f in sample.frames]
-        encoded = self.processor(images=frames, return_tensors="np")
-        grid = np.asarray(encoded["image_grid_thw"])  # (F, 3): (1, h, w) per frame, all alike
-        patches = np.asarray(encoded["pixel_values"]).reshape(len(frames), int(grid[0].prod()), -1)
-        video, grid_t = clip_patches(patches, int(getattr(self.processor, "temporal_patch_size", 2)))
-        return {"pixel_values_videos": torch.from_numpy(video),
-                "video_grid_thw": torch.tensor([[grid_t, int(grid[0, 1]), int(grid[0, 2])]])}
-
-    def _prompt(self, question: str, image_tokens: int, *, video: bool = False) -> list[int]:
-        kind, token = ("video", self.video_token) if video else ("image", self.image_token)
-        messages = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": question}]}]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        if token not in text:
-            raise CheckpointError(f"its chat template does not place the {kind} token {token!r}", where=str(self.path))
-        text = text.replace(token, token * image_tokens, 1)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        if bos is not None and (not ids or ids[0] != bos) and getattr(self.tokenizer, "add_bos_token", True):
-            ids = [bos, *ids]
-        return ids
-
-    def encode(self, samples: Sequence[Sample]) -> EncodedSplit:
-        if not samples:
-            raise ValueError("no samples to encode")
-        vision = [self._images(s) for s in samples]
-        counts = [self.arch.image_tokens(self.config, v, self.processor) for v in vision]
-        if self.max_tokens is not None:
-            refuse_text_that_cannot_fit(samples, self.tokenizer, max(counts), self.max_tokens)
-        prompts = [self._prompt(s.question, n, video=s.is_video) for s, n in zip(samples, counts)]
-        answers = [self.tokenizer(s.answer, add_special_tokens=False)["input_ids"] + [self.eos_id] for s in samples]
-        if self.arch.patched_images:
-            videos = tuple(s.is_video for s in samples)
-            images: Any = PatchedImages(
-                tuple(v["pixel_values_videos" if is_video else "pixel_values"] for v, is_video in zip(vision, videos)),
-                torch.cat([v["video_grid_thw" if is_video else "image_grid_thw"] for v, is_video in zip(vision, videos)]),
-                videos if any(videos) else ())
-        else:
-            images = StackedImages(torch.cat([v["pixel_values"] for v in vision]))
-        token_types: tuple[tuple[int, int], ...] = ()
-        if self.arch.token_types:
-            token_types = ((self.image_token_id, 1),) + (((self.video_token_id, 2),) if self.video_token_id is not None else ())
-        split = EncodedSplit(prompts, answers, images, token_types)
-        if self.max_tokens is not None:
-            check_lengths(samples, split, max(counts), self.max_tokens)
-        return split
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
-
-    def fingerprint(self) -> bytes:
-        digest = [self.tokenizer.backend_tokenizer.to_str() if hasattr(self.tokenizer, "backend_tokenizer") else "",
-                  self.tokenizer.chat_template or "", json.dumps(self.processor.to_dict(), sort_keys=True, default=str),
-                  str(self.image_size)]
-        return "\0".join(digest).encode()
-
-    def save(self, directory: Path) -> None:
-        self.tokenizer.save_pretrained(directory)
-        self.processor.save_pretrained(directory)
-
-    save_pretrained = save  # what dmo.models.checkpoint.save_checkpoint calls
-
-
 def attention_probe(path: Path, samples: Sequence[Sample]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A checkpoint with eager attention (the only kind that returns attention maps, for ARank) and
     ``samples`` encoded with its own tokenizer, processor and chat template, right-padded."""
@@ -323,7 +140,7 @@ class HfBackend(ModelBackend):
 
     def model_config(self, config: DmoConfig, encoder: HfEncoder | None) -> HfModConfig:
         path = Path(config.model.path)
-        hf = _hf_config(path)
+        hf = read_hf_config(path)
         architecture(hf, path)
         text = hf.get_text_config()
         mod = mod_settings_for(config.model.mod, text.num_hidden_layers)
@@ -352,7 +169,7 @@ class HfBackend(ModelBackend):
         from transformers import AutoModelForImageTextToText
 
         path = Path(path)
-        config = _hf_config(path)
+        config = read_hf_config(path)
         architecture(config, path)
         _refuse_pickles(path)
         if not _is_dmo_checkpoint(path):
@@ -389,9 +206,9 @@ class HfBackend(ModelBackend):
         else:  # a user's checkpoint, maybe sharded, maybe in transformers' legacy key format
             state = dict(self.load(path).state_dict())
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-        mod = getattr(_hf_config(like), MOD_KEY, None) if like is not None else None
+        mod = getattr(read_hf_config(like), MOD_KEY, None) if like is not None else None
         if mod and not any(".router." in name for name in state):
-            hidden = _hf_config(path).get_text_config().hidden_size
+            hidden = read_hf_config(path).get_text_config().hidden_size
             prefix = _layers_prefix(state)
             for layer, rho in enumerate(mod["retention"]):
                 if rho < 1.0:
@@ -436,7 +253,7 @@ class HfBackend(ModelBackend):
         return rf"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.({modules})", ["router", "multi_modal_projector"]
 
     def merge_exclude(self, path: Path) -> tuple[str, ...]:
-        return (f"{architecture(_hf_config(Path(path)), Path(path)).vision_prefix}*",)
+        return (f"{architecture(read_hf_config(Path(path)), Path(path)).vision_prefix}*",)
 
     # ------------------------------------------------------------------ merging
 
@@ -444,12 +261,12 @@ class HfBackend(ModelBackend):
         from dmo.merging.compat import check_fingerprint, recorded_base_fingerprint
 
         base = Path(base)
-        base_config = _hf_config(base)
+        base_config = read_hf_config(base)
         fingerprint = self.fingerprint(base)
         reference = _comparable(base_config)
         mods = set()
         for expert in map(Path, experts):
-            config = _hf_config(expert)
+            config = read_hf_config(expert)
             check_fingerprint(fingerprint, recorded_base_fingerprint(expert, config), expert=str(expert))
             for key, value in reference.items():
                 got = _comparable(config).get(key)
@@ -462,7 +279,7 @@ class HfBackend(ModelBackend):
                              hint="experts must keep one MoD schedule, retention and TanhNorm")
 
     def check_routing(self, model: nn.Module, expert: Path) -> None:
-        ours, theirs = getattr(model.config, MOD_KEY, None), getattr(_hf_config(Path(expert)), MOD_KEY, None)
+        ours, theirs = getattr(model.config, MOD_KEY, None), getattr(read_hf_config(Path(expert)), MOD_KEY, None)
         if _routing_key(ours) != _routing_key(theirs):
             raise MergeError(f"is routed {_routing_key(theirs)}, the project {_routing_key(ours)}", where=str(expert),
                              hint="experts of one search share one routing: match model.mod to the expert's")
