@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from dmo.config import names
-from dmo.config.fields import Frozen, Identifier
+from dmo.config.fields import Frozen, Identifier, known_name
 
 # --------------------------------------------------------------------------- domains
 
@@ -60,6 +60,10 @@ class LmmsEvalTask(Frozen):
     limit: int | None = Field(None, ge=1, description="Score only the task's first N documents.")
 
 
+MetricName = Annotated[str, known_name(names.METRICS, "metric")]
+GeneratorName = Annotated[str, known_name(names.BENCHMARK_GENERATORS, "benchmark generator")]
+
+
 class BenchmarkSettings(Frozen):
     """An evaluation set apart from the training domains, scored with its own metric."""
 
@@ -67,8 +71,8 @@ class BenchmarkSettings(Frozen):
     file: Path | None = Field(None, description="LLaMA-Factory ShareGPT JSONL; an optional 'answers' list per line "
                                                 "holds every reference answer (else the assistant turn is the one "
                                                 "reference); image paths relative to the file.")
-    generator: str | None = Field(None, description="Instead of a file: a synthetic evaluation set, one of "
-                                                    + ", ".join(names.BENCHMARK_GENERATORS) + ".")
+    generator: GeneratorName | None = Field(None, description="Instead of a file: a synthetic evaluation set, one of "
+                                                              + ", ".join(names.BENCHMARK_GENERATORS) + ".")
     size: int = Field(200, ge=1, description="Samples a generator draws (seeded by project.seed and the name).")
     domain: str | None = Field(None, description="Instead of a file: this training domain's dev split (test split "
                                                  "for a report benchmark), scored by this benchmark's metric.")
@@ -78,23 +82,9 @@ class BenchmarkSettings(Frozen):
         "search", description="'search': scored on every proxy; 'report': never read by a search, only by "
                               "dmo eval --benchmarks report, so the mixture is judged on data it was not chosen on "
                               "(a report benchmark over a domain is its test split).")
-    metric: str = Field("exact_match", description="A scorer of dmo.evaluation.scorers, 'likelihood', or "
-                                                   "'lmms_eval' for an lmms_eval task.")
+    metric: MetricName = Field("exact_match", description="A scorer of dmo.evaluation.scorers, 'likelihood', or "
+                                                          "'lmms_eval' for an lmms_eval task.")
     weight: float = Field(1.0, gt=0, description="Its weight in the mean objective over search benchmarks.")
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in names.METRICS:
-            raise ValueError(names.unknown_name(value, names.METRICS, "metric"))
-        return value
-
-    @field_validator("generator")
-    @classmethod
-    def _known_generator(cls, value: str | None) -> str | None:
-        if value is not None and value not in names.BENCHMARK_GENERATORS:
-            raise ValueError(names.unknown_name(value, names.BENCHMARK_GENERATORS, "benchmark generator"))
-        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> BenchmarkSettings:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from dmo.config import names
-from dmo.config.fields import Frozen
+from dmo.config.fields import Frozen, known_name
+
+# Registry names, each refused with the known ones listed (dmo.config.fields.known_name).
+SamplerName = Annotated[str, known_name(names.SAMPLERS, "sampler")]
+MergeMethodName = Annotated[str, known_name(names.MERGE_METHODS, "merge method")]
+AnchorRuleName = Annotated[str, known_name(names.ANCHOR_RULES, "anchor rule")]
 
 
 class ObjectiveSettings(Frozen):
@@ -22,7 +27,7 @@ class ObjectiveSettings(Frozen):
 
 
 class MergeSettings(Frozen):
-    method: str = Field("task_arithmetic", description="A name from dmo.merging's registry.")
+    method: MergeMethodName = Field("task_arithmetic", description="A name from dmo.merging's registry.")
     params: dict[str, float] = Field(default_factory=dict, description="Method parameters, e.g. lambda.")
     exclude: tuple[str, ...] | None = Field(
         None, description="Parameters that keep base values (globs); default the model's frozen vision tower."
@@ -36,13 +41,6 @@ class MergeSettings(Frozen):
         "auto", description="How LoRA experts are held: as factors (K adapters of memory, a hook per adapted "
         "matrix) or folded into dense task vectors (K models of memory, plain forwards); auto: factors unless "
         "their hooks add over 10 % of the matrices' work and the dense bank fits in 1 GiB (dmo/merging/banks.py).")
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        if value not in names.MERGE_METHODS:
-            raise ValueError(names.unknown_name(value, list(names.MERGE_METHODS), "merge method"))
-        return value
 
     @model_validator(mode="after")
     def _factored_needs_a_linear_merge(self) -> MergeSettings:
@@ -74,23 +72,16 @@ class AnchorSettings(Frozen):
 
     fraction: float = Field(0.25, gt=0, le=1, description="Share of each benchmark's samples in its anchor subset, "
                                                           "chosen once when the search first runs.")
-    rule: str = Field("random", description="How the subset is chosen (dmo.search.anchors): "
+    rule: AnchorRuleName = Field("random", description="How the subset is chosen (dmo.search.anchors): "
                                             + ", ".join(names.ANCHOR_RULES) + ".")
     rescore_top: int = Field(5, ge=1, description="How many of the best trials are scored again on the full "
                                                   "benchmarks when the search ends; dmo best ranks them first.")
-
-    @field_validator("rule")
-    @classmethod
-    def _known_rule(cls, value: str) -> str:
-        if value not in names.ANCHOR_RULES:
-            raise ValueError(names.unknown_name(value, names.ANCHOR_RULES, "anchor rule"))
-        return value
 
 
 class SearchSettings(Frozen):
     # gp by default: on the demo's world it came within 0.5 of the dense grid's best in a median of 16
     # evaluations over 10 seeds, TPE in 34 and random search in none of 40 (docs/benchmarks.md §3).
-    sampler: str = Field("gp", description=f"One of {', '.join(names.SAMPLERS)}.")
+    sampler: SamplerName = Field("gp", description=f"One of {', '.join(names.SAMPLERS)}.")
     trials: int = Field(40, ge=1)
     seed: int = Field(0, ge=0)
     evaluators: int = Field(2, ge=1, description="Proxy evaluators = trials in flight at once.")
@@ -100,13 +91,6 @@ class SearchSettings(Frozen):
     pruning: PruningSettings = PruningSettings()
     anchors: AnchorSettings | None = Field(None, description="Score trials on an anchor subset; None: every sample.")
     heartbeat_s: int = Field(30, ge=1, description="RUNNING trials silent this long are failed and retried.")
-
-    @field_validator("sampler")
-    @classmethod
-    def _known_sampler(cls, value: str) -> str:
-        if value not in names.SAMPLERS:
-            raise ValueError(names.unknown_name(value, names.SAMPLERS, "sampler"))
-        return value
 
     @model_validator(mode="after")
     def _anchors_fit(self) -> SearchSettings:
